@@ -1,0 +1,179 @@
+"""All of hemoscan's settings, read in one place (environment variables prefixed ``HEMOSCAN_``).
+
+The defaults are the *embedded mode*: a SQLite file and a local folder as the object store
+under ``data_dir``, and no broker, so batches run in-process. Setting ``HEMOSCAN_BROKER_URL``,
+``HEMOSCAN_DATABASE_URL`` and ``HEMOSCAN_S3_ENDPOINT_URL`` turns on the distributed mode.
+An invalid value fails at start-up with a message naming the variable (see ``load_settings``).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from hemoscan.errors import ConfigurationError
+
+ENV_PREFIX = "HEMOSCAN_"
+
+
+class HeatmapPolicy(StrEnum):
+    """Which images get their Grad-CAM heatmaps written to the object store."""
+
+    ALL = "all"
+    POSITIVES = "positives"
+    NONE = "none"
+
+
+def _default_model_path() -> str:
+    # The committed demo weights: trained on synthetic phantoms, NOT clinically valid.
+    return str(Path(__file__).resolve().parent.parent / "hybrid_model" / "weights" / "demo.keras")
+
+
+class Settings(BaseSettings):
+    """hemoscan configuration. Every field is set by ``HEMOSCAN_<FIELD NAME IN CAPITALS>``."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
+
+    # --- where things live ---------------------------------------------------------------
+    data_dir: Path = Field(
+        default=Path(".hemoscan"),
+        description="Folder for the embedded mode's SQLite file and local object store.",
+    )
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL, e.g. postgresql+psycopg2://user@host/db. "
+        "Default: sqlite:///<data_dir>/hemoscan.db.",
+    )
+    broker_url: str | None = Field(
+        default=None,
+        description="Celery broker, e.g. redis://host:6379/0. Unset: batches run in-process.",
+    )
+    output_location: str | None = Field(
+        default=None,
+        description="Where heatmaps are written: s3://bucket/prefix or a folder. "
+        "Default: <data_dir>/heatmaps.",
+    )
+    # --- object store --------------------------------------------------------------------
+    s3_endpoint_url: str | None = Field(
+        default=None, description="S3-compatible endpoint (SeaweedFS, MinIO, Ceph); unset: AWS."
+    )
+    s3_region: str = Field(default="us-east-1", description="Object-store region.")
+    s3_access_key_id: str | None = Field(
+        default=None, description="Access key; unset: boto3's own chain (AWS_* variables, roles)."
+    )
+    s3_secret_access_key: SecretStr | None = Field(default=None, description="Secret key.")
+    s3_connect_timeout: float = Field(default=5.0, gt=0, description="Seconds to connect.")
+    s3_read_timeout: float = Field(default=30.0, gt=0, description="Seconds to wait for data.")
+    s3_max_attempts: int = Field(
+        default=5, ge=1, le=20, description="botocore attempts per request (standard retry mode)."
+    )
+    # --- model and scoring ---------------------------------------------------------------
+    model_path: Path = Field(
+        default_factory=lambda: Path(_default_model_path()),
+        description="The .keras model file. Default: the phantom-trained demo model.",
+    )
+    threshold: float | None = Field(
+        default=None,
+        ge=0.0,
+        le=1.0,
+        description="Decision threshold on the probability; unset: the one stored in the model.",
+    )
+    batch_size: int = Field(default=32, ge=1, le=1024, description="Images per task / model call.")
+    heatmaps: HeatmapPolicy = Field(
+        default=HeatmapPolicy.ALL, description="Heatmaps to write: all, positives or none."
+    )
+    allow_non_ct: bool = Field(
+        default=False, description="Score DICOM of other modalities instead of rejecting them."
+    )
+    # --- limits ----------------------------------------------------------------------------
+    max_object_bytes: int = Field(
+        default=64 * 1024 * 1024, ge=1, description="Objects larger than this are rejected."
+    )
+    max_pixels: int = Field(
+        default=50_000_000, ge=1, description="Pixel-count limit, checked before decoding."
+    )
+    # --- workers ---------------------------------------------------------------------------
+    queue: str = Field(default="hemoscan", description="Celery queue the batches go to.")
+    fetch_threads: int = Field(default=8, ge=1, le=256, description="Concurrent object fetches.")
+    tf_intra_threads: int = Field(
+        default=0, ge=0, description="TensorFlow intra-op threads per worker (0: TF decides)."
+    )
+    tf_inter_threads: int = Field(
+        default=0, ge=0, description="TensorFlow inter-op threads per worker (0: TF decides)."
+    )
+    visibility_timeout: int = Field(
+        default=3600, ge=60, description="Seconds before Redis redelivers an unacknowledged batch."
+    )
+    max_retries: int = Field(
+        default=5, ge=0, le=50, description="Retries of a batch on transient I/O errors."
+    )
+    max_deliveries: int = Field(
+        default=3,
+        ge=1,
+        le=20,
+        description="Deliveries of a batch that kills its worker before its images are failed.",
+    )
+    # --- monitoring ------------------------------------------------------------------------
+    flower_user: str = Field(default="admin", description="Flower basic-auth user.")
+    flower_password: SecretStr | None = Field(
+        default=None, description="Flower basic-auth password; Flower refuses to start without."
+    )
+    flower_port: int = Field(default=5555, ge=1, le=65535, description="Flower's port.")
+    metrics_port: int = Field(
+        default=0, ge=0, le=65535, description="Worker Prometheus port (0: no endpoint)."
+    )
+
+    @field_validator("database_url", "broker_url", "output_location", "s3_endpoint_url")
+    @classmethod
+    def _empty_is_unset(cls, value: str | None) -> str | None:
+        return value or None
+
+    @field_validator("broker_url")
+    @classmethod
+    def _known_broker(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("redis://", "rediss://", "amqp://", "memory://")):
+            raise ValueError("must start with redis://, rediss://, amqp:// or memory://")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_database(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("postgresql", "sqlite")):
+            raise ValueError("must be a postgresql+psycopg2:// or sqlite:/// URL")
+        return value
+
+    # --- derived values ------------------------------------------------------------------
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'hemoscan.db').resolve()}"
+
+    @property
+    def effective_output_location(self) -> str:
+        return self.output_location or str((self.data_dir / "heatmaps").resolve())
+
+    @property
+    def distributed(self) -> bool:
+        """True when batches go through a broker to Celery workers."""
+        return self.broker_url is not None
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the settings; an invalid value raises ConfigurationError naming the variable."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            field = str(err["loc"][0]) if err["loc"] else "?"
+            problems.append(f"{ENV_PREFIX}{field.upper()}: {err['msg']}")
+        raise ConfigurationError("invalid settings: " + "; ".join(problems)) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return load_settings()

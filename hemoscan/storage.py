@@ -1,0 +1,233 @@
+"""One interface over S3-compatible object storage and a local folder.
+
+Locations are written ``s3://bucket/prefix`` or as a path (``file://`` accepted). Keys are
+always relative to the location's prefix and use ``/`` separators, so the same job can move
+between a laptop folder and a bucket. Listings are streamed page by page: a bucket of millions
+of objects is never held in memory.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import unquote, urlparse
+
+from hemoscan.errors import ConfigurationError, ObjectMissing, StorageError
+from hemoscan.settings import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectInfo:
+    """One listed object: its key relative to the store's prefix, size in bytes, and ETag."""
+
+    key: str
+    size: int
+    etag: str | None = None
+
+
+class ObjectStore(Protocol):
+    """What producer and workers need from an object store."""
+
+    location: str
+
+    def list(self, prefix: str = "", page_size: int = 1000) -> Iterator[ObjectInfo]: ...
+    def get(self, key: str, max_bytes: int | None = None) -> bytes: ...
+    def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> str: ...
+    def exists(self, key: str) -> bool: ...
+    def uri(self, key: str) -> str: ...
+
+
+class ObjectTooLarge(StorageError):
+    """The object is bigger than the configured byte limit (not retried: it is bad input)."""
+
+    def __init__(self, uri: str, size: int, limit: int) -> None:
+        super().__init__(f"object is {size} bytes, over the {limit}-byte limit: {uri}")
+        self.size = size
+        self.limit = limit
+
+
+def _join(prefix: str, key: str) -> str:
+    return f"{prefix.rstrip('/')}/{key}" if prefix else key
+
+
+class LocalStore:
+    """A folder on disk behaving as an object store (the embedded mode)."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root).expanduser().resolve()
+        self.location = str(self.root)
+
+    def _path(self, key: str) -> Path:
+        path = (self.root / key).resolve()
+        if path != self.root and self.root not in path.parents:
+            raise ConfigurationError(f"key escapes the store's folder: {key!r}")
+        return path
+
+    def list(self, prefix: str = "", page_size: int = 1000) -> Iterator[ObjectInfo]:
+        # os.walk yields one directory at a time; sorted for a stable, resumable order.
+        base = self._path(prefix) if prefix else self.root
+        if base.is_file():
+            yield self._info(base)
+            return
+        for dirpath, dirnames, filenames in os.walk(base):
+            dirnames.sort()
+            for name in sorted(filenames):
+                yield self._info(Path(dirpath) / name)
+
+    def _info(self, path: Path) -> ObjectInfo:
+        stat = path.stat()
+        etag = f"{stat.st_size:x}-{stat.st_mtime_ns:x}"
+        return ObjectInfo(path.relative_to(self.root).as_posix(), stat.st_size, etag)
+
+    def get(self, key: str, max_bytes: int | None = None) -> bytes:
+        path = self._path(key)
+        try:
+            size = path.stat().st_size
+            if max_bytes is not None and size > max_bytes:
+                raise ObjectTooLarge(self.uri(key), size, max_bytes)
+            return path.read_bytes()
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            raise ObjectMissing(self.uri(key)) from None
+        except PermissionError as exc:
+            raise StorageError(f"cannot read {self.uri(key)}: {exc.strerror}") from exc
+
+    def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> str:
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Write then rename: a reader never sees half a file, a retry simply overwrites.
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+        return self.uri(key)
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def uri(self, key: str) -> str:
+        return str(self._path(key))
+
+
+class S3Store:
+    """An S3-compatible bucket (AWS S3, SeaweedFS, MinIO, Ceph) under an optional prefix."""
+
+    def __init__(self, bucket: str, prefix: str, settings: Settings) -> None:
+        import boto3
+        from botocore.config import Config
+
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        self.location = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
+        config = Config(
+            region_name=settings.s3_region,
+            connect_timeout=settings.s3_connect_timeout,
+            read_timeout=settings.s3_read_timeout,
+            retries={"max_attempts": settings.s3_max_attempts, "mode": "standard"},
+            s3={"addressing_style": "path"},
+            # Many concurrent fetches share one client (boto3 clients are thread-safe).
+            max_pool_connections=max(10, settings.fetch_threads * 2),
+        )
+        secret = settings.s3_secret_access_key
+        self._client = boto3.session.Session().client(
+            "s3",
+            endpoint_url=settings.s3_endpoint_url,
+            aws_access_key_id=settings.s3_access_key_id,
+            aws_secret_access_key=secret.get_secret_value() if secret else None,
+            config=config,
+        )
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        self._errors = (BotoCoreError, ClientError)
+
+    def _key(self, key: str) -> str:
+        return _join(self.prefix, key)
+
+    def _fail(self, exc: Exception, key: str, action: str) -> Exception:
+        code = getattr(exc, "response", {}).get("Error", {}).get("Code", "")
+        if code in ("NoSuchKey", "404", "NotFound"):
+            return ObjectMissing(self.uri(key))
+        if code == "NoSuchBucket":
+            return ConfigurationError(f"bucket does not exist: s3://{self.bucket}")
+        return StorageError(f"cannot {action} {self.uri(key)}: {exc}")
+
+    def list(self, prefix: str = "", page_size: int = 1000) -> Iterator[ObjectInfo]:
+        paginator = self._client.get_paginator("list_objects_v2")
+        full = _join(self.prefix, prefix)
+        if self.prefix and not prefix:
+            full += "/"
+        strip = len(self.prefix) + 1 if self.prefix else 0
+        pages = paginator.paginate(
+            Bucket=self.bucket, Prefix=full, PaginationConfig={"PageSize": page_size}
+        )
+        try:
+            for page in pages:
+                for item in page.get("Contents", ()):
+                    if item["Key"].endswith("/"):
+                        continue  # folder markers some tools create
+                    etag = item.get("ETag", "").strip('"') or None
+                    yield ObjectInfo(item["Key"][strip:], int(item["Size"]), etag)
+        except self._errors as exc:
+            raise self._fail(exc, prefix, "list") from exc
+
+    def get(self, key: str, max_bytes: int | None = None) -> bytes:
+        try:
+            response = self._client.get_object(Bucket=self.bucket, Key=self._key(key))
+            size = int(response.get("ContentLength", 0))
+            if max_bytes is not None and size > max_bytes:
+                response["Body"].close()
+                raise ObjectTooLarge(self.uri(key), size, max_bytes)
+            return response["Body"].read()
+        except self._errors as exc:
+            raise self._fail(exc, key, "get") from exc
+
+    def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> str:
+        try:
+            self._client.put_object(
+                Bucket=self.bucket, Key=self._key(key), Body=data, ContentType=content_type
+            )
+        except self._errors as exc:
+            raise self._fail(exc, key, "put") from exc
+        return self.uri(key)
+
+    def exists(self, key: str) -> bool:
+        try:
+            self._client.head_object(Bucket=self.bucket, Key=self._key(key))
+            return True
+        except self._errors as exc:
+            err = self._fail(exc, key, "check")
+            if isinstance(err, ObjectMissing):
+                return False
+            raise err from exc
+
+    def create_bucket(self) -> None:
+        """Create the bucket if it does not exist (development and tests)."""
+        try:
+            self._client.head_bucket(Bucket=self.bucket)
+        except self._errors:
+            try:
+                self._client.create_bucket(Bucket=self.bucket)
+            except self._errors as exc:
+                raise StorageError(f"cannot create bucket {self.bucket}: {exc}") from exc
+
+    def uri(self, key: str) -> str:
+        return f"s3://{self.bucket}/{self._key(key)}"
+
+
+def open_store(location: str | Path, settings: Settings) -> ObjectStore:
+    """The store for ``s3://bucket/prefix``, ``file:///path`` or a plain path."""
+    text = str(location)
+    if text.startswith("s3://"):
+        parsed = urlparse(text)
+        if not parsed.netloc:
+            raise ConfigurationError(f"no bucket in object-store location {text!r}")
+        return S3Store(parsed.netloc, unquote(parsed.path), settings)
+    if text.startswith("file://"):
+        text = unquote(urlparse(text).path)
+    elif "://" in text:
+        raise ConfigurationError(
+            f"unsupported object-store location {text!r}: use s3://bucket/prefix or a folder"
+        )
+    return LocalStore(text)

@@ -1,0 +1,46 @@
+"""Typed image errors. Each class carries ``reason``: the failure code recorded for that input.
+
+``str(exc)`` is a sentence a person can act on; ``exc.reason`` is the machine-readable code the
+workers store in a failure row (DESIGN.md, "Bad input is data, not a crash").
+"""
+
+from __future__ import annotations
+
+
+class ImageError(Exception):
+    """Base class for an input image that cannot be scored."""
+
+    reason = "unreadable"
+
+
+class EmptyImage(ImageError):
+    """The input has zero bytes."""
+
+    reason = "empty"
+
+
+class UnreadableImage(ImageError):
+    """Truncated, undecodable, random bytes, or a DICOM file without pixel data."""
+
+    reason = "unreadable"
+
+
+class UnsupportedImage(ImageError):
+    """Unsupported transfer syntax, multi-frame DICOM, or an unknown format."""
+
+    reason = "unsupported"
+
+
+class ImageTooLarge(ImageError):
+    """Byte size or pixel count over the limit (checked from the header before decoding)."""
+
+    reason = "too_large"
+
+
+class NotCT(ImageError):
+    """A DICOM file whose modality is not CT."""
+
+    reason = "not_ct"
+
+
+REASONS = ("empty", "unreadable", "unsupported", "too_large", "not_ct")
