@@ -1,0 +1,208 @@
+"""``hemoscan`` sub-commands for the model: phantoms, train, evaluate, predict, model-bench.
+
+Registration imports nothing heavy: TensorFlow is imported inside the handlers only (see
+hemoscan/cli.py for why).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from hemoscan.errors import HemoscanError
+
+PHANTOM_NOTE = "phantom-trained weights: NOT clinically valid, research use only"
+
+
+class ModelCommandError(HemoscanError):
+    """A user error in a model command (bad path, bad option)."""
+
+
+def _existing_dir(value: str) -> Path:
+    path = Path(value)
+    if not path.is_dir():
+        raise argparse.ArgumentTypeError(f"not a folder: {value}")
+    return path
+
+
+def _positive_int(value: str) -> int:
+    number = int(value)
+    if number <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
+    return number
+
+
+def _fraction(value: str) -> float:
+    number = float(value)
+    if not 0.0 < number < 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {value}")
+    return number
+
+
+def register(subparsers) -> None:
+    """Add the model commands to the ``hemoscan`` argument parser."""
+    p = subparsers.add_parser(
+        "phantoms",
+        help="write synthetic head-CT phantoms (DICOM/PNG + labels.csv + masks/)",
+        description="Write synthetic head-CT slices in Hounsfield units, about half with "
+        "hemorrhages (intraparenchymal, subdural, epidural, subarachnoid, intraventricular), "
+        "plus labels.csv (id,hemorrhage) and masks/<id>.png lesion masks. Phantoms are for "
+        "development and tests; models trained on them are not clinically valid.",
+    )
+    p.add_argument("--out", required=True, type=Path, help="output folder (created)")
+    p.add_argument("--count", required=True, type=_positive_int, help="number of slices")
+    p.add_argument("--seed", required=True, type=int, help="random seed (same seed, same slices)")
+    p.add_argument(
+        "--format",
+        default="dcm",
+        choices=("dcm", "png", "mixed"),
+        dest="fmt",
+        help="dcm: CT DICOM in HU; png: 16-bit brain-window PNG; mixed: alternate (default: dcm)",
+    )
+    p.add_argument(
+        "--size", default=256, type=_positive_int, help="slice size in pixels (default: 256)"
+    )
+    p.set_defaults(func=_phantoms)
+
+    p = subparsers.add_parser(
+        "train",
+        help="train the hybrid CNN+LSTM+GRU model on a labelled folder",
+        description="Train on a folder with labels.csv (id,hemorrhage) or class subfolders "
+        "(0/ 1/ or normal/ hemorrhage/). Augments the training split, early-stops on "
+        "validation ROC AUC, then prints and writes MODEL.metrics.json.",
+    )
+    p.add_argument("--data", required=True, type=_existing_dir, help="labelled image folder")
+    p.add_argument("--out", required=True, type=Path, help="output model path (.keras)")
+    p.add_argument("--epochs", default=15, type=_positive_int, help="maximum epochs (default: 15)")
+    p.add_argument("--batch-size", default=32, type=_positive_int, help="batch size (default: 32)")
+    p.add_argument(
+        "--val-split", default=0.2, type=_fraction, help="validation fraction (default: 0.2)"
+    )
+    p.add_argument("--seed", default=0, type=int, help="random seed (default: 0)")
+    p.set_defaults(func=_train)
+
+    p = subparsers.add_parser(
+        "evaluate",
+        help="metrics and Grad-CAM pointing game of a model on a labelled folder",
+        description="Classification report, ROC AUC, confusion matrix and sensitivity at 95%% "
+        "specificity; with masks/ present, the Grad-CAM pointing game (peak inside the lesion "
+        "mask, 2 px tolerance).",
+    )
+    p.add_argument("--data", required=True, type=_existing_dir, help="labelled image folder")
+    p.add_argument(
+        "--model", type=Path, default=None, help="model .keras (default: the demo model)"
+    )
+    p.add_argument("--json", action="store_true", help="also print the metrics as one JSON object")
+    p.set_defaults(func=_evaluate)
+
+    p = subparsers.add_parser(
+        "predict",
+        help="score images (files or folders) with Grad-CAM heatmaps",
+        description="Score DICOM/PNG/JPEG slices. Prints a table, or with --json one JSON "
+        "object per image. Unreadable files are reported and the others still scored.",
+    )
+    p.add_argument("paths", nargs="+", help="image files or folders")
+    p.add_argument(
+        "--model", type=Path, default=None, help="model .keras (default: the demo model)"
+    )
+    p.add_argument(
+        "--heatmaps", type=Path, default=None, help="write overlay PNG + raw .npy maps here"
+    )
+    p.add_argument("--json", action="store_true", help="one JSON object per line per image")
+    p.add_argument("--batch-size", default=16, type=_positive_int, help="images per model call")
+    p.set_defaults(func=_predict)
+
+    p = subparsers.add_parser(
+        "model-bench",
+        help="images/s of forward-only vs forward+Grad-CAM at batch 1, 8, 32",
+        description="Throughput of the model with and without Grad-CAM (target at batch 32: "
+        "forward+Grad-CAM >= 0.85x forward-only).",
+    )
+    p.add_argument(
+        "--model", type=Path, default=None, help="model .keras (default: the demo model)"
+    )
+    p.add_argument("--batches", default="1,8,32", help="comma-separated batch sizes")
+    p.add_argument("--seconds", default=3.0, type=float, help="time per measurement (default: 3)")
+    p.set_defaults(func=_bench)
+
+
+def _phantoms(args) -> int:
+    from hybrid_model.phantoms import generate
+
+    records = generate(args.out, args.count, args.seed, fmt=args.fmt, size=args.size)
+    positives = sum(r["hemorrhage"] for r in records)
+    print(f"wrote {len(records)} phantom slices ({positives} with hemorrhage) to {args.out}")
+    return 0
+
+
+def _train(args) -> int:
+    if args.out.suffix != ".keras":
+        raise ModelCommandError(f"--out must end in .keras: {args.out}")
+    from hybrid_model.train import metrics_path, train
+
+    metrics = train(args.data, args.out, args.epochs, args.batch_size, args.val_split, args.seed)
+    print(
+        f"saved {args.out} and {metrics_path(args.out)} (validation ROC AUC {metrics['roc_auc']:.4f})"
+    )
+    return 0
+
+
+def _evaluate(args) -> int:
+    from hybrid_model.evaluate import evaluate
+
+    metrics = evaluate(args.data, args.model)
+    if args.json:
+        print(json.dumps(metrics, sort_keys=True, default=float))
+    return 0
+
+
+def _predict(args) -> int:
+    from hybrid_model.predict import predict_paths
+
+    rows = predict_paths(args.paths, args.model, args.heatmaps, batch_size=args.batch_size)
+    if args.json:
+        failed = 0
+        for row in rows:
+            failed += "error" in row
+            print(json.dumps(row), flush=True)
+        return 1 if failed else 0
+    return _print_table(rows)
+
+
+def _print_table(rows) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="hemoscan predict")
+    for col in ("image", "probability", "label", "peak (row, col)", "heatmap"):
+        table.add_column(col)
+    failed, note = 0, ""
+    for row in rows:
+        note = row.get("model_note", note)
+        if "error" in row:
+            failed += 1
+            table.add_row(row["image"], "-", f"error: {row['error']}", "-", row["message"])
+            continue
+        table.add_row(
+            row["image"],
+            f"{row['probability']:.4f}",
+            row["label"],
+            f"{row['peak'][0]}, {row['peak'][1]}",
+            row["heatmap"] or "-",
+        )
+    console = Console()
+    console.print(table)
+    console.print(note)
+    return 1 if failed else 0
+
+
+def _bench(args) -> int:
+    from hybrid_model.bench import run_bench
+
+    try:
+        batches = [int(b) for b in args.batches.split(",") if b.strip()]
+    except ValueError as exc:
+        raise ModelCommandError(f"--batches must be integers: {args.batches}") from exc
+    run_bench(args.model, batches, args.seconds)
+    return 0

@@ -1,0 +1,112 @@
+"""Classification metrics shared by training and evaluation (numpy in, dict out)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+TARGET_SPECIFICITY = 0.95
+CLASS_NAMES = ("normal", "hemorrhage")
+
+
+def threshold_at_specificity(
+    y_true: np.ndarray, probs: np.ndarray, specificity: float = TARGET_SPECIFICITY
+) -> tuple[float, float, float]:
+    """Lowest threshold whose specificity is >= ``specificity``: (threshold, sens, spec).
+
+    We choose the operating point by specificity rather than Youden's J because a screening
+    queue is judged by how many normal scans it flags; the sensitivity is what that costs.
+    """
+    from sklearn.metrics import roc_curve
+
+    fpr, tpr, thresholds = roc_curve(y_true, probs)
+    ok = (1.0 - fpr) >= specificity
+    idx = int(np.flatnonzero(ok)[-1]) if ok.any() else 0
+    threshold = float(min(thresholds[idx], 1.0))
+    return threshold, float(tpr[idx]), float(1.0 - fpr[idx])
+
+
+def classification_metrics(
+    y_true: np.ndarray, probs: np.ndarray, threshold: float | None = None
+) -> dict[str, Any]:
+    """ROC AUC, sensitivity at 95% specificity, and report/confusion at ``threshold``.
+
+    With ``threshold`` None, the threshold meeting the target specificity on this data is used
+    (that is how training picks the model's threshold, on the validation split).
+    """
+    from sklearn.metrics import classification_report, confusion_matrix, roc_auc_score
+
+    y_true = np.asarray(y_true).astype(int)
+    probs = np.asarray(probs, dtype=np.float64)
+    both = len(np.unique(y_true)) == 2
+    auc = float(roc_auc_score(y_true, probs)) if both else float("nan")
+    thr_spec, sens_spec, spec = (
+        threshold_at_specificity(y_true, probs) if both else (0.5, float("nan"), float("nan"))
+    )
+    used = float(thr_spec if threshold is None else threshold)
+    pred = (probs >= used).astype(int)
+    report = classification_report(
+        y_true,
+        pred,
+        labels=[0, 1],
+        target_names=list(CLASS_NAMES),
+        output_dict=True,
+        zero_division=0,
+    )
+    cm = confusion_matrix(y_true, pred, labels=[0, 1])
+    tn, fp, fn, tp = (int(v) for v in cm.ravel())
+    return {
+        "count": int(len(y_true)),
+        "roc_auc": auc,
+        "target_specificity": TARGET_SPECIFICITY,
+        "sensitivity_at_target_specificity": sens_spec,
+        "specificity_achieved": spec,
+        "threshold_at_target_specificity": thr_spec,
+        "threshold": used,
+        "sensitivity": tp / max(tp + fn, 1),
+        "specificity": tn / max(tn + fp, 1),
+        "confusion_matrix": {"tn": tn, "fp": fp, "fn": fn, "tp": tp},
+        "classification_report": report,
+    }
+
+
+def render_metrics(metrics: dict[str, Any], title: str = "hemoscan metrics") -> None:
+    """Print metrics as rich tables."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    table = Table(title=title)
+    for col in ("class", "precision", "recall", "f1-score", "support"):
+        table.add_column(col, justify="right")
+    report = metrics["classification_report"]
+    for name in (*CLASS_NAMES, "macro avg", "weighted avg"):
+        row = report[name]
+        table.add_row(
+            name,
+            *(f"{row[k]:.3f}" for k in ("precision", "recall", "f1-score")),
+            f"{row['support']:.0f}",
+        )
+    console.print(table)
+    cm = metrics["confusion_matrix"]
+    summary = Table(title="summary", show_header=False)
+    summary.add_row("images", str(metrics["count"]))
+    summary.add_row("ROC AUC", f"{metrics['roc_auc']:.4f}")
+    summary.add_row(
+        f"sensitivity at specificity >= {metrics['target_specificity']:.2f}",
+        f"{metrics['sensitivity_at_target_specificity']:.4f}",
+    )
+    summary.add_row("threshold used", f"{metrics['threshold']:.4f}")
+    summary.add_row(
+        "sensitivity / specificity at it",
+        f"{metrics['sensitivity']:.4f} / {metrics['specificity']:.4f}",
+    )
+    summary.add_row("confusion [tn fp; fn tp]", f"[{cm['tn']} {cm['fp']}; {cm['fn']} {cm['tp']}]")
+    if "pointing_game" in metrics:
+        pg = metrics["pointing_game"]
+        summary.add_row(
+            "Grad-CAM pointing game",
+            f"{pg['hit_rate']:.4f} ({pg['hits']}/{pg['slices']} true-positive slices)",
+        )
+    console.print(summary)

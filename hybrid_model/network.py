@@ -1,0 +1,59 @@
+"""The hybrid CNN + LSTM + GRU classifier (DESIGN.md, "The model").
+
+A small convolutional feature extractor keeps its last feature map at 1/8 of the input
+(32x32 for 256x256 input): fine enough for Grad-CAM to point at a few-millimetre bleed. That map
+(H' x W' x C) is read as a sequence of H' rows, each row a W'*C vector, by an LSTM that returns the
+whole sequence, then a GRU; because every row position feeds the recurrent layers directly (no
+global pooling), the class-score gradient reaches last_conv with spatial detail.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+LAST_CONV = "last_conv"
+DEFAULT_FILTERS = (8, 16, 32, 64)
+
+
+def _conv_block(x, filters: int, name: str, pool: bool):
+    x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=name)(x)
+    x = layers.BatchNormalization(name=f"{name}_bn")(x)
+    x = layers.ReLU(name=f"{name}_relu")(x)
+    if pool:
+        x = layers.MaxPooling2D(2, name=f"{name}_pool")(x)
+    return x
+
+
+def build_model(
+    input_shape: tuple[int, int, int] = (256, 256, 3),
+    *,
+    filters: tuple[int, ...] = DEFAULT_FILTERS,
+    lstm_units: int = 64,
+    gru_units: int = 32,
+    dense_units: int = 32,
+    dropout: float = 0.3,
+) -> keras.Model:
+    """Conv blocks (Conv2D + BatchNorm + ReLU + MaxPool) -> rows -> LSTM -> GRU -> Dense -> sigmoid.
+
+    The last conv block is named ``last_conv`` (the Grad-CAM target) and is not pooled.
+    The output layer is ``logit`` (linear) followed by ``probability`` (sigmoid), so Grad-CAM can
+    differentiate the pre-sigmoid score without editing the model.
+    """
+    inputs = keras.Input(shape=input_shape, name="image")
+    x = inputs
+    for i, f in enumerate(filters[:-1]):
+        x = _conv_block(x, f, f"conv{i + 1}", pool=True)
+    # last_conv is the activation after ReLU (the conventional Grad-CAM target): name the ReLU.
+    x = layers.Conv2D(filters[-1], 3, padding="same", use_bias=False, name="conv_last")(x)
+    x = layers.BatchNormalization(name="conv_last_bn")(x)
+    x = layers.ReLU(name=LAST_CONV)(x)
+    rows, cols, channels = x.shape[1], x.shape[2], x.shape[3]
+    x = layers.Reshape((rows, cols * channels), name="rows")(x)
+    x = layers.LSTM(lstm_units, return_sequences=True, name="lstm")(x)
+    x = layers.GRU(gru_units, name="gru")(x)
+    x = layers.Dense(dense_units, activation="relu", name="dense")(x)
+    x = layers.Dropout(dropout, name="dropout")(x)
+    logit = layers.Dense(1, name="logit")(x)
+    prob = layers.Activation("sigmoid", name="probability", dtype="float32")(logit)
+    return keras.Model(inputs, prob, name="hybrid_cnn_lstm_gru")

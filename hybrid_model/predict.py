@@ -1,0 +1,104 @@
+"""Score files and folders with probabilities and Grad-CAM heatmaps (``hemoscan predict``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hybrid_model.errors import ImageError
+from hybrid_model.preprocess import decode_native, resize_to_model
+
+IMAGE_SUFFIXES = (".dcm", ".dicom", ".png", ".jpg", ".jpeg")
+
+
+def expand_paths(paths: Iterable[str | Path]) -> list[Path]:
+    """Files as given; folders walked recursively for image files (sorted, masks/ skipped)."""
+    out: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            out.extend(
+                p
+                for p in sorted(path.rglob("*"))
+                if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and "masks" not in p.parts
+            )
+        else:
+            out.append(path)
+    return out
+
+
+def _unique_stem(path: Path, used: set[str]) -> str:
+    stem, n = path.stem, 1
+    while stem in used:
+        n += 1
+        stem = f"{path.stem}-{n}"
+    used.add(stem)
+    return stem
+
+
+def predict_paths(
+    paths: Iterable[str | Path],
+    model_path: str | Path | None = None,
+    heatmap_dir: str | Path | None = None,
+    *,
+    batch_size: int = 16,
+    threshold: float | None = None,
+) -> Iterator[dict[str, Any]]:
+    """Yield one dict per image, in input order, scoring ``batch_size`` images per model call.
+
+    Scored: image, probability, label, threshold, heatmap, raw_heatmap (paths or None when no
+    ``heatmap_dir``), peak [row, col] in native pixels, model_version, model_note.
+    Not readable: image, error (reason code), message; the other images are still scored.
+    """
+    from hybrid_model.gradcam import GradCam
+    from hybrid_model.io import DEMO_MODEL_PATH, load_model
+    from hybrid_model.render import overlay_png, peak, raw_map_npy
+
+    loaded = load_model(model_path or DEMO_MODEL_PATH)
+    size = loaded.input_size
+    cut = loaded.threshold if threshold is None else float(threshold)
+    cam = GradCam(loaded.model, batch_size=batch_size)
+    out_dir = Path(heatmap_dir) if heatmap_dir else None
+    if out_dir:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    files, used = expand_paths(paths), set()
+    for start in range(0, len(files), batch_size):
+        chunk = files[start : start + batch_size]
+        results: list[dict[str, Any]] = []
+        good: list[tuple[int, np.ndarray, tuple[int, int]]] = []
+        for i, path in enumerate(chunk):
+            results.append({"image": str(path)})
+            try:
+                native = decode_native(path.read_bytes(), path.name)
+            except ImageError as exc:
+                results[i].update(error=exc.reason, message=str(exc))
+                continue
+            except OSError as exc:
+                results[i].update(error="unreadable", message=f"{path}: {exc.strerror or exc}")
+                continue
+            good.append((i, resize_to_model(native, size), native.shape[:2]))
+        if good:
+            probs, maps = cam(np.stack([g[1] for g in good]))
+            for (i, image, shape), prob, cam_map in zip(good, probs, maps, strict=True):
+                entry = results[i]
+                entry.update(
+                    probability=round(float(prob), 6),
+                    label="hemorrhage" if prob >= cut else "normal",
+                    threshold=round(cut, 6),
+                    heatmap=None,
+                    raw_heatmap=None,
+                    peak=list(peak(cam_map, shape)),
+                )
+                if out_dir:
+                    stem = _unique_stem(chunk[i], used)
+                    png, npy = out_dir / f"{stem}.heatmap.png", out_dir / f"{stem}.heatmap.npy"
+                    png.write_bytes(overlay_png(image, cam_map))
+                    npy.write_bytes(raw_map_npy(cam_map))
+                    entry.update(heatmap=str(png), raw_heatmap=str(npy))
+        for entry in results:
+            entry["model_version"] = loaded.metadata.get("version")
+            entry["model_note"] = loaded.note
+            yield entry

@@ -1,0 +1,47 @@
+"""Heatmap outputs: an overlay PNG, the raw map as .npy, and the map's peak in native pixels."""
+
+from __future__ import annotations
+
+import io
+
+import cv2
+import numpy as np
+
+from hybrid_model.preprocess import letterbox_geometry
+
+
+def overlay_png(image: np.ndarray, cam: np.ndarray, alpha: float = 0.4) -> bytes:
+    """JET-coloured ``cam`` blended (weight ``alpha``) on the brain window (channel 0) as PNG."""
+    grey = image[..., 0] if image.ndim == 3 else image
+    base = cv2.cvtColor(np.round(np.clip(grey, 0, 1) * 255).astype(np.uint8), cv2.COLOR_GRAY2BGR)
+    cam = np.asarray(cam, dtype=np.float32)
+    if cam.shape != grey.shape:
+        cam = cv2.resize(cam, (grey.shape[1], grey.shape[0]), interpolation=cv2.INTER_LINEAR)
+    heat = cv2.applyColorMap(np.round(np.clip(cam, 0, 1) * 255).astype(np.uint8), cv2.COLORMAP_JET)
+    blended = cv2.addWeighted(heat, float(alpha), base, 1.0 - float(alpha), 0.0)
+    ok, buf = cv2.imencode(".png", blended)
+    if not ok:  # pragma: no cover - OpenCV always encodes a uint8 BGR image
+        raise RuntimeError("PNG encoding failed")
+    return buf.tobytes()
+
+
+def raw_map_npy(cam: np.ndarray) -> bytes:
+    """The map as float16 ``.npy`` bytes (half the size; 3 significant digits is plenty)."""
+    buf = io.BytesIO()
+    np.save(buf, np.asarray(cam, dtype=np.float16), allow_pickle=False)
+    return buf.getvalue()
+
+
+def peak(cam: np.ndarray, native_shape: tuple[int, int]) -> tuple[int, int]:
+    """(row, col) of the map's maximum in ORIGINAL image pixels.
+
+    Undoes ``preprocess.resize_to_model``: the map covers the letterboxed square of side
+    max(H, W) scaled to the model input; pixel centres map as (i + 0.5) * scale - 0.5.
+    """
+    cam = np.asarray(cam)
+    r, c = np.unravel_index(int(np.argmax(cam)), cam.shape[:2])
+    side, top, left = letterbox_geometry(native_shape)
+    row = (r + 0.5) * side / cam.shape[0] - 0.5 - top
+    col = (c + 0.5) * side / cam.shape[1] - 0.5 - left
+    height, width = int(native_shape[0]), int(native_shape[1])
+    return int(np.clip(round(row), 0, height - 1)), int(np.clip(round(col), 0, width - 1))
