@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from functools import lru_cache
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event, text
@@ -41,10 +40,22 @@ def make_engine(url: str) -> Engine:
     )
 
 
-@lru_cache(maxsize=8)
+_engines: dict[str, Engine] = {}
+
+
 def engine_for(url: str) -> Engine:
-    """One engine per URL per process (after a fork, call ``engine.dispose(close=False)``)."""
-    return make_engine(url)
+    """One engine per URL per process."""
+    if url not in _engines:
+        _engines[url] = make_engine(url)
+    return _engines[url]
+
+
+def forget_engines(close: bool = True) -> None:
+    """Drop every engine. In a forked child pass ``close=False``: the parent still owns the
+    inherited connections, and closing them from the child would break the parent's."""
+    while _engines:
+        _, engine = _engines.popitem()
+        engine.dispose(close=close)
 
 
 def session_factory(url: str) -> sessionmaker[Session]:

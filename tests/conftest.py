@@ -53,9 +53,9 @@ def pg_database(pg_admin_url: str) -> Iterator[str]:
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
     yield make_url(pg_admin_url).set(database=name).render_as_string(hide_password=False)
-    from schema.db import engine_for
+    from schema.db import forget_engines
 
-    engine_for.cache_clear()
+    forget_engines()
     with admin.connect() as conn:
         conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     admin.dispose()

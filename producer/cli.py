@@ -1,0 +1,126 @@
+"""`hemoscan scan | status | results | demo`. Nothing here imports TensorFlow at import time."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from rich.console import Console
+
+from hemoscan.settings import get_settings
+
+console = Console(stderr=True)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    scan = subparsers.add_parser(
+        "scan",
+        help="screen every image of an archive (s3://bucket/prefix or a folder)",
+        description="List SOURCE (or read --manifest), register the job and send its images "
+        "in batches. With HEMOSCAN_BROKER_URL set, batches go to Celery workers; without it "
+        "they run here, with a progress bar. Running the same job again sends only what is "
+        "not scored yet.",
+    )
+    scan.add_argument("source", metavar="SOURCE", help="s3://bucket/prefix, or a folder")
+    scan.add_argument("--job", help="job name (default: the source); reuse it to resume")
+    scan.add_argument("--batch-size", type=int, help="images per batch (default: setting)")
+    scan.add_argument("--pattern", help="only keys matching this glob, e.g. '*.dcm'")
+    scan.add_argument(
+        "--manifest", type=Path, help="CSV of keys relative to SOURCE, optional label column"
+    )
+    scan.add_argument("--rescore", action="store_true", help="score everything again")
+    scan.add_argument(
+        "--wait", action="store_true", help="distributed mode: show progress until done"
+    )
+    scan.set_defaults(func=_scan)
+
+    status = subparsers.add_parser(
+        "status",
+        help="progress, throughput and failures of a job (or list the jobs)",
+        description="Without JOB: every job with its counts. With JOB: counts, throughput, "
+        "failures by reason and, when the manifest carried labels, the classification report.",
+    )
+    status.add_argument("job", nargs="?", metavar="JOB", help="job name or id")
+    status.set_defaults(func=_status)
+
+    res = subparsers.add_parser(
+        "results",
+        help="the scored images of a job with their heatmap locations",
+        description="Every scored image of JOB, most suspicious first.",
+    )
+    res.add_argument("job", metavar="JOB", help="job name or id")
+    res.add_argument("--positives", action="store_true", help="only images flagged positive")
+    res.add_argument("--csv", action="store_true", help="CSV on standard output")
+    res.set_defaults(func=_results)
+
+    demo = subparsers.add_parser(
+        "demo",
+        help="generate a phantom archive and screen it on the embedded defaults",
+        description="No services needed: writes a few hundred synthetic head-CT phantoms "
+        "(PNG and DICOM, with a few corrupt files) to a folder, scans them with the demo "
+        "model in this process, and prints the summary and the classification report.",
+    )
+    demo.add_argument("--count", type=int, default=240, help="phantom slices (default 240)")
+    demo.add_argument("--seed", type=int, default=2024, help="phantom seed (default 2024)")
+    demo.add_argument(
+        "--out", type=Path, default=None, help="folder (default: <HEMOSCAN_DATA_DIR>/demo)"
+    )
+    demo.set_defaults(func=_demo)
+
+
+def _sessions():  # type: ignore[no-untyped-def]
+    from schema.db import session_factory, upgrade
+
+    url = get_settings().effective_database_url
+    if url.startswith("sqlite"):
+        upgrade(url)
+    return session_factory(url)
+
+
+def _scan(args: argparse.Namespace) -> int:
+    from producer.runner import scan_with_progress
+    from producer.scan import ScanPlan
+
+    plan = ScanPlan(
+        source=args.source,
+        job_name=args.job,
+        batch_size=args.batch_size,
+        pattern=args.pattern,
+        manifest=args.manifest,
+        rescore=args.rescore,
+    )
+    outcome, state = scan_with_progress(get_settings(), plan, console, wait=args.wait)
+    if state is not None and state.failed:
+        console.print(
+            f"[yellow]{state.failed} image(s) failed: 'hemoscan status {outcome.job_name!r}'"
+        )
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    from producer.jobs import find_job
+    from producer.report import print_job_list, print_status
+
+    out = Console()
+    sessions = _sessions()
+    if not args.job:
+        print_job_list(out, sessions)
+        return 0
+    with sessions.begin() as session:
+        print_status(out, session, find_job(session, args.job))
+    return 0
+
+
+def _results(args: argparse.Namespace) -> int:
+    from producer.jobs import find_job
+    from producer.report import write_results
+
+    with _sessions().begin() as session:
+        write_results(session, find_job(session, args.job), args.positives, args.csv, Console())
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from producer.demo import run_demo
+
+    return run_demo(get_settings(), args.count, args.seed, args.out, Console())

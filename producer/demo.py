@@ -1,0 +1,86 @@
+"""`hemoscan demo`: the whole product on the embedded defaults, with no services at all.
+
+Writes a phantom archive (PNG and DICOM mixed, plus a few corrupt files), scans it in this
+process with the committed demo model, and prints what a user would look at: counts, failures
+by reason, the classification report against the phantom labels, and where things are.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+from rich.console import Console
+
+from hemoscan.settings import Settings
+
+# Bad objects a real archive has: each must end as a failure row with its reason.
+CORRUPT = {
+    "corrupt/empty.png": b"",
+    "corrupt/truncated.dcm": None,  # filled from a real phantom, cut short
+    "corrupt/random-bytes.dcm": os.urandom(2048),
+    "corrupt/notes.png": b"this is a text file with an image name\n",
+}
+
+
+def build_archive(out: Path, count: int, seed: int) -> Path:
+    """Phantoms in ``out/archive`` and ``out/manifest.csv`` (key, label); returns the manifest."""
+    from hybrid_model.phantoms import generate
+
+    archive = out / "archive"
+    records = generate(archive, count=count, seed=seed, fmt="mixed")
+    first_dcm = next(Path(r["file"]) for r in records if r["file"].endswith(".dcm"))
+    (archive / "corrupt").mkdir(exist_ok=True)
+    for key, data in CORRUPT.items():
+        if data is None:
+            data = first_dcm.read_bytes()[:600]
+        (archive / key).write_bytes(data)
+    manifest = out / "manifest.csv"
+    with manifest.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["key", "label"])
+        for r in records:
+            writer.writerow([Path(r["file"]).name, int(r["hemorrhage"])])
+        for key in CORRUPT:
+            writer.writerow([key, ""])
+    return manifest
+
+
+def run_demo(settings: Settings, count: int, seed: int, out: Path | None, console: Console) -> int:
+    from producer.report import print_status
+    from producer.runner import scan_with_progress
+    from producer.scan import ScanPlan
+    from schema.db import session_factory
+
+    if settings.distributed:
+        console.print(
+            "[yellow]HEMOSCAN_BROKER_URL is set; the demo runs on the embedded defaults "
+            "instead (in this process, SQLite and a local folder).[/yellow]"
+        )
+        settings = settings.model_copy(update={"broker_url": None})
+    out = (out or settings.data_dir / "demo").resolve()
+    console.rule("hemoscan demo")
+    console.print(
+        "[bold]Research and triage tool, not a diagnosis.[/bold] The demo model was trained "
+        "on synthetic phantoms and is NOT clinically valid."
+    )
+    manifest = out / "manifest.csv"
+    if not manifest.exists():
+        console.print(
+            f"writing {count} phantom slices (PNG and DICOM) and 4 corrupt files to {out}"
+        )
+        manifest = build_archive(out, count, seed)
+    else:
+        console.print(f"reusing the phantom archive in {out}")
+    plan = ScanPlan(source=str(out / "archive"), job_name=f"demo-{seed}-{count}", manifest=manifest)
+    outcome, _ = scan_with_progress(settings, plan, console)
+    sessions = session_factory(settings.effective_database_url)
+    with sessions.begin() as session:
+        from producer.jobs import find_job
+
+        print_status(Console(), session, find_job(session, outcome.job_name))
+    console.print(f"heatmaps:  {settings.effective_output_location}/{outcome.job_id}/")
+    console.print(f"database:  {settings.effective_database_url}")
+    console.print(f"next:      hemoscan results {outcome.job_name} --positives")
+    return 0

@@ -1,0 +1,94 @@
+"""Jobs: create or resume one, register its scans in bulk, and find what is left to score."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
+from hemoscan.errors import HemoscanError
+from schema import results
+from schema.models import Failure, Job, Prediction, Scan, utcnow
+
+# Failure reasons that another pass may cure: transient trouble that outlasted the retries.
+RETRYABLE_REASONS = ("internal",)
+
+
+class JobError(HemoscanError):
+    """A job cannot be created or found."""
+
+
+def open_job(
+    session: Session,
+    name: str,
+    source_uri: str,
+    parameters: dict[str, Any],
+    model_version: str | None,
+) -> tuple[Job, bool]:
+    """The job called ``name`` (resumed) or a new one; returns (job, created)."""
+    job = session.scalar(select(Job).where(Job.name == name))
+    if job is not None:
+        if job.source_uri != source_uri:
+            raise JobError(
+                f"job {name!r} already exists for {job.source_uri}; "
+                "choose another --job name for this source"
+            )
+        return job, False
+    job = Job(
+        id=uuid.uuid4(),
+        name=name,
+        source_uri=source_uri,
+        state="created",
+        parameters=parameters,
+        model_version=model_version,
+    )
+    session.add(job)
+    session.flush()
+    return job, True
+
+
+def find_job(session: Session, name_or_id: str) -> Job:
+    job = session.scalar(select(Job).where(Job.name == name_or_id))
+    if job is None:
+        try:
+            job = session.get(Job, uuid.UUID(name_or_id))
+        except ValueError:
+            job = None
+    if job is None:
+        raise JobError(f"no job called {name_or_id!r}; 'hemoscan status' lists the jobs")
+    return job
+
+
+def register_and_select(
+    session: Session,
+    job_id: uuid.UUID,
+    rows: Sequence[dict[str, Any]],
+    rescore: bool,
+) -> list[str]:
+    """Insert scan rows for a chunk of the listing; return the keys that still need scoring."""
+    results.add_scans(session, job_id, rows)
+    keys = [r["object_key"] for r in rows]
+    if rescore:
+        return keys
+    pending: list[str] = []
+    for start in range(0, len(keys), 500):
+        part = keys[start : start + 500]
+        query = (
+            select(Scan.object_key)
+            .outerjoin(Prediction, Prediction.scan_id == Scan.id)
+            .outerjoin(Failure, Failure.scan_id == Scan.id)
+            .where(Scan.job_id == job_id, Scan.object_key.in_(part), Prediction.id.is_(None))
+            .where(or_(Failure.id.is_(None), Failure.reason.in_(RETRYABLE_REASONS)))
+        )
+        pending.extend(session.scalars(query))
+    order = {k: i for i, k in enumerate(keys)}
+    return sorted(pending, key=order.__getitem__)
+
+
+def mark_running(session: Session, job: Job) -> None:
+    job.state = "running"
+    job.finished_at = None
+    job.started_at = job.started_at or utcnow()

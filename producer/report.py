@@ -1,0 +1,181 @@
+"""What a job looks like: progress, throughput, failures by reason, the scored list, and the
+classification report when the manifest carried labels."""
+
+from __future__ import annotations
+
+import csv
+import sys
+import time
+import uuid
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from schema import results
+from schema.models import Failure, Job, Prediction, Scan
+
+DISCLAIMER = "Research and triage tool: these scores are not a diagnosis."
+
+
+def throughput(session: Session, job_id: uuid.UUID) -> float | None:
+    """Images per second between the job's first and last result."""
+    first, last, count = session.execute(
+        select(
+            func.min(Prediction.created_at), func.max(Prediction.updated_at), func.count()
+        ).where(Prediction.job_id == job_id)
+    ).one()
+    if not count or first is None or last is None:
+        return None
+    seconds = (last - first).total_seconds()
+    return count / seconds if seconds > 0 else None
+
+
+def labelled_metrics(session: Session, job_id: uuid.UUID) -> dict[str, Any] | None:
+    """Classification metrics against the manifest's labels (None without labels)."""
+    rows = session.execute(
+        select(Scan.true_label, Prediction.probability, Prediction.threshold)
+        .join(Prediction, Prediction.scan_id == Scan.id)
+        .where(Scan.job_id == job_id, Scan.true_label.is_not(None))
+    ).all()
+    if not rows:
+        return None
+    import numpy as np
+
+    from hybrid_model.metrics import classification_metrics
+
+    y = np.array([r[0] for r in rows])
+    p = np.array([r[1] for r in rows])
+    return classification_metrics(y, p, threshold=float(rows[0][2]))
+
+
+def print_job_list(console: Console, sessions: sessionmaker[Session]) -> None:
+    table = Table(title="hemoscan jobs")
+    for col in ("job", "state", "total", "scored", "failed", "positives", "created"):
+        table.add_column(col, justify="right" if col in ("total", "scored", "failed") else "left")
+    with sessions.begin() as session:
+        for job in session.scalars(select(Job).order_by(Job.created_at)):
+            state = results.refresh_job(session, job)
+            table.add_row(
+                job.name,
+                job.state,
+                str(state.total),
+                str(state.scored),
+                str(state.failed),
+                str(state.positives),
+                job.created_at.strftime("%Y-%m-%d %H:%M"),
+            )
+    console.print(table)
+
+
+def print_status(console: Console, session: Session, job: Job) -> dict[str, Any]:
+    """Counts, throughput, failures by reason and, with labels, the classification report."""
+    state = results.refresh_job(session, job)
+    rate = throughput(session, job.id)
+    reasons = results.failures_by_reason(session, job.id)
+    table = Table(title=f"job {job.name}", show_header=False)
+    table.add_row("id", str(job.id))
+    table.add_row("source", job.source_uri)
+    table.add_row("state", job.state)
+    table.add_row("model", job.model_version or "?")
+    table.add_row("objects", str(state.total))
+    table.add_row("scored", str(state.scored))
+    table.add_row("flagged (label 1)", str(state.positives))
+    table.add_row("failed", str(state.failed))
+    table.add_row("pending", str(max(state.total - state.done, 0)))
+    table.add_row("throughput", f"{rate:.1f} images/s" if rate else "-")
+    console.print(table)
+    if reasons:
+        by_reason = Table(title="failures by reason")
+        by_reason.add_column("reason")
+        by_reason.add_column("count", justify="right")
+        by_reason.add_column("example")
+        for reason, count in reasons.items():
+            example = session.execute(
+                select(Scan.object_key, Failure.message)
+                .join(Failure, Failure.scan_id == Scan.id)
+                .where(Failure.job_id == job.id, Failure.reason == reason)
+                .limit(1)
+            ).one()
+            by_reason.add_row(reason, str(count), f"{example[0]}: {example[1]}")
+        console.print(by_reason)
+    metrics = labelled_metrics(session, job.id)
+    if metrics is not None:
+        from hybrid_model.metrics import render_metrics
+
+        render_metrics(metrics, title=f"classification report against the labels ({job.name})")
+    console.print(f"[dim]{DISCLAIMER}[/dim]")
+    return {"progress": state, "throughput": rate, "failures": reasons, "metrics": metrics}
+
+
+def write_results(
+    session: Session, job: Job, positives_only: bool, as_csv: bool, console: Console
+) -> int:
+    query = (
+        select(
+            Scan.object_key,
+            Prediction.probability,
+            Prediction.label,
+            Prediction.overlay_uri,
+            Prediction.raw_map_uri,
+        )
+        .join(Prediction, Prediction.scan_id == Scan.id)
+        .where(Prediction.job_id == job.id)
+        .order_by(Prediction.probability.desc(), Scan.object_key)
+    )
+    if positives_only:
+        query = query.where(Prediction.label.is_(True))
+    rows = session.execute(query.execution_options(yield_per=1000))
+    header = ("object_key", "probability", "label", "overlay", "raw_map")
+    count = 0
+    if as_csv:
+        writer = csv.writer(sys.stdout)
+        writer.writerow(header)
+        for row in rows:
+            writer.writerow((row[0], f"{row[1]:.6f}", int(row[2]), row[3] or "", row[4] or ""))
+            count += 1
+        return count
+    table = Table(title=f"results of {job.name}" + (" (flagged only)" if positives_only else ""))
+    for col in header:
+        table.add_column(col)
+    for row in rows:
+        table.add_row(row[0], f"{row[1]:.4f}", str(int(row[2])), row[3] or "-", row[4] or "-")
+        count += 1
+    console.print(table)
+    console.print(f"[dim]{count} rows. {DISCLAIMER}[/dim]")
+    return count
+
+
+def wait_for_job(
+    sessions: sessionmaker[Session], job_id: uuid.UUID, console: Console, poll: float = 1.0
+) -> results.Progress:
+    """A live progress bar (done, failed, total, images/s, time left) until the job is done."""
+    columns = (
+        TextColumn("[bold]scoring"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("failed {task.fields[failed]}"),
+        TextColumn("{task.fields[rate]:.1f} img/s"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=console, transient=False) as bar:
+        task = bar.add_task("scan", total=None, failed=0, rate=0.0)
+        t0, done0 = time.monotonic(), None
+        while True:
+            with sessions.begin() as session:
+                job = session.get(Job, job_id)
+                assert job is not None
+                state = results.refresh_job(session, job)
+            if done0 is None:
+                done0 = state.done
+            elapsed = time.monotonic() - t0
+            rate = (state.done - done0) / elapsed if elapsed > 0 else 0.0
+            bar.update(
+                task, total=state.total, completed=state.done, failed=state.failed, rate=rate
+            )
+            if state.complete:
+                return state
+            time.sleep(poll)

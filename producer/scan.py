@@ -1,0 +1,156 @@
+"""`hemoscan scan`: list a source, register the job's scans, and send batches of keys.
+
+The listing is streamed and handled a chunk at a time, so memory stays flat in the size of
+the archive and the first batches go out before the listing ends. Re-running a job sends only
+what is not scored yet (``rescore`` sends everything again).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from hemoscan.errors import ConfigurationError
+from hemoscan.settings import Settings
+from hemoscan.storage import open_store
+from producer import jobs
+from producer.senders import Sender, make_sender
+from producer.sources import SourceItem, iter_listing, iter_manifest
+
+log = logging.getLogger(__name__)
+
+CHUNK = 2000  # listing entries registered per database round trip
+
+
+@dataclass
+class ScanPlan:
+    source: str
+    job_name: str | None = None
+    batch_size: int | None = None
+    pattern: str | None = None
+    manifest: Path | None = None
+    rescore: bool = False
+
+
+@dataclass
+class ScanOutcome:
+    job_id: str
+    job_name: str
+    listed: int = 0
+    sent: int = 0
+    batches: int = 0
+    created: bool = False
+    seconds: float = 0.0
+
+
+def _chunks(items: Iterable[SourceItem], size: int) -> Iterator[list[SourceItem]]:
+    chunk: list[SourceItem] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def normalise_source(source: str) -> str:
+    if source.startswith("s3://"):
+        return source.rstrip("/")
+    path = Path(source.removeprefix("file://")).expanduser()
+    if not path.is_dir():
+        raise ConfigurationError(f"source folder does not exist: {path}")
+    return str(path.resolve())
+
+
+def run_scan(
+    settings: Settings,
+    plan: ScanPlan,
+    sender: Sender | None = None,
+    on_batch=None,  # type: ignore[no-untyped-def]
+    on_start=None,  # type: ignore[no-untyped-def]
+) -> ScanOutcome:
+    """Create or resume the job and send its pending keys in batches.
+
+    ``on_start(job, total_pending_unknown)`` is called once the job exists; ``on_batch(n, summary)``
+    after each batch is sent (with the task's summary in the embedded mode).
+    """
+    from hybrid_model.io import read_metadata  # zip + JSON only, no TensorFlow
+    from schema.db import session_factory, upgrade
+
+    started = time.perf_counter()
+    source = normalise_source(plan.source)
+    store = open_store(source, settings)
+    batch_size = plan.batch_size or settings.batch_size
+    name = plan.job_name or (f"{source}#{plan.manifest.name}" if plan.manifest else source)
+    url = settings.effective_database_url
+    if url.startswith("sqlite"):
+        upgrade(url)  # the embedded mode needs no separate `hemoscan db upgrade`
+    sessions = session_factory(url)
+    model_version = read_metadata(settings.model_path).get("version")
+    params = {
+        "batch_size": batch_size,
+        "pattern": plan.pattern,
+        "manifest": str(plan.manifest) if plan.manifest else None,
+        "heatmaps": settings.heatmaps.value,
+        "threshold": settings.threshold,
+    }
+    with sessions.begin() as session:
+        job, created = jobs.open_job(session, name, source, params, model_version)
+        job_id, job_name = str(job.id), job.name
+    outcome = ScanOutcome(job_id=job_id, job_name=job_name, created=created)
+    if on_start:
+        on_start(outcome)
+
+    items = iter_manifest(plan.manifest, plan.pattern) if plan.manifest else None
+    items = items or iter_listing(store, plan.pattern)
+    own_sender = sender is None
+    sender = sender or make_sender(settings)
+    pending: list[str] = []
+    try:
+        for chunk in _chunks(items, CHUNK):
+            rows = [
+                {
+                    "object_key": it.key,
+                    "size": it.size,
+                    "etag": it.etag,
+                    "true_label": it.true_label,
+                }
+                for it in chunk
+            ]
+            with sessions.begin() as session:
+                pending.extend(jobs.register_and_select(session, job.id, rows, plan.rescore))
+                if outcome.batches == 0 and pending:
+                    jobs.mark_running(session, session.merge(job))
+            outcome.listed += len(chunk)
+            while len(pending) >= batch_size:
+                _send(sender, outcome, pending[:batch_size], on_batch)
+                del pending[:batch_size]
+        if pending:
+            _send(sender, outcome, pending, on_batch)
+    finally:
+        if own_sender:
+            sender.close()
+    if outcome.listed == 0:
+        log.warning(
+            "the source %s listed no objects%s",
+            source,
+            f" matching {plan.pattern!r}" if plan.pattern else "",
+        )
+    with sessions.begin() as session:
+        from schema.results import refresh_job
+
+        refresh_job(session, session.merge(job))
+    outcome.seconds = time.perf_counter() - started
+    return outcome
+
+
+def _send(sender: Sender, outcome: ScanOutcome, keys: list[str], on_batch) -> None:  # type: ignore[no-untyped-def]
+    summary = sender.send(outcome.job_id, keys)
+    outcome.sent += len(keys)
+    outcome.batches += 1
+    if on_batch:
+        on_batch(len(keys), summary)

@@ -1,0 +1,165 @@
+"""Bulk, idempotent writes and the progress queries, on PostgreSQL and SQLite alike.
+
+Every write is an ``INSERT ... ON CONFLICT`` keyed by the scan (unique per job and object key),
+so a batch delivered twice, or a job enqueued twice, leaves the same rows.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Insert, Table, delete, func, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from schema.models import Failure, Job, Prediction, Scan, utcnow
+
+# SQLite allows 32766 bound parameters per statement; stay far below on both databases.
+_ROWS_PER_STATEMENT = 500
+
+
+def _insert(session: Session, table: Table) -> Insert:
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        return postgresql.insert(table)
+    if dialect == "sqlite":
+        return sqlite.insert(table)
+    raise NotImplementedError(f"unsupported database dialect: {dialect}")
+
+
+def _chunks(rows: Sequence[dict[str, Any]]) -> Iterable[Sequence[dict[str, Any]]]:
+    for start in range(0, len(rows), _ROWS_PER_STATEMENT):
+        yield rows[start : start + _ROWS_PER_STATEMENT]
+
+
+def add_scans(session: Session, job_id: uuid.UUID, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert scan rows (``object_key``, ``size``, ``etag``, ``true_label``); existing ones stay."""
+    now = utcnow()
+    values = [
+        {
+            "job_id": job_id,
+            "object_key": r["object_key"],
+            "size": r.get("size"),
+            "etag": r.get("etag"),
+            "true_label": r.get("true_label"),
+            "created_at": now,
+        }
+        for r in rows
+    ]
+    table = Scan.__table__
+    for chunk in _chunks(values):
+        stmt = _insert(session, table).values(list(chunk))
+        stmt = stmt.on_conflict_do_nothing(index_elements=["job_id", "object_key"])
+        session.execute(stmt)
+
+
+def scan_ids(session: Session, job_id: uuid.UUID, keys: Sequence[str]) -> dict[str, int]:
+    """Map object keys of a job to their scan ids."""
+    found: dict[str, int] = {}
+    for start in range(0, len(keys), _ROWS_PER_STATEMENT):
+        part = keys[start : start + _ROWS_PER_STATEMENT]
+        query = select(Scan.object_key, Scan.id).where(
+            Scan.job_id == job_id, Scan.object_key.in_(part)
+        )
+        found.update({key: sid for key, sid in session.execute(query)})
+    return found
+
+
+def record_batch(
+    session: Session,
+    job_id: uuid.UUID,
+    predictions: Sequence[dict[str, Any]],
+    failures: Sequence[dict[str, Any]],
+) -> None:
+    """Upsert the predictions and failures of one batch (call inside one transaction).
+
+    A scan ends with a prediction or a failure, never both: scoring an image removes its old
+    failure, and failing it removes its old prediction.
+    """
+    now = utcnow()
+    if predictions:
+        rows = [{**p, "job_id": job_id, "created_at": now, "updated_at": now} for p in predictions]
+        table = Prediction.__table__
+        for chunk in _chunks(rows):
+            stmt = _insert(session, table).values(list(chunk))
+            updated = {
+                c: stmt.excluded[c]
+                for c in chunk[0]
+                if c not in ("scan_id", "job_id", "created_at")
+            }
+            session.execute(stmt.on_conflict_do_update(index_elements=["scan_id"], set_=updated))
+        ids = [p["scan_id"] for p in predictions]
+        session.execute(delete(Failure).where(Failure.scan_id.in_(ids)))
+    if failures:
+        rows = [
+            {**f, "job_id": job_id, "attempts": 1, "created_at": now, "updated_at": now}
+            for f in failures
+        ]
+        table = Failure.__table__
+        for chunk in _chunks(rows):
+            stmt = _insert(session, table).values(list(chunk))
+            stmt = stmt.on_conflict_do_update(
+                index_elements=["scan_id"],
+                set_={
+                    "reason": stmt.excluded.reason,
+                    "message": stmt.excluded.message,
+                    "attempts": table.c.attempts + 1,
+                    "updated_at": stmt.excluded.updated_at,
+                },
+            )
+            session.execute(stmt)
+        ids = [f["scan_id"] for f in failures]
+        session.execute(delete(Prediction).where(Prediction.scan_id.in_(ids)))
+
+
+@dataclass(frozen=True)
+class Progress:
+    total: int
+    scored: int
+    failed: int
+    positives: int
+
+    @property
+    def done(self) -> int:
+        return self.scored + self.failed
+
+    @property
+    def complete(self) -> bool:
+        return self.total > 0 and self.done >= self.total
+
+
+def progress(session: Session, job_id: uuid.UUID) -> Progress:
+    """Counts for a job from the indexed tables (cheap enough to poll every second)."""
+    total = session.scalar(select(func.count()).where(Scan.job_id == job_id)) or 0
+    scored = session.scalar(select(func.count()).where(Prediction.job_id == job_id)) or 0
+    positives = (
+        session.scalar(
+            select(func.count()).where(Prediction.job_id == job_id, Prediction.label.is_(True))
+        )
+        or 0
+    )
+    failed = session.scalar(select(func.count()).where(Failure.job_id == job_id)) or 0
+    return Progress(total=total, scored=scored, failed=failed, positives=positives)
+
+
+def failures_by_reason(session: Session, job_id: uuid.UUID) -> dict[str, int]:
+    query = (
+        select(Failure.reason, func.count())
+        .where(Failure.job_id == job_id)
+        .group_by(Failure.reason)
+        .order_by(func.count().desc())
+    )
+    return {reason: count for reason, count in session.execute(query)}
+
+
+def refresh_job(session: Session, job: Job) -> Progress:
+    """Store the current counters on the job row and mark it done when every scan ended."""
+    state = progress(session, job.id)
+    job.total_objects, job.scored_count, job.failed_count = state.total, state.scored, state.failed
+    if state.complete and job.state != "done":
+        job.state = "done"
+        job.finished_at = utcnow()
+    return state

@@ -1,0 +1,210 @@
+"""One batch, end to end: fetch -> decode -> ONE model + Grad-CAM call -> heatmaps -> ONE commit.
+
+Per-image problems become failure rows and the rest of the batch is scored. Transient I/O
+errors (object store, database) surface as ``TransientBatchError`` so the task can retry with
+backoff; bad input is never retried. Heatmaps are written before the database rows, under keys
+derived from the job and the object key, so a redelivered batch overwrites the same objects.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from hemoscan.errors import ObjectMissing, StorageError
+from hemoscan.settings import HeatmapPolicy
+from hemoscan.storage import ObjectStore, ObjectTooLarge
+from hybrid_model.errors import ImageError
+from hybrid_model.preprocess import decode
+from hybrid_model.render import overlay_png, raw_map_npy
+from schema import results
+from workers.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+
+class TransientBatchError(Exception):
+    """Some keys hit a transient I/O error; retrying them later may succeed."""
+
+    def __init__(self, keys: Sequence[str], cause: str) -> None:
+        super().__init__(f"{len(keys)} object(s) hit a transient error: {cause}")
+        self.keys = list(keys)
+        self.cause = cause
+
+
+@dataclass
+class Item:
+    """One object of the batch as it moves through the stages."""
+
+    key: str
+    scan_id: int
+    image: np.ndarray | None = None
+    reason: str | None = None
+    message: str | None = None
+    transient: str | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def heatmap_keys(job_id: uuid.UUID, object_key: str) -> tuple[str, str]:
+    """Deterministic output keys: the same job and object always give the same two keys.
+
+    The object key is hashed so output keys carry nothing from the source path (which may
+    hold identifiers) and have no awkward characters.
+    """
+    digest = hashlib.sha256(object_key.encode("utf-8")).hexdigest()[:32]
+    base = f"{job_id}/{digest[:2]}/{digest}"
+    return f"{base}.overlay.png", f"{base}.map.npy"
+
+
+def _load(rt: Runtime, store: ObjectStore, item: Item) -> Item:
+    settings = rt.settings
+    started = time.perf_counter()
+    try:
+        data = store.get(item.key, max_bytes=settings.max_object_bytes)
+    except ObjectMissing:
+        item.reason, item.message = "missing", "the object no longer exists in the store"
+        return item
+    except ObjectTooLarge as exc:
+        item.reason = "too_large"
+        item.message = f"object is {exc.size} bytes, over the {exc.limit}-byte limit"
+        return item
+    except StorageError as exc:
+        item.transient = str(exc)
+        return item
+    fetched = time.perf_counter()
+    item.timings["fetch_ms"] = (fetched - started) * 1000
+    try:
+        item.image = decode(
+            data,
+            item.key,
+            size=rt.input_size,
+            max_pixels=settings.max_pixels,
+            allow_non_ct=settings.allow_non_ct,
+        )
+    except ImageError as exc:
+        item.reason, item.message = exc.reason, str(exc)
+    except Exception as exc:  # a decoder bug must not take the batch down with it
+        log.exception("unexpected error decoding an object of the batch")
+        item.reason, item.message = "internal", f"decoder failed: {type(exc).__name__}"
+    item.timings["decode_ms"] = (time.perf_counter() - fetched) * 1000
+    return item
+
+
+def _write_heatmaps(
+    rt: Runtime, job_id: uuid.UUID, item: Item, cam: np.ndarray, label: bool
+) -> tuple[str | None, str | None]:
+    policy = rt.settings.heatmaps
+    if policy is HeatmapPolicy.NONE or (policy is HeatmapPolicy.POSITIVES and not label):
+        return None, None
+    assert item.image is not None
+    started = time.perf_counter()
+    overlay = overlay_png(item.image, cam)
+    raw = raw_map_npy(cam)
+    encoded = time.perf_counter()
+    overlay_key, raw_key = heatmap_keys(job_id, item.key)
+    overlay_uri = rt.output.put(overlay_key, overlay, "image/png")
+    raw_uri = rt.output.put(raw_key, raw, "application/octet-stream")
+    item.timings["render_ms"] = (encoded - started) * 1000
+    item.timings["upload_ms"] = (time.perf_counter() - encoded) * 1000
+    return overlay_uri, raw_uri
+
+
+def process_batch(rt: Runtime, job_id: uuid.UUID, keys: Sequence[str]) -> dict[str, Any]:
+    """Score one batch of object keys of a job; returns a small summary for the task."""
+    started = time.perf_counter()
+    job = rt.job(job_id)
+    store = rt.store(job.source_uri)
+    try:
+        with rt.sessions.begin() as session:
+            ids = results.scan_ids(session, job_id, keys)
+            unknown = [k for k in keys if k not in ids]
+            if unknown:  # sent by something other than our producer: register them
+                results.add_scans(session, job_id, [{"object_key": k} for k in unknown])
+                ids.update(results.scan_ids(session, job_id, unknown))
+    except (OperationalError, DBAPIError) as exc:
+        raise TransientBatchError(keys, f"database: {type(exc.orig).__name__}") from exc
+
+    items = [Item(key=k, scan_id=ids[k]) for k in dict.fromkeys(keys)]
+    items = list(rt.pool.map(lambda it: _load(rt, store, it), items))
+    good = [it for it in items if it.image is not None]
+
+    probs = np.zeros(0, dtype=np.float32)
+    maps = np.zeros((0, rt.input_size, rt.input_size), dtype=np.float32)
+    model_ms = 0.0
+    if good:
+        t0 = time.perf_counter()
+        probs, maps = rt.gradcam(np.stack([it.image for it in good]))
+        model_ms = (time.perf_counter() - t0) * 1000
+    labels = [bool(p >= rt.threshold) for p in probs]
+
+    def write(i: int) -> tuple[str | None, str | None] | StorageError:
+        try:
+            return _write_heatmaps(rt, job_id, good[i], maps[i], labels[i])
+        except StorageError as exc:
+            return exc
+
+    uris = list(rt.pool.map(write, range(len(good))))
+    upload_errors = [(good[i], u) for i, u in enumerate(uris) if isinstance(u, StorageError)]
+
+    predictions = []
+    for i, it in enumerate(good):
+        if isinstance(uris[i], StorageError):
+            continue
+        overlay_uri, raw_uri = uris[i]  # type: ignore[misc]
+        timings = {k: round(v, 2) for k, v in it.timings.items()}
+        timings["model_ms"] = round(model_ms / len(good), 2)
+        predictions.append(
+            {
+                "scan_id": it.scan_id,
+                "probability": float(np.clip(probs[i], 0.0, 1.0)),
+                "label": labels[i],
+                "threshold": rt.threshold,
+                "model_version": rt.model_version,
+                "overlay_uri": overlay_uri,
+                "raw_map_uri": raw_uri,
+                "timings": timings,
+                "worker_host": rt.hostname,
+            }
+        )
+    failures = [
+        {"scan_id": it.scan_id, "reason": it.reason, "message": it.message}
+        for it in items
+        if it.reason is not None
+    ]
+    try:
+        with rt.sessions.begin() as session:
+            results.record_batch(session, job_id, predictions, failures)
+    except (OperationalError, DBAPIError) as exc:
+        raise TransientBatchError(keys, f"database: {type(exc.orig).__name__}") from exc
+
+    transient = [it.key for it in items if it.transient] + [it.key for it, _ in upload_errors]
+    summary = {
+        "job": str(job_id),
+        "scored": len(predictions),
+        "failed": len(failures),
+        "positives": sum(1 for p in predictions if p["label"]),
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+    if transient:
+        first = next((it.transient for it in items if it.transient), None)
+        cause = first or str(upload_errors[0][1])
+        raise TransientBatchError(transient, f"object store: {cause}")
+    return summary
+
+
+def record_internal_failures(
+    rt: Runtime, job_id: uuid.UUID, keys: Sequence[str], message: str
+) -> None:
+    """Give up on ``keys``: each gets an ``internal`` failure row saying why."""
+    with rt.sessions.begin() as session:
+        ids = results.scan_ids(session, job_id, keys)
+        rows = [{"scan_id": ids[k], "reason": "internal", "message": message} for k in ids]
+        results.record_batch(session, job_id, [], rows)

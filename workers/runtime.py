@@ -1,0 +1,154 @@
+"""Per-process state of a worker: the model, Grad-CAM, object stores, database sessions.
+
+Built once per worker *pool process* (after Celery forks), never in the parent: TensorFlow
+initialised before a fork hangs the children. ``get_runtime()`` is the only entry point.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from hemoscan.settings import Settings, get_settings
+from hemoscan.storage import ObjectStore, open_store
+
+log = logging.getLogger(__name__)
+
+
+def configure_tensorflow(settings: Settings) -> None:
+    """Thread counts and GPU memory growth; must run before TensorFlow executes any op."""
+    import tensorflow as tf
+
+    if settings.tf_intra_threads:
+        tf.config.threading.set_intra_op_parallelism_threads(settings.tf_intra_threads)
+    if settings.tf_inter_threads:
+        tf.config.threading.set_inter_op_parallelism_threads(settings.tf_inter_threads)
+    for gpu in tf.config.list_physical_devices("GPU"):
+        # Grow GPU memory on demand so one process per GPU never grabs memory it won't use.
+        tf.config.experimental.set_memory_growth(gpu, True)
+
+
+@dataclass
+class JobInfo:
+    id: uuid.UUID
+    name: str
+    source_uri: str
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    loaded: Any  # hybrid_model.io.LoadedModel
+    gradcam: Any  # hybrid_model.gradcam.GradCam
+    sessions: sessionmaker[Session]
+    output: ObjectStore
+    pool: ThreadPoolExecutor
+    hostname: str = field(default_factory=socket.gethostname)
+    _stores: dict[str, ObjectStore] = field(default_factory=dict)
+    _jobs: dict[uuid.UUID, JobInfo] = field(default_factory=dict)
+
+    @property
+    def threshold(self) -> float:
+        if self.settings.threshold is not None:
+            return self.settings.threshold
+        return float(self.loaded.threshold)
+
+    @property
+    def model_version(self) -> str:
+        return str(self.loaded.metadata.get("version", "unknown"))
+
+    @property
+    def input_size(self) -> int:
+        return int(self.loaded.input_size)
+
+    def store(self, location: str) -> ObjectStore:
+        if location not in self._stores:
+            self._stores[location] = open_store(location, self.settings)
+        return self._stores[location]
+
+    def job(self, job_id: uuid.UUID) -> JobInfo:
+        """The job's name and source (cached: they never change once the job exists)."""
+        if job_id not in self._jobs:
+            from schema.models import Job
+
+            with self.sessions() as session:
+                job = session.get(Job, job_id)
+                if job is None:
+                    raise LookupError(f"job {job_id} does not exist")
+                self._jobs[job_id] = JobInfo(job.id, job.name, job.source_uri)
+        return self._jobs[job_id]
+
+
+_runtime: Runtime | None = None
+_lock = threading.Lock()
+
+
+def get_runtime(settings: Settings | None = None) -> Runtime:
+    """This process's runtime, built on first use (model loaded once per process)."""
+    global _runtime
+    with _lock:
+        if _runtime is None:
+            _runtime = _build(settings or get_settings())
+        return _runtime
+
+
+def _build(settings: Settings) -> Runtime:
+    from hybrid_model.gradcam import GradCam
+    from hybrid_model.io import load_model
+    from schema.db import session_factory
+
+    configure_tensorflow(settings)
+    loaded = load_model(settings.model_path)
+    gradcam = GradCam(loaded.model, batch_size=settings.batch_size)
+    log.info(
+        "worker %s loaded %s (batch %d, threshold %s)",
+        os.getpid(),
+        loaded.note,
+        settings.batch_size,
+        settings.threshold if settings.threshold is not None else loaded.threshold,
+    )
+    return Runtime(
+        settings=settings,
+        loaded=loaded,
+        gradcam=gradcam,
+        sessions=session_factory(settings.effective_database_url),
+        output=open_store(settings.effective_output_location, settings),
+        pool=ThreadPoolExecutor(settings.fetch_threads, thread_name_prefix="hemoscan-io"),
+    )
+
+
+def reset_after_fork() -> None:
+    """Forget anything inherited from a parent process (engines, pools, the runtime)."""
+    global _runtime
+    from schema.db import forget_engines
+
+    forget_engines(close=False)
+    _runtime = None
+
+
+def check_model_file(path: os.PathLike[str] | str) -> dict[str, Any]:
+    """Fail fast, without TensorFlow, if the model file is missing or not a .keras archive.
+
+    Returns the model's metadata. Raises ``ModelLoadError`` naming the file and the problem.
+    """
+    import zipfile
+
+    from hybrid_model.io import ModelLoadError, read_metadata
+
+    metadata = read_metadata(path)  # missing file / not a zip -> ModelLoadError
+    with zipfile.ZipFile(path) as archive:
+        names = set(archive.namelist())
+        broken = archive.testzip()
+    if "config.json" not in names or not any(n.endswith(".weights.h5") for n in names):
+        raise ModelLoadError(f"model file is not a Keras 3 model (no config or weights): {path}")
+    if broken is not None:
+        raise ModelLoadError(f"model file is corrupt (bad member {broken}): {path}")
+    return metadata
