@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -65,6 +66,8 @@ def configure_logging(verbose: bool = False) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # TensorFlow's C++ start-up chatter (CUDA probing, CPU features) hides the real output.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     parser = build_parser()
     args = parser.parse_args(argv)
     configure_logging(args.verbose)
@@ -78,6 +81,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except HemoscanError as exc:
         print(f"hemoscan: error: {exc}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # `hemoscan results JOB --csv | head`: the reader has gone
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         print("hemoscan: interrupted", file=sys.stderr)
         return 130

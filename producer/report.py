@@ -100,7 +100,9 @@ def print_status(console: Console, session: Session, job: Job) -> dict[str, Any]
                 .where(Failure.job_id == job.id, Failure.reason == reason)
                 .limit(1)
             ).one()
-            by_reason.add_row(reason, str(count), f"{example[0]}: {example[1]}")
+            key, message = example
+            text = message if message.startswith(key) else f"{key}: {message}"
+            by_reason.add_row(reason, str(count), text)
         console.print(by_reason)
     metrics = labelled_metrics(session, job.id)
     if metrics is not None:

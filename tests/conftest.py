@@ -93,3 +93,48 @@ def s3_bucket(s3_settings) -> str:  # type: ignore[no-untyped-def]
     name = f"hs-{uuid.uuid4().hex[:12]}"
     S3Store(name, "", s3_settings).create_bucket()
     return name
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> str:
+    """A small untrained model file (64x64 input) for fast pipeline tests."""
+    from tests.utils.archive import make_tiny_model
+
+    return str(make_tiny_model(tmp_path_factory.mktemp("model") / "tiny.keras"))
+
+
+@pytest.fixture
+def base_env(tmp_path, tiny_model) -> dict[str, str]:
+    """Environment for hemoscan processes: this test's data folder and the tiny model."""
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith("HEMOSCAN_") or "_TEST_" in k
+    }
+    env.update(
+        HEMOSCAN_DATA_DIR=str(tmp_path / "data"),
+        HEMOSCAN_MODEL_PATH=tiny_model,
+        HEMOSCAN_BATCH_SIZE="16",
+        HEMOSCAN_TF_INTRA_THREADS="1",
+        HEMOSCAN_TF_INTER_THREADS="1",
+        TF_CPP_MIN_LOG_LEVEL="2",
+        PYTHONUNBUFFERED="1",
+    )
+    return env
+
+
+@pytest.fixture
+def dist_env(base_env, pg_database, redis_url, s3_endpoint, s3_bucket) -> dict[str, str]:
+    """Distributed mode: real Redis (a queue of this test's own), PostgreSQL and SeaweedFS."""
+    from schema.db import upgrade
+
+    upgrade(pg_database)
+    env = dict(base_env)
+    env.update(
+        HEMOSCAN_BROKER_URL=redis_url,
+        HEMOSCAN_DATABASE_URL=pg_database,
+        HEMOSCAN_S3_ENDPOINT_URL=s3_endpoint,
+        HEMOSCAN_OUTPUT_LOCATION=f"s3://{s3_bucket}/heatmaps",
+        HEMOSCAN_QUEUE=f"hemoscan-test-{uuid.uuid4().hex[:8]}",
+        HEMOSCAN_FLOWER_PASSWORD="flower-test-pw",
+        HEMOSCAN_TEST_BUCKET=s3_bucket,
+    )
+    return env

@@ -108,6 +108,11 @@ def _build(settings: Settings) -> Runtime:
     configure_tensorflow(settings)
     loaded = load_model(settings.model_path)
     gradcam = GradCam(loaded.model, batch_size=settings.batch_size)
+    # Trace and run the compiled call once now, so the first real batch pays no warm-up.
+    import numpy as np
+
+    size = int(loaded.input_size)
+    gradcam(np.zeros((1, size, size, 3), dtype=np.float32))
     log.info(
         "worker %s loaded %s (batch %d, threshold %s)",
         os.getpid(),

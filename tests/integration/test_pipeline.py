@@ -1,0 +1,127 @@
+"""The product end to end with real parts: SeaweedFS -> producer -> Redis -> two Celery worker
+processes -> heatmaps in SeaweedFS -> rows in PostgreSQL, watched by Flower; and the same flow
+in the embedded mode (SQLite and a folder) through the same task code."""
+
+from __future__ import annotations
+
+import base64
+import json
+import urllib.error
+import urllib.request
+import uuid
+
+import cv2
+import numpy as np
+import pytest
+from sqlalchemy import create_engine, func, select
+
+from hemoscan.settings import load_settings
+from hemoscan.storage import open_store
+from schema.models import Failure, Job, Prediction, Scan
+from tests.utils.archive import make_phantoms, upload_archive
+from tests.utils.stack import flower, run_cli, workers
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+N_IMAGES = 200
+
+
+def _flower_get(url: str, path: str, auth: bool = True) -> object:
+    request = urllib.request.Request(f"{url}{path}")
+    if auth:
+        token = base64.b64encode(b"admin:flower-test-pw").decode()
+        request.add_header("Authorization", f"Basic {token}")
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
+
+
+def _rows(db_url: str, job_name: str):  # type: ignore[no-untyped-def]
+    engine = create_engine(db_url)
+    with engine.connect() as conn:
+        job_id = conn.scalar(select(Job.id).where(Job.name == job_name))
+        preds = conn.execute(
+            select(Scan.object_key, Prediction.probability, Prediction.overlay_uri)
+            .join(Prediction, Prediction.scan_id == Scan.id)
+            .where(Prediction.job_id == job_id)
+        ).all()
+        fails = dict(
+            conn.execute(
+                select(Scan.object_key, Failure.reason)
+                .join(Failure, Failure.scan_id == Scan.id)
+                .where(Failure.job_id == job_id)
+            ).all()
+        )
+        per_scan = conn.scalar(
+            select(func.count()).select_from(
+                select(Prediction.scan_id)
+                .where(Prediction.job_id == job_id)
+                .group_by(Prediction.scan_id)
+                .having(func.count() > 1)
+                .subquery()
+            )
+        )
+    engine.dispose()
+    return preds, fails, per_scan
+
+
+def test_distributed_scan_with_two_workers_and_flower(dist_env, tmp_path):
+    settings = load_settings(
+        s3_endpoint_url=dist_env["HEMOSCAN_S3_ENDPOINT_URL"], data_dir=tmp_path
+    )
+    source = f"s3://{dist_env['HEMOSCAN_TEST_BUCKET']}/archive"
+    store = open_store(source, settings)
+    files = make_phantoms(tmp_path / "phantoms", N_IMAGES)
+    bad = upload_archive(store, files)
+    job = f"it-{uuid.uuid4().hex[:6]}"
+
+    with flower(dist_env, tmp_path) as flower_url, workers(dist_env, tmp_path, 2) as procs:
+        out = run_cli(["scan", source, "--job", job, "--wait"], dist_env, timeout=600)
+        assert "job done" in out.stderr, out.stderr[-2000:]
+
+        # Flower refuses without credentials and, with them, saw both workers and every task.
+        with pytest.raises(urllib.error.HTTPError) as denied:
+            _flower_get(flower_url, "/api/workers", auth=False)
+        assert denied.value.code == 401
+        seen_workers = _flower_get(flower_url, "/api/workers?refresh=1")
+        assert {w.name for w in procs} <= set(seen_workers)  # type: ignore[arg-type]
+        tasks = _flower_get(flower_url, "/api/tasks?state=SUCCESS")
+        batches = -(-(N_IMAGES + len(bad)) // 16)
+        assert len(tasks) == batches  # type: ignore[arg-type]
+        hosts = {t["worker"] for t in tasks.values()}  # type: ignore[union-attr]
+        assert hosts == {w.name for w in procs}, "both workers should have scored batches"
+
+        preds, fails, duplicates = _rows(dist_env["HEMOSCAN_DATABASE_URL"], job)
+        assert len(preds) == N_IMAGES
+        assert {k for k, *_ in preds} == {f"ct/{p.name}" for p in files}
+        assert fails == bad
+        assert duplicates == 0
+        out_store = open_store(f"s3://{dist_env['HEMOSCAN_TEST_BUCKET']}", settings)
+        for _, probability, overlay_uri in preds:
+            assert 0.0 <= probability <= 1.0
+            key = overlay_uri.split("/", 3)[3]
+            png = cv2.imdecode(np.frombuffer(out_store.get(key), np.uint8), cv2.IMREAD_COLOR)
+            assert png is not None and png.shape[2] == 3
+
+        # Running the same job again sends nothing new.
+        again = run_cli(["scan", source, "--job", job], dist_env)
+        assert f"sent 0 of {N_IMAGES + len(bad)} listed" in again.stderr
+
+    status = run_cli(["status", job], dist_env).stdout
+    assert "unsupported" in status and "empty" in status and "unreadable" in status
+
+
+def test_embedded_scan_of_a_folder(base_env, tmp_path):
+    folder = tmp_path / "archive"
+    files = make_phantoms(tmp_path / "phantoms", 60)
+    bad = upload_archive(open_store(folder, load_settings()), files)
+    out = run_cli(["scan", str(folder), "--job", "embedded"], base_env)
+    assert "scored 63 image(s)" in out.stderr, out.stderr[-2000:]
+    db_url = f"sqlite:///{tmp_path}/data/hemoscan.db"
+    preds, fails, duplicates = _rows(db_url, "embedded")
+    assert len(preds) == 60 and fails == bad and duplicates == 0
+    for _, _, overlay_uri in preds:
+        assert cv2.imread(overlay_uri) is not None
+    again = run_cli(["scan", str(folder), "--job", "embedded"], base_env)
+    assert "scored 0 image(s)" in again.stderr
+    csv_out = run_cli(["results", "embedded", "--csv"], base_env).stdout.splitlines()
+    assert csv_out[0].startswith("object_key,probability") and len(csv_out) == 61

@@ -1,0 +1,52 @@
+"""Phantom archives and small models for pipeline tests."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from hemoscan.storage import ObjectStore
+
+# Bad objects and the failure reason each must end with.
+BAD_OBJECTS = {
+    "bad/empty.png": ("empty", b""),
+    "bad/truncated.dcm": ("unreadable", None),  # a real phantom DICOM cut short
+    "bad/not-an-image.png": ("unsupported", b"plain text, not pixels\n" * 10),
+}
+
+
+def make_phantoms(folder: Path, count: int, seed: int = 7) -> list[Path]:
+    from hybrid_model.phantoms import generate
+
+    records = generate(folder, count=count, seed=seed, fmt="mixed", size=128)
+    return [Path(r["file"]) for r in records]
+
+
+def upload_archive(store: ObjectStore, files: list[Path], bad: bool = True) -> dict[str, str]:
+    """Put phantom files (and the bad objects) in ``store``; returns {bad key: reason}."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda p: store.put(f"ct/{p.name}", p.read_bytes()), files))
+    expected: dict[str, str] = {}
+    if bad:
+        dcm = next(p for p in files if p.suffix == ".dcm")
+        for key, (reason, data) in BAD_OBJECTS.items():
+            store.put(key, dcm.read_bytes()[:700] if data is None else data)
+            expected[key] = reason
+    return expected
+
+
+def make_tiny_model(path: Path, size: int = 64) -> Path:
+    """A small, untrained hybrid model (same architecture, fewer filters) for fast tests."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from hybrid_model.io import save_model
+    from hybrid_model.network import build_model
+
+    model = build_model((size, size, 3), filters=(4, 8, 8), lstm_units=8, gru_units=8)
+    save_model(
+        model,
+        path,
+        {"training_data": "untrained test model", "phantom_trained": True, "threshold": 0.5},
+    )
+    return path
