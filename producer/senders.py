@@ -6,6 +6,7 @@ the embedded mode, runs the very same Celery task body through ``Task.apply``.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
@@ -35,7 +36,12 @@ class BrokerSender:
 
     def send(self, job_id: str, keys: Sequence[str]) -> None:
         self._app.send_task(
-            self._name, args=[job_id, list(keys)], queue=self._queue, producer=self._producer
+            self._name,
+            args=[job_id, list(keys)],
+            queue=self._queue,
+            producer=self._producer,
+            # Read by workers/metrics.py: the queue wait is task start minus this.
+            headers={"hemoscan_sent_at": time.time()},
         )
         return None
 

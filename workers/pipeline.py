@@ -12,6 +12,7 @@ import hashlib
 import logging
 import time
 import uuid
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -191,6 +192,7 @@ def process_batch(rt: Runtime, job_id: uuid.UUID, keys: Sequence[str]) -> dict[s
         "scored": len(predictions),
         "failed": len(failures),
         "positives": sum(1 for p in predictions if p["label"]),
+        "reasons": dict(Counter(f["reason"] for f in failures)),
         "seconds": round(time.perf_counter() - started, 3),
     }
     if transient:

@@ -9,6 +9,7 @@ from typing import Any
 from celery import Task
 from celery.signals import worker_init, worker_process_init
 
+import workers.metrics  # noqa: F401  (connects the Prometheus signal handlers)
 from workers.celery_app import SCORE_BATCH, app
 from workers.pipeline import TransientBatchError, process_batch, record_internal_failures
 from workers.runtime import get_runtime, reset_after_fork
