@@ -3,7 +3,8 @@
 #
 # The model is normally mounted read-only at $HEMOSCAN_MODEL_PATH. Alternatively set
 # MODEL_URI=s3://bucket/path/model.keras: it is downloaded there at start (with the
-# HEMOSCAN_S3_* settings) unless the file is already present. Nothing secret is in the image.
+# object-store settings, HEMOSCAN_S3_ENDPOINT_URL and the rest) unless the file is already
+# there. Nothing secret is in the image.
 set -eu
 
 if [ -n "${MODEL_URI:-}" ] && [ ! -s "${HEMOSCAN_MODEL_PATH:?HEMOSCAN_MODEL_PATH must be set}" ]; then

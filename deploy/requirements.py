@@ -1,12 +1,12 @@
 """Print the pip requirements of an image, read from pyproject.toml (one source of truth).
 
     python deploy/requirements.py --gpu    the worker: every dependency, TensorFlow with CUDA
-    python deploy/requirements.py --slim   producer, CLI, Flower: everything but the model stack
+    python deploy/requirements.py --slim   producer, CLI, Flower: everything but TensorFlow/Keras
 
 The images install these first (a cached layer that changes only with pyproject.toml), then
-the project itself with ``pip install --no-deps .``. The slim list drops the packages that only
-the model side imports (TensorFlow, Keras, image decoding): ``hemoscan --help``, ``scan``,
-``status``, ``report``, ``db`` and ``flower`` never import them (tests/deploy check this).
+the project itself with ``pip install --no-deps .``. The slim list drops the packages that
+only the model itself imports (TensorFlow, Keras): ``hemoscan --help``, ``scan``, ``status``,
+``db`` and ``flower`` never import them (tests/deploy/test_flower_and_images.py checks it).
 """
 
 from __future__ import annotations
@@ -17,17 +17,11 @@ import tomllib
 from pathlib import Path
 
 PYPROJECT = Path(__file__).resolve().parent.parent / "pyproject.toml"
-# Distribution names (normalised) that only the worker's model code imports.
-MODEL_ONLY = {
-    "tensorflow",
-    "keras",
-    "opencv-python-headless",
-    "pydicom",
-    "pylibjpeg",
-    "pylibjpeg-libjpeg",
-    "pylibjpeg-openjpeg",
-    "pylibjpeg-rle",
-}
+# Distribution names (normalised) that only the model code imports (hybrid_model.network,
+# io, gradcam: all imported lazily). Image decoding (OpenCV, pydicom) stays: Flower and the
+# producer load the Celery app, whose `include` imports workers.tasks -> workers.pipeline ->
+# hybrid_model.preprocess at module level.
+MODEL_ONLY = {"tensorflow", "keras"}
 
 
 def _name(requirement: str) -> str:
