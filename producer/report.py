@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from schema import results
@@ -167,10 +168,16 @@ def wait_for_job(
         task = bar.add_task("scan", total=None, failed=0, rate=0.0)
         t0, done0 = time.monotonic(), None
         while True:
-            with sessions.begin() as session:
-                job = session.get(Job, job_id)
-                assert job is not None
-                state = results.refresh_job(session, job)
+            try:
+                with sessions.begin() as session:
+                    job = session.get(Job, job_id)
+                    assert job is not None
+                    state = results.refresh_job(session, job)
+            except OperationalError:
+                # The database is away for a moment; the workers back off too. Keep waiting.
+                bar.console.print("[yellow]database unreachable; still waiting[/yellow]")
+                time.sleep(poll * 5)
+                continue
             if done0 is None:
                 done0 = state.done
             elapsed = time.monotonic() - t0

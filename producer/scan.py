@@ -13,6 +13,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from sqlalchemy.exc import IntegrityError
+
 from hemoscan.errors import ConfigurationError
 from hemoscan.settings import Settings
 from hemoscan.storage import open_store
@@ -98,9 +100,14 @@ def run_scan(
         "heatmaps": settings.heatmaps.value,
         "threshold": settings.threshold,
     }
-    with sessions.begin() as session:
-        job, created = jobs.open_job(session, name, source, params, model_version)
-        job_id, job_name = str(job.id), job.name
+    try:
+        with sessions.begin() as session:
+            job, created = jobs.open_job(session, name, source, params, model_version)
+    except IntegrityError:
+        # Another producer created the same job a moment ago: resume that one.
+        with sessions.begin() as session:
+            job, created = jobs.open_job(session, name, source, params, model_version)
+    job_id, job_name = str(job.id), job.name
     outcome = ScanOutcome(job_id=job_id, job_name=job_name, created=created)
     if on_start:
         on_start(outcome)

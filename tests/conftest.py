@@ -106,9 +106,7 @@ def tiny_model(tmp_path_factory) -> str:
 @pytest.fixture
 def base_env(tmp_path, tiny_model) -> dict[str, str]:
     """Environment for hemoscan processes: this test's data folder and the tiny model."""
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith("HEMOSCAN_") or "_TEST_" in k
-    }
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HEMOSCAN_") or "_TEST_" in k}
     env.update(
         HEMOSCAN_DATA_DIR=str(tmp_path / "data"),
         HEMOSCAN_MODEL_PATH=tiny_model,

@@ -44,6 +44,10 @@ def make_celery(settings: Settings) -> Celery:
         # One batch of 256x256 images is a few MB of memory churn; recycling a process after
         # many batches bounds any slow leak in third-party code without reloading often.
         worker_max_tasks_per_child=None,
+        # A pool process loads TensorFlow and the model before it reports "up"; Celery's
+        # default 4 s is far too short for that and would kill every replacement process in a
+        # loop after a worker death (seen in tests/faults). Loading takes seconds, not minutes.
+        worker_proc_alive_timeout=300,
         worker_hijack_root_logger=False,
         worker_cancel_long_running_tasks_on_connection_loss=False,
         # Task arguments are object keys only, but keep Flower's copies short regardless.

@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from sqlalchemy.exc import DBAPIError, OperationalError
 
 from hemoscan.errors import ObjectMissing, StorageError
 from hemoscan.settings import HeatmapPolicy
@@ -123,15 +122,12 @@ def process_batch(rt: Runtime, job_id: uuid.UUID, keys: Sequence[str]) -> dict[s
     started = time.perf_counter()
     job = rt.job(job_id)
     store = rt.store(job.source_uri)
-    try:
-        with rt.sessions.begin() as session:
-            ids = results.scan_ids(session, job_id, keys)
-            unknown = [k for k in keys if k not in ids]
-            if unknown:  # sent by something other than our producer: register them
-                results.add_scans(session, job_id, [{"object_key": k} for k in unknown])
-                ids.update(results.scan_ids(session, job_id, unknown))
-    except (OperationalError, DBAPIError) as exc:
-        raise TransientBatchError(keys, f"database: {type(exc.orig).__name__}") from exc
+    with rt.sessions.begin() as session:
+        ids = results.scan_ids(session, job_id, keys)
+        unknown = [k for k in keys if k not in ids]
+        if unknown:  # sent by something other than our producer: register them
+            results.add_scans(session, job_id, [{"object_key": k} for k in unknown])
+            ids.update(results.scan_ids(session, job_id, unknown))
 
     items = [Item(key=k, scan_id=ids[k]) for k in dict.fromkeys(keys)]
     items = list(rt.pool.map(lambda it: _load(rt, store, it), items))
@@ -180,11 +176,10 @@ def process_batch(rt: Runtime, job_id: uuid.UUID, keys: Sequence[str]) -> dict[s
         for it in items
         if it.reason is not None
     ]
-    try:
-        with rt.sessions.begin() as session:
-            results.record_batch(session, job_id, predictions, failures)
-    except (OperationalError, DBAPIError) as exc:
-        raise TransientBatchError(keys, f"database: {type(exc.orig).__name__}") from exc
+    # Database outages (OperationalError) propagate: the task retries the whole batch, and
+    # the heatmaps already written are simply overwritten with the same bytes.
+    with rt.sessions.begin() as session:
+        results.record_batch(session, job_id, predictions, failures)
 
     transient = [it.key for it in items if it.transient] + [it.key for it, _ in upload_errors]
     summary = {

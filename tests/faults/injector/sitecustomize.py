@@ -1,0 +1,57 @@
+"""Fault injection for hemoscan's fault tests, loaded into worker processes via PYTHONPATH.
+
+Nothing in the product knows about this file. The fault tests put this folder on PYTHONPATH
+and set one of the variables below; Python then imports this module at start-up in every
+process, and it hooks Celery's ``task_prerun`` signal, so only worker pool processes act:
+
+HEMOSCAN_FAULT_KILL_ONCE=FILE  SIGKILL the pool process while it renders the first heatmap of a
+                               batch (after some heatmaps may be written, before any row is
+                               committed), once: FILE records that the kill happened.
+HEMOSCAN_FAULT_POISON=A,B      SIGKILL the pool process whenever a batch holds a key containing
+                               one of the comma-separated texts: a batch that kills its worker
+                               every time it is delivered.
+HEMOSCAN_FAULT_HOLD=DIR        the first batch a pool process runs writes DIR/started and waits
+                               (at most 120 s) for DIR/release: the test acts while the batch is
+                               known to be in flight, with no sleeps and no races.
+"""
+
+import os
+
+if any(name.startswith("HEMOSCAN_FAULT_") for name in os.environ):
+    import signal
+    import time
+    from pathlib import Path
+
+    from celery.signals import task_prerun
+
+    _state = {"held": False}
+
+    def _die() -> None:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    @task_prerun.connect(weak=False)
+    def _inject(sender=None, args=None, **_):  # type: ignore[no-untyped-def]
+        keys = list(args[1]) if args and len(args) > 1 else []
+        poison = [p for p in os.environ.get("HEMOSCAN_FAULT_POISON", "").split(",") if p]
+        if any(p in key for p in poison for key in keys):
+            _die()
+        marker = os.environ.get("HEMOSCAN_FAULT_KILL_ONCE")
+        if marker and not Path(marker).exists():
+            import workers.pipeline as pipeline
+
+            original = pipeline.overlay_png
+
+            def overlay_then_die(*a, **kw):  # type: ignore[no-untyped-def]
+                if not Path(marker).exists():
+                    Path(marker).write_text(str(os.getpid()))
+                    _die()
+                return original(*a, **kw)
+
+            pipeline.overlay_png = overlay_then_die
+        hold = os.environ.get("HEMOSCAN_FAULT_HOLD")
+        if hold and not _state["held"]:
+            _state["held"] = True
+            Path(hold, "started").write_text(str(os.getpid()))
+            deadline = time.monotonic() + 120
+            while not Path(hold, "release").exists() and time.monotonic() < deadline:
+                time.sleep(0.05)

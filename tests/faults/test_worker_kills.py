@@ -1,0 +1,82 @@
+"""Worker processes killed mid-batch: nothing lost, nothing scored twice, no endless loop."""
+
+from __future__ import annotations
+
+import signal
+from collections import Counter
+
+import pytest
+
+from tests.faults.conftest import wait_for_file
+from tests.utils.stack import Worker, run_cli, workers
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def test_pool_process_sigkilled_mid_batch(fault_env, archive, db, tmp_path):
+    """Fault: the pool process gets SIGKILL while rendering the first heatmaps of a batch
+    (heatmaps partly written, no row committed). Injected by the injector's KILL_ONCE hook.
+    Checked: the batch is delivered again, and every image ends with exactly one prediction."""
+    marker = tmp_path / "killed"
+    env = {**fault_env, "HEMOSCAN_FAULT_KILL_ONCE": str(marker), "HEMOSCAN_BATCH_SIZE": "8"}
+    source, keys = archive(40)
+    with workers(env, tmp_path, 1) as (worker,):
+        run_cli(["scan", source, "--job", "sigkill", "--wait"], env, timeout=300)
+        log = worker.log()
+    assert marker.exists(), "the fault was not injected"
+    assert "WorkerLostError" in log or "exited prematurely" in log
+    scored = db.predictions("sigkill")
+    assert Counter(scored) == Counter(keys), "each image exactly once"
+    assert db.failures("sigkill") == {}
+
+
+def test_poison_batch_is_stopped_and_its_images_fail(fault_env, archive, db, tmp_path):
+    """Fault: two images whose batch kills the worker on every delivery (the injector's POISON
+    hook SIGKILLs the process for any batch holding either of them; they share the first batch). Checked: the poison images end as 'internal' failures after a bounded
+    number of deliveries, every other image of their batch is scored, and the job ends."""
+    env = {
+        **fault_env,
+        "HEMOSCAN_FAULT_POISON": "phantom_00001.,phantom_00002.",
+        "HEMOSCAN_BATCH_SIZE": "4",
+        "HEMOSCAN_MAX_DELIVERIES": "2",
+    }
+    source, keys = archive(12)
+    poison = {k for k in keys if "phantom_00001." in k or "phantom_00002." in k}
+    assert len(poison) == 2
+    with workers(env, tmp_path, 1) as (worker,):
+        run_cli(["scan", source, "--job", "poison", "--wait"], env, timeout=300)
+        log = worker.log()
+    failures = db.failures("poison")
+    assert set(failures) == poison
+    assert all(
+        reason == "internal" and "killed the worker" in msg for reason, msg, _ in failures.values()
+    )
+    assert Counter(db.predictions("poison")) == Counter(set(keys) - poison)
+    # Bounded: the batch of 4 dies once, its poisoned half once, each poison image twice.
+    deaths = log.count("exited prematurely")
+    assert 0 < deaths <= 6, deaths
+
+
+def test_worker_sigterm_mid_batch_is_a_warm_shutdown(fault_env, archive, db, tmp_path):
+    """Fault: SIGTERM to the worker while a batch is in flight (the injector's HOLD hook keeps
+    the first batch running until the test releases it). Checked: the worker finishes that
+    batch and exits cleanly, the batches it had not started go to a second worker, and every
+    image ends with exactly one prediction."""
+    hold = tmp_path / "hold"
+    hold.mkdir()
+    env = {**fault_env, "HEMOSCAN_FAULT_HOLD": str(hold), "HEMOSCAN_BATCH_SIZE": "8"}
+    source, keys = archive(24)
+    first = Worker("first@hemoscan-test", env, tmp_path)
+    first.wait_ready()
+    run_cli(["scan", source, "--job", "sigterm"], env)
+    wait_for_file(hold / "started")
+    first.proc.send_signal(signal.SIGTERM)  # to the main process: warm shutdown
+    (hold / "release").write_text("go")
+    assert first.proc.wait(120) == 0
+    log = first.log()
+    assert "warm shutdown" in log.lower()
+    assert len(db.predictions("sigterm")) == 8, "the batch in flight was finished"
+    env_second = {k: v for k, v in env.items() if k != "HEMOSCAN_FAULT_HOLD"}
+    with workers(env_second, tmp_path, 1, prefix="second"):
+        db.wait_done("sigterm", len(keys))
+    assert Counter(db.predictions("sigterm")) == Counter(keys)
