@@ -80,6 +80,11 @@ def register(subparsers) -> None:
         "--val-split", default=0.2, type=_fraction, help="validation fraction (default: 0.2)"
     )
     p.add_argument("--seed", default=0, type=int, help="random seed (default: 0)")
+    p.add_argument(
+        "--notes",
+        default=None,
+        help="text stored as the model's training_data (default: a summary of --data)",
+    )
     p.set_defaults(func=_train)
 
     p = subparsers.add_parser(
@@ -141,7 +146,15 @@ def _train(args) -> int:
         raise ModelCommandError(f"--out must end in .keras: {args.out}")
     from hybrid_model.train import metrics_path, train
 
-    metrics = train(args.data, args.out, args.epochs, args.batch_size, args.val_split, args.seed)
+    metrics = train(
+        args.data,
+        args.out,
+        args.epochs,
+        args.batch_size,
+        args.val_split,
+        args.seed,
+        training_data=args.notes,
+    )
     print(
         f"saved {args.out} and {metrics_path(args.out)} (validation ROC AUC {metrics['roc_auc']:.4f})"
     )

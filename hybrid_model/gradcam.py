@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import numpy as np
 
-EPSILON = 1e-7
+# Added to the per-image maximum: an all-zero map divides by EPSILON and stays zero (no NaN), and
+# being far below any real activation it leaves a non-zero map's maximum at 1.
+EPSILON = 1e-12
 
 
 class GradCam:

@@ -33,6 +33,7 @@ def build_model(
     gru_units: int = 32,
     dense_units: int = 32,
     dropout: float = 0.3,
+    column_pool: int | None = None,
 ) -> keras.Model:
     """Conv blocks (Conv2D + BatchNorm + ReLU + MaxPool) -> rows -> LSTM -> GRU -> Dense -> sigmoid.
 
@@ -41,6 +42,8 @@ def build_model(
     differentiate the pre-sigmoid score without editing the model.
     """
     inputs = keras.Input(shape=input_shape, name="image")
+    if column_pool is None:  # default: pool all columns of last_conv into one per row
+        column_pool = input_shape[1] // 2 ** (len(filters) - 1)
     x = inputs
     for i, f in enumerate(filters[:-1]):
         x = _conv_block(x, f, f"conv{i + 1}", pool=True)
@@ -49,9 +52,20 @@ def build_model(
     x = layers.BatchNormalization(name="conv_last_bn")(x)
     x = layers.ReLU(name=LAST_CONV)(x)
     rows, cols, channels = x.shape[1], x.shape[2], x.shape[3]
+    if column_pool > 1:
+        # Max over blocks of columns before the rows are read: a bleed is found wherever it lies
+        # in its row (translation invariance the raw W'*C row vector lacks; with it the LSTM sat
+        # at chance for epochs on phantoms), while the recurrent layers still read the rows in
+        # order and the gradient reaches last_conv at the positions that won the max.
+        x = layers.MaxPooling2D((1, column_pool), name="column_pool")(x)
+        cols = x.shape[2]
     x = layers.Reshape((rows, cols * channels), name="rows")(x)
     x = layers.LSTM(lstm_units, return_sequences=True, name="lstm")(x)
-    x = layers.GRU(gru_units, name="gru")(x)
+    # The GRU returns every row and the strongest row response is kept (max over rows): the
+    # evidence of a bleed in one row reaches the output in one step instead of having to survive
+    # the remaining rows of recurrence, which is what kept a last-state-only GRU at chance.
+    x = layers.GRU(gru_units, return_sequences=True, name="gru")(x)
+    x = layers.GlobalMaxPooling1D(name="row_max")(x)
     x = layers.Dense(dense_units, activation="relu", name="dense")(x)
     x = layers.Dropout(dropout, name="dropout")(x)
     logit = layers.Dense(1, name="logit")(x)
