@@ -7,9 +7,9 @@ process, and it hooks Celery's ``task_prerun`` signal, so only worker pool proce
 HEMOSCAN_FAULT_KILL_ONCE=FILE  SIGKILL the pool process while it renders the first heatmap of a
                                batch (after some heatmaps may be written, before any row is
                                committed), once: FILE records that the kill happened.
-HEMOSCAN_FAULT_POISON=A,B      SIGKILL the pool process whenever a batch holds a key containing
-                               one of the comma-separated texts: a batch that kills its worker
-                               every time it is delivered.
+HEMOSCAN_FAULT_POISON=A,B      SIGKILL the pool process when it decodes an object whose key holds
+                               one of the comma-separated texts (a decoder that crashes the
+                               interpreter): a batch that kills its worker on every delivery.
 HEMOSCAN_FAULT_HOLD=DIR        the first batch a pool process runs writes DIR/started and waits
                                (at most 120 s) for DIR/release: the test acts while the batch is
                                known to be in flight, with no sleeps and no races.
@@ -33,8 +33,19 @@ if any(name.startswith("HEMOSCAN_FAULT_") for name in os.environ):
     def _inject(sender=None, args=None, **_):  # type: ignore[no-untyped-def]
         keys = list(args[1]) if args and len(args) > 1 else []
         poison = [p for p in os.environ.get("HEMOSCAN_FAULT_POISON", "").split(",") if p]
-        if any(p in key for p in poison for key in keys):
-            _die()
+        if poison:
+            import workers.pipeline as pipeline
+
+            decode = getattr(pipeline.decode, "__wrapped__", pipeline.decode)
+
+            def decode_or_die(data, name, **kw):  # type: ignore[no-untyped-def]
+                # Like a decoder that crashes the interpreter on one particular file.
+                if any(p in name for p in poison):
+                    _die()
+                return decode(data, name, **kw)
+
+            decode_or_die.__wrapped__ = decode  # type: ignore[attr-defined]
+            pipeline.decode = decode_or_die
         marker = os.environ.get("HEMOSCAN_FAULT_KILL_ONCE")
         if marker and not Path(marker).exists():
             import workers.pipeline as pipeline
