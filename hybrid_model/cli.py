@@ -85,6 +85,12 @@ def register(subparsers) -> None:
         default=None,
         help="text stored as the model's training_data (default: a summary of --data)",
     )
+    p.add_argument(
+        "--init",
+        type=Path,
+        default=None,
+        help="start from this .keras model's weights instead of a fresh network",
+    )
     p.set_defaults(func=_train)
 
     p = subparsers.add_parser(
@@ -154,6 +160,7 @@ def _train(args) -> int:
         args.val_split,
         args.seed,
         training_data=args.notes,
+        initial_model=args.init,
     )
     print(
         f"saved {args.out} and {metrics_path(args.out)} (validation ROC AUC {metrics['roc_auc']:.4f})"

@@ -30,7 +30,9 @@ def _read_dataset(data: bytes, name: str):
 
 def _check_header(ds, name: str, max_pixels: int, allow_non_ct: bool) -> None:
     if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
-        raise UnreadableImage(f"{name}: the DICOM file has no pixel data")
+        raise UnreadableImage(
+            f"{name}: the DICOM file has no pixel data (truncated, or not an image)"
+        )
     modality = str(ds.get("Modality", "") or "").upper()
     if not allow_non_ct and modality != "CT":
         shown = modality or "missing"

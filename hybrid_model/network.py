@@ -1,10 +1,15 @@
 """The hybrid CNN + LSTM + GRU classifier (DESIGN.md, "The model").
 
-A small convolutional feature extractor keeps its last feature map at 1/8 of the input
-(32x32 for 256x256 input): fine enough for Grad-CAM to point at a few-millimetre bleed. That map
-(H' x W' x C) is read as a sequence of H' rows, each row a W'*C vector, by an LSTM that returns the
-whole sequence, then a GRU; because every row position feeds the recurrent layers directly (no
-global pooling), the class-score gradient reaches last_conv with spatial detail.
+Conv blocks (Conv2D + BatchNorm + ReLU + MaxPool) keep the last feature map at 1/8 of the input
+(32x32 for 256x256 input): fine enough for Grad-CAM to point at a bleed of a few millimetres.
+``last_conv`` is the output of the last conv block (Conv2D ``conv_last`` -> BatchNorm -> ReLU,
+the ReLU layer carries the name), the usual Grad-CAM target. Its map (H' x W' x C) is max-pooled
+over columns and reshaped to a sequence of H' rows (C features each), read top to bottom by an
+LSTM (return_sequences) and then a GRU whose per-row outputs are max-pooled over rows; Dense +
+Dropout; Dense(1) logit; sigmoid. Reading raw W'*C row vectors (no column pooling) and keeping
+only the GRU's last state left the network at chance for several epochs on the phantoms: the
+comments below say why each pooling is there. The gradient of the score reaches ``last_conv`` at
+the positions that won the maxima, so Grad-CAM keeps spatial detail.
 """
 
 from __future__ import annotations

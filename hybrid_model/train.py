@@ -91,6 +91,7 @@ def train(
     learning_rate: float = 1e-3,
     training_data: str | None = None,
     phantom_trained: bool | None = None,
+    initial_model: str | Path | None = None,
 ) -> dict[str, Any]:
     """Train, save the best model to ``out_path`` with metadata, return the validation metrics."""
     import keras
@@ -115,7 +116,12 @@ def train(
     train_ds, val_ds = _datasets(data.images, data.labels, train_idx, val_idx, batch_size, seed)
     weights = compute_class_weight("balanced", classes=np.array([0, 1]), y=data.labels[train_idx])
 
-    model = build_model((size, size, 3))
+    if initial_model is not None:  # continue training an existing model (same architecture)
+        from hybrid_model.io import load_model
+
+        model = load_model(initial_model).model
+    else:
+        model = build_model((size, size, 3))
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate),
         loss="binary_crossentropy",

@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from hybrid_model.gradcam import GradCam
 
-HEAD_LAYERS = ("rows", "lstm", "gru", "dense", "dropout", "logit")
+HEAD_LAYERS = ("column_pool", "rows", "lstm", "gru", "row_max", "dense", "dropout", "logit")
 
 
 @pytest.fixture(scope="module")
