@@ -72,6 +72,13 @@ class Worker:
             time.sleep(0.3)
         raise AssertionError(f"worker {self.name} not ready in {timeout}s:\n{self.log()[-3000:]}")
 
+    def wait_for_log(self, text: str, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while text not in self.log():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{text!r} not in {self.name}'s log:\n{self.log()[-3000:]}")
+            time.sleep(0.2)
+
     def pool_pids(self) -> list[int]:
         out = subprocess.run(
             ["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True

@@ -31,7 +31,6 @@ if any(name.startswith("HEMOSCAN_FAULT_") for name in os.environ):
 
     @task_prerun.connect(weak=False)
     def _inject(sender=None, args=None, **_):  # type: ignore[no-untyped-def]
-        keys = list(args[1]) if args and len(args) > 1 else []
         poison = [p for p in os.environ.get("HEMOSCAN_FAULT_POISON", "").split(",") if p]
         if poison:
             import workers.pipeline as pipeline
