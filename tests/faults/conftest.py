@@ -60,6 +60,17 @@ class Db:
                 )
             )
 
+    def updated_at(self, name: str) -> dict[str, object]:
+        """Object key -> when its prediction row was last written."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(Scan.object_key, Prediction.updated_at)
+                .join(Prediction, Prediction.scan_id == Scan.id)
+                .join(Job, Job.id == Scan.job_id)
+                .where(Job.name == name)
+            ).all()
+        return dict(rows)  # type: ignore[arg-type]
+
     def failures(self, name: str) -> dict[str, tuple[str, str, int]]:
         with self.engine.connect() as conn:
             rows = conn.execute(
