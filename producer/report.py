@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from schema import results
 from schema.models import Failure, Job, Prediction, Scan
 
+STALL_HINT_SECONDS = 30
 DISCLAIMER = "Research and triage tool: these scores are not a diagnosis."
 
 
@@ -166,7 +167,7 @@ def wait_for_job(
     )
     with Progress(*columns, console=console, transient=False) as bar:
         task = bar.add_task("scan", total=None, failed=0, rate=0.0)
-        t0, done0 = time.monotonic(), None
+        t0, done0, hinted = time.monotonic(), None, False
         while True:
             try:
                 with sessions.begin() as session:
@@ -181,6 +182,12 @@ def wait_for_job(
             if done0 is None:
                 done0 = state.done
             elapsed = time.monotonic() - t0
+            if state.done == done0 and elapsed > STALL_HINT_SECONDS and not hinted:
+                hinted = True
+                bar.console.print(
+                    f"[yellow]no progress for {STALL_HINT_SECONDS} s: is a worker running on "
+                    "this queue? (hemoscan worker; hemoscan flower shows the workers)[/yellow]"
+                )
             rate = (state.done - done0) / elapsed if elapsed > 0 else 0.0
             bar.update(
                 task, total=state.total, completed=state.done, failed=state.failed, rate=rate
