@@ -86,6 +86,15 @@ def register(subparsers) -> None:
         help="text stored as the model's training_data (default: a summary of --data)",
     )
     p.add_argument(
+        "--learning-rate", default=1e-3, type=float, help="Adam learning rate (default: 0.001)"
+    )
+    p.add_argument(
+        "--patience",
+        default=4,
+        type=_positive_int,
+        help="epochs without a better validation AUC before stopping (default: 4)",
+    )
+    p.add_argument(
         "--init",
         type=Path,
         default=None,
@@ -161,6 +170,8 @@ def _train(args) -> int:
         args.seed,
         training_data=args.notes,
         initial_model=args.init,
+        learning_rate=args.learning_rate,
+        patience=args.patience,
     )
     print(
         f"saved {args.out} and {metrics_path(args.out)} (validation ROC AUC {metrics['roc_auc']:.4f})"

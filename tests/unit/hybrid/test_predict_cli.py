@@ -73,9 +73,7 @@ def test_train_then_evaluate_smoke(tmp_path, capsys, monkeypatch):
         main(["phantoms", "--out", str(data), "--count", "16", "--seed", "4", "--size", "32"]) == 0
     )
     real_train = train_module.train
-    monkeypatch.setattr(
-        train_module, "train", lambda *a, **k: real_train(*a, size=32, patience=1, **k)
-    )
+    monkeypatch.setattr(train_module, "train", lambda *a, **k: real_train(*a, size=32, **k))
     assert (
         main(
             [
@@ -90,6 +88,8 @@ def test_train_then_evaluate_smoke(tmp_path, capsys, monkeypatch):
                 "8",
                 "--val-split",
                 "0.25",
+                "--patience",
+                "1",
             ]
         )
         == 0
