@@ -14,6 +14,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -117,8 +118,19 @@ def _write_heatmaps(
     return overlay_uri, raw_uri
 
 
+def _micro_batches(n: int, size: int) -> list[range]:
+    return [range(start, min(start + size, n)) for start in range(0, n, size)]
+
+
 def process_batch(rt: Runtime, job_id: uuid.UUID, keys: Sequence[str]) -> dict[str, Any]:
-    """Score one batch of object keys of a job; returns a small summary for the task."""
+    """Score one batch of object keys of a job; returns a small summary for the task.
+
+    The batch runs as a short pipeline of micro-batches (``rt.micro_batch`` images, a fixed
+    shape, so the compiled model call is traced once): while the model runs on one micro-batch
+    (TensorFlow releases the GIL), the I/O threads fetch and decode the next ones and render and
+    upload the heatmaps of the previous ones. Every heatmap is written before the ONE
+    transaction that records the batch's rows, and the task returns only after that commit.
+    """
     started = time.perf_counter()
     job = rt.job(job_id)
     store = rt.store(job.source_uri)
@@ -130,39 +142,48 @@ def process_batch(rt: Runtime, job_id: uuid.UUID, keys: Sequence[str]) -> dict[s
             ids.update(results.scan_ids(session, job_id, unknown))
 
     items = [Item(key=k, scan_id=ids[k]) for k in dict.fromkeys(keys)]
-    items = list(rt.pool.map(lambda it: _load(rt, store, it), items))
-    good = [it for it in items if it.image is not None]
-
-    probs = np.zeros(0, dtype=np.float32)
-    maps = np.zeros((0, rt.input_size, rt.input_size), dtype=np.float32)
-    model_ms = 0.0
-    if good:
+    # Every fetch is queued at once (FIFO), so the threads run ahead of the model; the heatmap
+    # writes queued after each micro-batch interleave with the fetches still waiting.
+    loads = [rt.pool.submit(_load, rt, store, it) for it in items]
+    writes: list[tuple[Item, float, bool, Future[tuple[str | None, str | None]]]] = []
+    model_seconds, model_images = 0.0, 0
+    for part in _micro_batches(len(items), rt.micro_batch or rt.settings.batch_size):
+        good = [loaded for loaded in (loads[i].result() for i in part) if loaded.image is not None]
+        if not good:
+            continue
         t0 = time.perf_counter()
         probs, maps = rt.gradcam(np.stack([it.image for it in good]))
-        model_ms = (time.perf_counter() - t0) * 1000
-    labels = [bool(p >= rt.threshold) for p in probs]
+        model_seconds += time.perf_counter() - t0
+        model_images += len(good)
+        for it, prob, cam in zip(good, probs, maps, strict=True):
+            label = bool(prob >= rt.threshold)
+            writes.append(
+                (
+                    it,
+                    float(prob),
+                    label,
+                    rt.pool.submit(_write_heatmaps, rt, job_id, it, cam, label),
+                )
+            )
 
-    def write(i: int) -> tuple[str | None, str | None] | StorageError:
-        try:
-            return _write_heatmaps(rt, job_id, good[i], maps[i], labels[i])
-        except StorageError as exc:
-            return exc
-
-    uris = list(rt.pool.map(write, range(len(good))))
-    upload_errors = [(good[i], u) for i, u in enumerate(uris) if isinstance(u, StorageError)]
-
+    model_ms = model_seconds * 1000 / model_images if model_images else 0.0
     predictions = []
-    for i, it in enumerate(good):
-        if isinstance(uris[i], StorageError):
+    upload_errors: list[tuple[Item, StorageError]] = []
+    for it, prob, label, future in writes:
+        try:
+            overlay_uri, raw_uri = future.result()
+        except StorageError as exc:
+            upload_errors.append((it, exc))
             continue
-        overlay_uri, raw_uri = uris[i]  # type: ignore[misc]
+        finally:
+            it.image = None  # the pixels are no longer needed: free them as the batch drains
         timings = {k: round(v, 2) for k, v in it.timings.items()}
-        timings["model_ms"] = round(model_ms / len(good), 2)
+        timings["model_ms"] = round(model_ms, 2)
         predictions.append(
             {
                 "scan_id": it.scan_id,
-                "probability": float(np.clip(probs[i], 0.0, 1.0)),
-                "label": labels[i],
+                "probability": float(np.clip(prob, 0.0, 1.0)),
+                "label": label,
                 "threshold": rt.threshold,
                 "model_version": rt.model_version,
                 "overlay_uri": overlay_uri,

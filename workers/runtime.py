@@ -27,10 +27,13 @@ def configure_tensorflow(settings: Settings) -> None:
     """Thread counts and GPU memory growth; must run before TensorFlow executes any op."""
     import tensorflow as tf
 
-    if settings.tf_intra_threads:
-        tf.config.threading.set_intra_op_parallelism_threads(settings.tf_intra_threads)
-    if settings.tf_inter_threads:
-        tf.config.threading.set_inter_op_parallelism_threads(settings.tf_inter_threads)
+    try:
+        if settings.tf_intra_threads:
+            tf.config.threading.set_intra_op_parallelism_threads(settings.tf_intra_threads)
+        if settings.tf_inter_threads:
+            tf.config.threading.set_inter_op_parallelism_threads(settings.tf_inter_threads)
+    except RuntimeError:  # TensorFlow already ran an op in this process (a benchmark, a test)
+        log.warning("TensorFlow is already initialised: HEMOSCAN_TF_*_THREADS not applied")
     for gpu in tf.config.list_physical_devices("GPU"):
         # Grow GPU memory on demand so one process per GPU never grabs memory it won't use.
         tf.config.experimental.set_memory_growth(gpu, True)
@@ -51,6 +54,7 @@ class Runtime:
     sessions: sessionmaker[Session]
     output: ObjectStore
     pool: ThreadPoolExecutor
+    micro_batch: int = 0  # images per model call (0: the batch size); see micro_batch_size()
     hostname: str = field(default_factory=socket.gethostname)
     _stores: dict[str, ObjectStore] = field(default_factory=dict)
     _jobs: dict[uuid.UUID, JobInfo] = field(default_factory=dict)
@@ -87,6 +91,16 @@ class Runtime:
         return self._jobs[job_id]
 
 
+def micro_batch_size(batch_size: int) -> int:
+    """Images per model call inside one batch: half the batch from 16 images up, else all.
+
+    Two calls per batch let the I/O threads render and upload the first half's heatmaps (and
+    fetch the rest) while the model runs on the second half; below 16 images a smaller call
+    costs more per image than the overlap saves (bench/README.md has the measurements).
+    """
+    return (batch_size + 1) // 2 if batch_size >= 16 else batch_size
+
+
 _runtime: Runtime | None = None
 _lock = threading.Lock()
 
@@ -107,17 +121,20 @@ def _build(settings: Settings) -> Runtime:
 
     configure_tensorflow(settings)
     loaded = load_model(settings.model_path)
-    gradcam = GradCam(loaded.model, batch_size=settings.batch_size)
-    # Trace and run the compiled call once now, so the first real batch pays no warm-up.
+    micro = micro_batch_size(settings.batch_size)
+    # A fixed call shape (GradCam zero-pads to it) means the tf.function is traced once; trace
+    # and run it now, so the first real batch pays no warm-up.
+    gradcam = GradCam(loaded.model, batch_size=micro)
     import numpy as np
 
     size = int(loaded.input_size)
     gradcam(np.zeros((1, size, size, 3), dtype=np.float32))
     log.info(
-        "worker %s loaded %s (batch %d, threshold %s)",
+        "worker %s loaded %s (batch %d in model calls of %d, threshold %s)",
         os.getpid(),
         loaded.note,
         settings.batch_size,
+        micro,
         settings.threshold if settings.threshold is not None else loaded.threshold,
     )
     return Runtime(
@@ -127,6 +144,7 @@ def _build(settings: Settings) -> Runtime:
         sessions=session_factory(settings.effective_database_url),
         output=open_store(settings.effective_output_location, settings),
         pool=ThreadPoolExecutor(settings.fetch_threads, thread_name_prefix="hemoscan-io"),
+        micro_batch=micro,
     )
 
 
