@@ -417,7 +417,7 @@ class _TimedSessions:
             self._clock.add("database", time.thread_time() - t0)
 
 
-def worker_cpu(ctx: Context, n_images: int) -> None:
+def worker_cpu(ctx: Context, n_images: int, micro: int = 0) -> None:
     """CPU ms per image of each stage of the worker's process_batch (distributed stores)."""
     import workers.pipeline as pipeline
     from hemoscan.storage import S3Store
@@ -435,6 +435,10 @@ def worker_cpu(ctx: Context, n_images: int) -> None:
         batch_size=ctx.batch_size,
     )
     rt = get_runtime(settings)
+    if micro and micro != rt.micro_batch:  # A/B of the micro-batch size (``--micro``)
+        from hybrid_model.gradcam import GradCam
+
+        rt.gradcam, rt.micro_batch = GradCam(rt.loaded.model, batch_size=micro), micro
     name = f"bench-profile-{uuid.uuid4().hex[:6]}"
     keys = [f"ct/{f.name}" for f in ctx.files[:n_images]]
     with session_factory(DB_URL).begin() as session:

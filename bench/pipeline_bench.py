@@ -112,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baseline", type=int, default=None, help="BASELINE images (10)")
     parser.add_argument("--naive", type=int, default=None, help="NAIVE images (300)")
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--micro", type=int, default=0, help="profile: model call size (A/B)")
     parser.add_argument("--only", default="", help="comma list: raw,dist,embedded,baseline,...")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
@@ -150,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         ("raw", lambda: measure.raw(ctx)),
         ("dist", lambda: measure.distributed(ctx, n_images, n_long, n_naive)),
         ("embedded", lambda: measure.embedded(ctx, n_images)),
-        ("profile", lambda: measure.worker_cpu(ctx, min(n_images, 320))),
+        ("profile", lambda: measure.worker_cpu(ctx, min(n_images, 320), args.micro)),
         ("baseline", lambda: measure.baseline(ctx, n_base)),
         ("producer", lambda: measure.producer(ctx, n_keys)),
         ("db", lambda: measure.db_writes(ctx)),

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
@@ -117,6 +120,8 @@ def run_scan(
     own_sender = sender is None
     sender = sender or make_sender(settings)
     pending: list[str] = []
+    send = _Sends(sender, outcome, on_batch)
+    running = False
     try:
         for chunk in _chunks(items, CHUNK):
             rows = [
@@ -129,16 +134,19 @@ def run_scan(
                 for it in chunk
             ]
             with sessions.begin() as session:
-                pending.extend(jobs.register_and_select(session, job.id, rows, plan.rescore))
-                if outcome.batches == 0 and pending:
+                pending.extend(_register(session, job.id, rows, plan.rescore, created))
+                if not running and pending:
                     jobs.mark_running(session, session.merge(job))
+                    running = True
             outcome.listed += len(chunk)
             while len(pending) >= batch_size:
-                _send(sender, outcome, pending[:batch_size], on_batch)
+                send(pending[:batch_size])
                 del pending[:batch_size]
         if pending:
-            _send(sender, outcome, pending, on_batch)
+            send(pending)
+        send.drain()
     finally:
+        send.close()
         if own_sender:
             sender.close()
     if outcome.listed == 0:
@@ -155,9 +163,53 @@ def run_scan(
     return outcome
 
 
-def _send(sender: Sender, outcome: ScanOutcome, keys: list[str], on_batch) -> None:  # type: ignore[no-untyped-def]
-    summary = sender.send(outcome.job_id, keys)
-    outcome.sent += len(keys)
-    outcome.batches += 1
-    if on_batch:
-        on_batch(len(keys), summary)
+def _register(session, job_id, rows, rescore: bool, created: bool) -> list[str]:  # type: ignore[no-untyped-def]
+    """Register a chunk of the listing; return its keys that still need scoring."""
+    if created and not rescore:
+        # A job this run created has nothing scored yet: exactly the keys inserted now are
+        # pending (a key listed twice is sent once), so the per-key pending query is skipped.
+        from schema.results import add_scans
+
+        fresh = set(add_scans(session, job_id, rows))
+        return [k for k in dict.fromkeys(r["object_key"] for r in rows) if k in fresh]
+    return jobs.register_and_select(session, job_id, rows, rescore)
+
+
+class _Sends:
+    """Sends batches through ``sender``; to a broker on one background thread.
+
+    The broker's round trips then overlap the next chunk's database round trips (both release
+    the GIL while they wait). At most ``depth`` batches are in flight, so memory stays flat in
+    the size of the listing, and a failed send surfaces at the next batch. In-process senders
+    (the embedded mode) run inline: they are the scoring itself.
+    """
+
+    def __init__(self, sender: Sender, outcome: ScanOutcome, on_batch, depth: int = 64) -> None:  # type: ignore[no-untyped-def]
+        self._sender, self._outcome, self._on_batch, self._depth = sender, outcome, on_batch, depth
+        self._pool = None if sender.in_process else ThreadPoolExecutor(1, "hemoscan-send")
+        self._inflight: deque[tuple[int, Future[Any]]] = deque()
+
+    def __call__(self, keys: list[str]) -> None:
+        if self._pool is None:
+            self._done(len(keys), self._sender.send(self._outcome.job_id, keys))
+            return
+        future = self._pool.submit(self._sender.send, self._outcome.job_id, keys)
+        self._inflight.append((len(keys), future))
+        while len(self._inflight) > self._depth or (self._inflight and self._inflight[0][1].done()):
+            count, oldest = self._inflight.popleft()
+            self._done(count, oldest.result())
+
+    def _done(self, count: int, summary: Any) -> None:
+        self._outcome.sent += count
+        self._outcome.batches += 1
+        if self._on_batch:
+            self._on_batch(count, summary)
+
+    def drain(self) -> None:
+        while self._inflight:
+            count, oldest = self._inflight.popleft()
+            self._done(count, oldest.result())
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)

@@ -7,7 +7,7 @@ so a batch delivered twice, or a job enqueued twice, leaves the same rows.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,13 +30,11 @@ def _insert(session: Session, table: Table) -> Insert:
     raise NotImplementedError(f"unsupported database dialect: {dialect}")
 
 
-def _chunks(rows: Sequence[dict[str, Any]]) -> Iterable[Sequence[dict[str, Any]]]:
-    for start in range(0, len(rows), _ROWS_PER_STATEMENT):
-        yield rows[start : start + _ROWS_PER_STATEMENT]
+def add_scans(session: Session, job_id: uuid.UUID, rows: Sequence[dict[str, Any]]) -> list[str]:
+    """Insert scan rows (``object_key``, ``size``, ``etag``, ``true_label``); existing ones stay.
 
-
-def add_scans(session: Session, job_id: uuid.UUID, rows: Sequence[dict[str, Any]]) -> None:
-    """Insert scan rows (``object_key``, ``size``, ``etag``, ``true_label``); existing ones stay."""
+    Returns the keys that were new (inserted now), in no particular order.
+    """
     now = utcnow()
     values = [
         {
@@ -49,11 +47,16 @@ def add_scans(session: Session, job_id: uuid.UUID, rows: Sequence[dict[str, Any]
         }
         for r in rows
     ]
-    table = Scan.__table__
-    for chunk in _chunks(values):
-        stmt = _insert(session, table).values(list(chunk))
-        stmt = stmt.on_conflict_do_nothing(index_elements=["job_id", "object_key"])
-        session.execute(stmt)
+    if not values:
+        return []
+    # One statement with a parameter list and RETURNING: SQLAlchemy compiles it once (cached)
+    # and sends it as multi-row VALUES pages ("insertmanyvalues"). Building ``.values(rows)``
+    # compiled a fresh statement with a bind parameter per cell every time, and a parameter
+    # list without RETURNING is a round trip per row on psycopg2 (bench/README.md).
+    stmt = _insert(session, Scan.__table__).on_conflict_do_nothing(
+        index_elements=["job_id", "object_key"]
+    )
+    return list(session.scalars(stmt.returning(Scan.object_key), values))
 
 
 def scan_ids(session: Session, job_id: uuid.UUID, keys: Sequence[str]) -> dict[str, int]:
@@ -82,15 +85,12 @@ def record_batch(
     now = utcnow()
     if predictions:
         rows = [{**p, "job_id": job_id, "created_at": now, "updated_at": now} for p in predictions]
-        table = Prediction.__table__
-        for chunk in _chunks(rows):
-            stmt = _insert(session, table).values(list(chunk))
-            updated = {
-                c: stmt.excluded[c]
-                for c in chunk[0]
-                if c not in ("scan_id", "job_id", "created_at")
-            }
-            session.execute(stmt.on_conflict_do_update(index_elements=["scan_id"], set_=updated))
+        stmt = _insert(session, Prediction.__table__)
+        updated = {
+            c: stmt.excluded[c] for c in rows[0] if c not in ("scan_id", "job_id", "created_at")
+        }
+        stmt = stmt.on_conflict_do_update(index_elements=["scan_id"], set_=updated)
+        session.execute(stmt.returning(Prediction.__table__.c.scan_id), rows)  # see add_scans
         ids = [p["scan_id"] for p in predictions]
         session.execute(delete(Failure).where(Failure.scan_id.in_(ids)))
     if failures:
@@ -99,18 +99,17 @@ def record_batch(
             for f in failures
         ]
         table = Failure.__table__
-        for chunk in _chunks(rows):
-            stmt = _insert(session, table).values(list(chunk))
-            stmt = stmt.on_conflict_do_update(
-                index_elements=["scan_id"],
-                set_={
-                    "reason": stmt.excluded.reason,
-                    "message": stmt.excluded.message,
-                    "attempts": table.c.attempts + 1,
-                    "updated_at": stmt.excluded.updated_at,
-                },
-            )
-            session.execute(stmt)
+        stmt = _insert(session, table)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["scan_id"],
+            set_={
+                "reason": stmt.excluded.reason,
+                "message": stmt.excluded.message,
+                "attempts": table.c.attempts + 1,
+                "updated_at": stmt.excluded.updated_at,
+            },
+        )
+        session.execute(stmt.returning(table.c.scan_id), rows)  # see add_scans
         ids = [f["scan_id"] for f in failures]
         session.execute(delete(Prediction).where(Prediction.scan_id.in_(ids)))
 
