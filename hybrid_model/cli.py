@@ -100,6 +100,12 @@ def register(subparsers) -> None:
         default=None,
         help="start from this .keras model's weights instead of a fresh network",
     )
+    p.add_argument(
+        "--pooled-blocks",
+        type=int,
+        default=None,
+        help="conv blocks followed by 2x2 max pooling (default 2: last_conv at 1/4 of the input)",
+    )
     p.set_defaults(func=_train)
 
     p = subparsers.add_parser(
@@ -172,6 +178,7 @@ def _train(args) -> int:
         initial_model=args.init,
         learning_rate=args.learning_rate,
         patience=args.patience,
+        pooled_blocks=args.pooled_blocks,
     )
     print(
         f"saved {args.out} and {metrics_path(args.out)} (validation ROC AUC {metrics['roc_auc']:.4f})"

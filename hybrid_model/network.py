@@ -1,7 +1,8 @@
 """The hybrid CNN + LSTM + GRU classifier (DESIGN.md, "The model").
 
-Conv blocks (Conv2D + BatchNorm + ReLU + MaxPool) keep the last feature map at 1/8 of the input
-(32x32 for 256x256 input): fine enough for Grad-CAM to point at a bleed of a few millimetres.
+Conv blocks (Conv2D + BatchNorm + ReLU + MaxPool) keep the last feature map at 1/4 of the input
+(64x64 for 256x256 input; ``pooled_blocks=3`` gives 1/8): fine enough for Grad-CAM to point at
+a bleed a few millimetres thick (at 1/8 the map's peak often missed thin subdural crescents).
 ``last_conv`` is the output of the last conv block (Conv2D ``conv_last`` -> BatchNorm -> ReLU,
 the ReLU layer carries the name), the usual Grad-CAM target. Its map (H' x W' x C) is max-pooled
 over columns and reshaped to a sequence of H' rows (C features each), read top to bottom by an
@@ -41,6 +42,7 @@ def build_model(
     dropout: float = 0.3,
     column_pool: int | None = None,
     batch_norm: bool = True,
+    pooled_blocks: int | None = None,
 ) -> keras.Model:
     """Conv blocks (Conv2D + BatchNorm + ReLU + MaxPool) -> rows -> LSTM -> GRU -> Dense -> sigmoid.
 
@@ -52,11 +54,13 @@ def build_model(
     differentiate the pre-sigmoid score without editing the model.
     """
     inputs = keras.Input(shape=input_shape, name="image")
+    if pooled_blocks is None:  # last_conv at 1/4 of the input: 64x64 for 256x256
+        pooled_blocks = min(2, len(filters) - 1)
     if column_pool is None:  # default: pool all columns of last_conv into one per row
-        column_pool = input_shape[1] // 2 ** (len(filters) - 1)
+        column_pool = input_shape[1] // 2**pooled_blocks
     x = inputs
     for i, f in enumerate(filters[:-1]):
-        x = _conv_block(x, f, f"conv{i + 1}", True, batch_norm)
+        x = _conv_block(x, f, f"conv{i + 1}", i < pooled_blocks, batch_norm)
     # last_conv is the activation after ReLU (the conventional Grad-CAM target): name the ReLU.
     x = _conv_block(x, filters[-1], "conv_last", False, batch_norm, relu_name=LAST_CONV)
     rows, cols, channels = x.shape[1], x.shape[2], x.shape[3]

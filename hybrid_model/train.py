@@ -78,6 +78,25 @@ def _datasets(images, labels, train_idx, val_idx, batch_size: int, seed: int):
     return train, val
 
 
+def _warm_start(model, initial_model: str | Path) -> None:
+    """Copy weights layer by layer (same name and shapes) from another model file.
+
+    Pooling layers carry no weights, so a model with a different number of pooled blocks (a
+    finer last_conv) can start from a trained coarser one.
+    """
+    from hybrid_model.io import load_model
+
+    source = {layer.name: layer for layer in load_model(initial_model).model.layers}
+    copied = 0
+    for layer in model.layers:
+        other = source.get(layer.name)
+        weights = other.get_weights() if other is not None else []
+        if weights and [w.shape for w in weights] == [w.shape for w in layer.get_weights()]:
+            layer.set_weights(weights)
+            copied += 1
+    log.info("warm start: copied the weights of %d layers from %s", copied, initial_model)
+
+
 def train(
     data_dir: str | Path,
     out_path: str | Path,
@@ -92,6 +111,7 @@ def train(
     training_data: str | None = None,
     phantom_trained: bool | None = None,
     initial_model: str | Path | None = None,
+    pooled_blocks: int | None = None,
 ) -> dict[str, Any]:
     """Train, save the best model to ``out_path`` with metadata, return the validation metrics."""
     import keras
@@ -116,12 +136,9 @@ def train(
     train_ds, val_ds = _datasets(data.images, data.labels, train_idx, val_idx, batch_size, seed)
     weights = compute_class_weight("balanced", classes=np.array([0, 1]), y=data.labels[train_idx])
 
-    if initial_model is not None:  # continue training an existing model (same architecture)
-        from hybrid_model.io import load_model
-
-        model = load_model(initial_model).model
-    else:
-        model = build_model((size, size, 3))
+    model = build_model((size, size, 3), pooled_blocks=pooled_blocks)
+    if initial_model is not None:
+        _warm_start(model, initial_model)
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate),
         loss="binary_crossentropy",

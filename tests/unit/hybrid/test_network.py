@@ -25,8 +25,10 @@ def test_layer_order_conv_lstm_gru_dense():
 
 def test_last_conv_keeps_resolution_and_feeds_rows():
     model = build_model((256, 256, 3))
-    assert model.get_layer(LAST_CONV).output.shape[1:] == (32, 32, 64)
-    assert model.get_layer("rows").output.shape[1:] == (32, 64)  # one vector per row
+    assert model.get_layer(LAST_CONV).output.shape[1:] == (64, 64, 64)
+    assert model.get_layer("rows").output.shape[1:] == (64, 64)  # one vector per row
+    coarse = build_model((256, 256, 3), pooled_blocks=3)
+    assert coarse.get_layer(LAST_CONV).output.shape[1:] == (32, 32, 64)
     convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
     assert model.layers.index(convs[-1]) < model.layers.index(model.get_layer(LAST_CONV))
     assert model.count_params() < 2_000_000  # a few MB on disk
