@@ -6,7 +6,9 @@
 #   2. 3000 fresh phantoms (seed 20261128), the default network with last_conv at 64x64
 #      (pooling layers carry no weights, so every weight is copied from stage 1), 3 epochs at a
 #      lower learning rate, seed 1: sharper Grad-CAM maps for thin bleeds.
-# About an hour on 2 CPU cores. The weights are phantom-trained and NOT clinically valid; their
+# About an hour on 2 CPU cores. (For the committed file, stage 1 was stopped after epoch 14 of
+# 16 to save time; its best epoch, 12, is what early stopping keeps, as a full run would unless
+# epochs 15-16 beat it.) The weights are phantom-trained and NOT clinically valid; their
 # metadata says so. CPU kernels are multi-threaded, so a rerun follows the same data and
 # procedure but its weights can differ in the last digits.
 #
