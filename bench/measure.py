@@ -319,10 +319,14 @@ def distributed(ctx: Context, n_images: int, n_long: int, n_naive: int) -> None:
         )
         out["pipeline"] = main
         done, repeats = 100 + main["images"], []
+        series = [(100, out["rss_after_100_mib"]["VmRSS"])]
+        series.append((100 + main["images"], worker.memory_mib()["VmRSS"]))
         while done < n_long:
             again = scan(f"bench-{tag}-long{len(repeats)}")
             repeats.append(again["images_per_s"])
             done += again["images"]
+            series.append((done, worker.memory_mib()["VmRSS"]))
+        out["rss_series_mib"] = series
         out["rss_after_long_mib"] = worker.memory_mib()
         out["long_images"] = done
         out["long_runs_images_per_s"] = repeats
@@ -545,25 +549,42 @@ def baseline(ctx: Context, n: int) -> None:
 
 def _producer_child(manifest: str, queue: str, job: str, folder: str, model: str) -> None:
     """Runs in a child process: one scan of the manifest, then its own peak RSS as JSON."""
-    import resource
-
+    import producer.scan as scan
     from hemoscan.settings import load_settings
-    from producer.scan import ScanPlan, run_scan
+    from producer.senders import BrokerSender
 
     settings = load_settings(
         broker_url=REDIS_URL, database_url=DB_URL, queue=queue, model_path=model
     )
-    outcome = run_scan(settings, ScanPlan(source=folder, job_name=job, manifest=Path(manifest)))
-    print(
-        json.dumps(
-            {
-                "sent": outcome.sent,
-                "listed": outcome.listed,
-                "seconds": outcome.seconds,
-                "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-            }
-        )
-    )
+    spent = {"register_s": 0.0, "send_s": 0.0}
+
+    def timed(name: str, fn):  # type: ignore[no-untyped-def]
+        def inner(*a, **kw):  # type: ignore[no-untyped-def]
+            t0 = time.perf_counter()
+            try:
+                return fn(*a, **kw)
+            finally:
+                spent[name] += time.perf_counter() - t0
+
+        return inner
+
+    if hasattr(scan, "_register"):  # absent before the producer change (A/B runs)
+        scan._register = timed("register_s", scan._register)  # type: ignore[assignment]
+    BrokerSender.send = timed("send_s", BrokerSender.send)  # type: ignore[method-assign]
+    plan = scan.ScanPlan(source=folder, job_name=job, manifest=Path(manifest))
+    outcome = scan.run_scan(settings, plan)
+    # VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the parent across fork + exec.
+    status = Path("/proc/self/status").read_text().splitlines()
+    hwm = next(int(line.split()[1]) for line in status if line.startswith("VmHWM"))
+    result = {
+        "sent": outcome.sent,
+        "listed": outcome.listed,
+        "seconds": outcome.seconds,
+        "peak_rss_mib": round(hwm / 1024, 1),
+        "register_db_s": round(spent["register_s"], 3),
+        "send_thread_busy_s": round(spent["send_s"], 3),
+    }
+    print(json.dumps(result))
 
 
 def producer(ctx: Context, n_keys: int) -> None:

@@ -27,7 +27,7 @@ from hybrid_model.errors import ImageError
 from hybrid_model.preprocess import decode
 from hybrid_model.render import overlay_png, raw_map_npy
 from schema import results
-from workers.runtime import Runtime
+from workers.runtime import Runtime, release_free_memory
 
 log = logging.getLogger(__name__)
 
@@ -201,6 +201,7 @@ def process_batch(rt: Runtime, job_id: uuid.UUID, keys: Sequence[str]) -> dict[s
     # the heatmaps already written are simply overwritten with the same bytes.
     with rt.sessions.begin() as session:
         results.record_batch(session, job_id, predictions, failures)
+    release_free_memory()  # keeps the worker's RSS flat over thousands of batches
 
     transient = [it.key for it in items if it.transient] + [it.key for it, _ in upload_errors]
     summary = {

@@ -13,6 +13,7 @@ import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -37,6 +38,41 @@ def configure_tensorflow(settings: Settings) -> None:
     for gpu in tf.config.list_physical_devices("GPU"):
         # Grow GPU memory on demand so one process per GPU never grabs memory it won't use.
         tf.config.experimental.set_memory_growth(gpu, True)
+
+
+# glibc mallopt parameter (malloc.h): cap on malloc arenas.
+_M_ARENA_MAX = -8
+
+
+@lru_cache(maxsize=1)
+def _libc():  # type: ignore[no-untyped-def]
+    import ctypes
+    import ctypes.util
+
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    except OSError:
+        return None
+
+
+def limit_malloc_arenas(arenas: int = 2) -> None:
+    """Cap glibc's malloc arenas in this process.
+
+    glibc gives each thread that allocates concurrently its own arena (up to 8 per core), and
+    the I/O threads' short-lived buffers (object bytes, decoded images, PNGs) leave every arena
+    fragmented: the pool process's RSS then creeps up over thousands of images even though
+    nothing leaks (bench/README.md: worker RSS). A no-op where libc is not glibc.
+    """
+    libc = _libc()
+    if libc is not None and hasattr(libc, "mallopt"):
+        libc.mallopt(_M_ARENA_MAX, arenas)
+
+
+def release_free_memory() -> None:
+    """Hand freed heap pages back to the OS (glibc ``malloc_trim``); cheap once per batch."""
+    libc = _libc()
+    if libc is not None and hasattr(libc, "malloc_trim"):
+        libc.malloc_trim(0)
 
 
 @dataclass
@@ -119,6 +155,7 @@ def _build(settings: Settings) -> Runtime:
     from hybrid_model.io import load_model
     from schema.db import session_factory
 
+    limit_malloc_arenas()
     configure_tensorflow(settings)
     loaded = load_model(settings.model_path)
     micro = micro_batch_size(settings.batch_size)
