@@ -7,7 +7,9 @@
 #   scripts/services.sh env      print the variables to export (eval "$(scripts/services.sh env)")
 #
 # Running `start` twice is harmless. SeaweedFS keeps its data and logs in $HEMOSCAN_SCRATCH
-# (default .scratch/ in the repository) and is bound to 127.0.0.1 with telemetry off.
+# (default .scratch/ in the repository) and is bound to 127.0.0.1 with telemetry off. Every
+# bucket is a SeaweedFS collection with volumes of its own: small volumes and a high volume
+# count keep many test buckets from exhausting the writable volumes ("No writable volumes").
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -68,6 +70,7 @@ start_seaweedfs() {
     -s3.port="$S3_PORT" -master.port="$MASTER_PORT" -volume.port="$VOLUME_PORT" \
     -filer.port="$FILER_PORT" -admin.port="$ADMIN_PORT" -webdav.port=0 \
     -s3.port.iceberg=0 -s3.port.lance=0 \
+    -master.volumeSizeLimitMB=64 -volume.max=1000 \
     >"$SCRATCH/weed-logs/stdout.log" 2>&1 &
   echo $! >"$SCRATCH/weed.pid"
   wait_for seaweedfs 60 s3_up_or_dead
@@ -96,8 +99,14 @@ case "${1:-start}" in
     print_env
     ;;
   stop)
-    if [ -f "$SCRATCH/weed.pid" ] && kill "$(cat "$SCRATCH/weed.pid")" 2>/dev/null; then
-      log "seaweedfs stopped"
+    if [ -f "$SCRATCH/weed.pid" ]; then
+      pid=$(cat "$SCRATCH/weed.pid")
+      if kill "$pid" 2>/dev/null; then
+        # Wait for it to let go of its ports, so a `start` right after works.
+        for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+        kill -9 "$pid" 2>/dev/null || true
+        log "seaweedfs stopped"
+      fi
     fi
     rm -f "$SCRATCH/weed.pid"
     ;;

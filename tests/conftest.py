@@ -86,13 +86,21 @@ def s3_settings(s3_endpoint: str, tmp_path):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def s3_bucket(s3_settings) -> str:  # type: ignore[no-untyped-def]
+def s3_bucket(s3_settings) -> Iterator[str]:  # type: ignore[no-untyped-def]
     """A new, empty bucket for one test; its name is returned."""
     from hemoscan.storage import S3Store
 
     name = f"hs-{uuid.uuid4().hex[:12]}"
-    S3Store(name, "", s3_settings).create_bucket()
-    return name
+    store = S3Store(name, "", s3_settings)
+    store.create_bucket()
+    yield name
+    # Drop the bucket: in SeaweedFS each bucket holds volumes, which are finite.
+    client = store._client
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=name):
+        keys = [{"Key": item["Key"]} for item in page.get("Contents", ())]
+        if keys:
+            client.delete_objects(Bucket=name, Delete={"Objects": keys, "Quiet": True})
+    client.delete_bucket(Bucket=name)
 
 
 @pytest.fixture(scope="session")

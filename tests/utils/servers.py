@@ -143,7 +143,7 @@ class SeaweedServer:
                 "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-master.telemetry=false",
                 f"-s3.port={self.port}", f"-master.port={master}", f"-volume.port={volume}",
                 f"-filer.port={filer}", f"-admin.port={admin}", "-webdav.port=0",
-                "-s3.port.iceberg=0", "-s3.port.lance=0",
+                "-s3.port.iceberg=0", "-s3.port.lance=0", "-master.volumeSizeLimitMB=64",
             ],
             stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ), start_new_session=True,
         )  # fmt: skip
