@@ -40,6 +40,15 @@ def _fraction(value: str) -> float:
     return number
 
 
+def _model(args: argparse.Namespace) -> Path:
+    """--model, else the configured model (HEMOSCAN_MODEL_PATH, default: the demo model)."""
+    if args.model is not None:
+        return Path(args.model)
+    from hemoscan.settings import get_settings
+
+    return get_settings().model_path
+
+
 def register(subparsers) -> None:
     """Add the model commands to the ``hemoscan`` argument parser."""
     p = subparsers.add_parser(
@@ -117,7 +126,10 @@ def register(subparsers) -> None:
     )
     p.add_argument("--data", required=True, type=_existing_dir, help="labelled image folder")
     p.add_argument(
-        "--model", type=Path, default=None, help="model .keras (default: the demo model)"
+        "--model",
+        type=Path,
+        default=None,
+        help="model .keras (default: HEMOSCAN_MODEL_PATH, else the demo model)",
     )
     p.add_argument("--json", action="store_true", help="also print the metrics as one JSON object")
     p.set_defaults(func=_evaluate)
@@ -130,7 +142,10 @@ def register(subparsers) -> None:
     )
     p.add_argument("paths", nargs="+", help="image files or folders")
     p.add_argument(
-        "--model", type=Path, default=None, help="model .keras (default: the demo model)"
+        "--model",
+        type=Path,
+        default=None,
+        help="model .keras (default: HEMOSCAN_MODEL_PATH, else the demo model)",
     )
     p.add_argument(
         "--heatmaps", type=Path, default=None, help="write overlay PNG + raw .npy maps here"
@@ -146,7 +161,10 @@ def register(subparsers) -> None:
         "forward+Grad-CAM >= 0.85x forward-only).",
     )
     p.add_argument(
-        "--model", type=Path, default=None, help="model .keras (default: the demo model)"
+        "--model",
+        type=Path,
+        default=None,
+        help="model .keras (default: HEMOSCAN_MODEL_PATH, else the demo model)",
     )
     p.add_argument("--batches", default="1,8,32", help="comma-separated batch sizes")
     p.add_argument("--seconds", default=3.0, type=float, help="time per measurement (default: 3)")
@@ -189,7 +207,7 @@ def _train(args) -> int:
 def _evaluate(args) -> int:
     from hybrid_model.evaluate import evaluate
 
-    metrics = evaluate(args.data, args.model)
+    metrics = evaluate(args.data, _model(args))
     if args.json:
         print(json.dumps(metrics, sort_keys=True, default=float))
     return 0
@@ -198,7 +216,7 @@ def _evaluate(args) -> int:
 def _predict(args) -> int:
     from hybrid_model.predict import predict_paths
 
-    rows = predict_paths(args.paths, args.model, args.heatmaps, batch_size=args.batch_size)
+    rows = predict_paths(args.paths, _model(args), args.heatmaps, batch_size=args.batch_size)
     if args.json:
         failed = 0
         for row in rows:
@@ -242,5 +260,5 @@ def _bench(args) -> int:
         batches = [int(b) for b in args.batches.split(",") if b.strip()]
     except ValueError as exc:
         raise ModelCommandError(f"--batches must be integers: {args.batches}") from exc
-    run_bench(args.model, batches, args.seconds)
+    run_bench(_model(args), batches, args.seconds)
     return 0
