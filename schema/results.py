@@ -15,6 +15,7 @@ from sqlalchemy import Insert, Table, delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from hemoscan.errors import ConfigurationError
 from schema.models import Failure, Job, Prediction, Scan, utcnow
 
 # SQLite allows 32766 bound parameters per statement; stay far below on both databases.
@@ -27,7 +28,7 @@ def _insert(session: Session, table: Table) -> Insert:
         return postgresql.insert(table)
     if dialect == "sqlite":
         return sqlite.insert(table)
-    raise NotImplementedError(f"unsupported database dialect: {dialect}")
+    raise ConfigurationError(f"unsupported database: {dialect} (use PostgreSQL or SQLite)")
 
 
 def add_scans(session: Session, job_id: uuid.UUID, rows: Sequence[dict[str, Any]]) -> list[str]:
