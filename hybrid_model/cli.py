@@ -115,6 +115,24 @@ def register(subparsers) -> None:
         default=None,
         help="conv blocks followed by 2x2 max pooling (default 2: last_conv at 1/4 of the input)",
     )
+    p.add_argument(
+        "--mask-weight",
+        type=float,
+        default=0.0,
+        help="training-only lesion-mask head on last_conv, weight of its loss (default 0: off; "
+        "needs masks/ in --data)",
+    )
+    p.add_argument(
+        "--outside-weight",
+        type=float,
+        default=0.0,
+        help="penalty on last_conv activation outside the lesion masks (default 0: off)",
+    )
+    p.add_argument(
+        "--train-batch-norm",
+        action="store_true",
+        help="with mask supervision, keep BatchNorm trainable (default: frozen)",
+    )
     p.set_defaults(func=_train)
 
     p = subparsers.add_parser(
@@ -197,6 +215,9 @@ def _train(args) -> int:
         learning_rate=args.learning_rate,
         patience=args.patience,
         pooled_blocks=args.pooled_blocks,
+        mask_weight=args.mask_weight,
+        outside_weight=args.outside_weight,
+        freeze_batch_norm=not args.train_batch_norm,
     )
     print(
         f"saved {args.out} and {metrics_path(args.out)} (validation ROC AUC {metrics['roc_auc']:.4f})"

@@ -13,7 +13,7 @@
 # procedure but its weights can differ in the last digits.
 #
 # Tried and NOT adopted (2026-11-27): a third stage with training-only lesion-mask supervision of
-# last_conv (python -m hybrid_model.train --init STAGE2 --mask-weight W --outside-weight V, on
+# last_conv (hemoscan train --init STAGE2 --mask-weight W --outside-weight V, on
 # 3000 phantoms seed 20261129). The mask head learned the lesions, but the classifier's Grad-CAM
 # pointing game fell (acceptance set: 0.30 vs 0.54 before, AUC 0.9987 vs 0.9756), so the
 # committed weights are still the two stages below. See hybrid_model/train.py.
