@@ -116,22 +116,17 @@ def register(subparsers) -> None:
         help="conv blocks followed by 2x2 max pooling (default 2: last_conv at 1/4 of the input)",
     )
     p.add_argument(
-        "--mask-weight",
+        "--cam-weight",
         type=float,
         default=0.0,
-        help="training-only lesion-mask head on last_conv, weight of its loss (default 0: off; "
-        "needs masks/ in --data)",
+        help="Grad-CAM guidance: weight of a pointing loss that pulls the model's Grad-CAM peak "
+        "onto the lesion masks in DATA/masks/ (default 0: off; phantoms have masks)",
     )
     p.add_argument(
-        "--outside-weight",
+        "--cam-temperature",
         type=float,
-        default=0.0,
-        help="penalty on last_conv activation outside the lesion masks (default 0: off)",
-    )
-    p.add_argument(
-        "--train-batch-norm",
-        action="store_true",
-        help="with mask supervision, keep BatchNorm trainable (default: frozen)",
+        default=None,
+        help="softmax temperature of the pointing loss (default: 10)",
     )
     p.set_defaults(func=_train)
 
@@ -215,9 +210,8 @@ def _train(args) -> int:
         learning_rate=args.learning_rate,
         patience=args.patience,
         pooled_blocks=args.pooled_blocks,
-        mask_weight=args.mask_weight,
-        outside_weight=args.outside_weight,
-        freeze_batch_norm=not args.train_batch_norm,
+        cam_weight=args.cam_weight,
+        cam_temperature=args.cam_temperature,
     )
     print(
         f"saved {args.out} and {metrics_path(args.out)} (validation ROC AUC {metrics['roc_auc']:.4f})"

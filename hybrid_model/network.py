@@ -83,21 +83,3 @@ def build_model(
     logit = layers.Dense(1, name="logit")(x)
     prob = layers.Activation("sigmoid", name="probability", dtype="float32")(logit)
     return keras.Model(inputs, prob, name="hybrid_cnn_lstm_gru")
-
-
-MASK_HEAD = "lesion_mask"
-
-
-def build_training_model(model: keras.Model) -> keras.Model:
-    """A TRAINING-ONLY view of ``model`` with two extra outputs for lesion-mask supervision.
-
-    Outputs: ``probability`` (the model's own output), ``lesion_mask`` (a 1x1 Conv2D + sigmoid
-    on ``last_conv``: the lesion mask at last_conv resolution) and ``last_conv`` itself (for the
-    penalty on activations outside the lesion). Every layer of ``model`` is shared, not copied,
-    so training this view trains ``model``; only ``model`` is saved, so the saved network, its
-    layer names and its single output are unchanged and the mask head is dropped.
-    """
-    features = model.get_layer(LAST_CONV).output
-    mask = layers.Conv2D(1, 1, activation="sigmoid", name=MASK_HEAD)(features)
-    outputs = {"probability": model.output, MASK_HEAD: mask, LAST_CONV: features}
-    return keras.Model(model.inputs, outputs, name=f"{model.name}_mask_supervised")
