@@ -33,6 +33,13 @@ def _default_model_path() -> str:
     return str(Path(__file__).resolve().parent.parent / "hybrid_model" / "weights" / "demo.keras")
 
 
+class S3Checksums(StrEnum):
+    """When botocore computes request checksums and validates response checksums."""
+
+    WHEN_REQUIRED = "when_required"
+    WHEN_SUPPORTED = "when_supported"
+
+
 class Settings(BaseSettings):
     """hemoscan configuration. Every field is set by ``HEMOSCAN_<FIELD NAME IN CAPITALS>``."""
 
@@ -70,6 +77,11 @@ class Settings(BaseSettings):
     s3_read_timeout: float = Field(default=30.0, gt=0, description="Seconds to wait for data.")
     s3_max_attempts: int = Field(
         default=5, ge=1, le=20, description="botocore attempts per request (standard retry mode)."
+    )
+    s3_checksums: S3Checksums = Field(
+        default=S3Checksums.WHEN_REQUIRED,
+        description="CRC checksums on uploads and downloads: when_required (only where the API "
+        "demands them; less CPU per request) or when_supported (botocore's default).",
     )
     # --- model and scoring ---------------------------------------------------------------
     model_path: Path = Field(

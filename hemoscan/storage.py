@@ -111,35 +111,77 @@ class LocalStore:
         return str(self._path(key))
 
 
+_clients: dict[tuple[object, ...], object] = {}
+_clients_lock = threading.Lock()
+
+
+def s3_client(settings: Settings):  # type: ignore[no-untyped-def]
+    """The process's boto3 S3 client for these settings, shared by every store that uses them.
+
+    One client (boto3 clients are thread-safe) means one connection pool for the source and
+    the output bucket, sized for the I/O threads. Three settings cut botocore's CPU per request,
+    measured with ``python -m bench.micro s3`` (bench/README.md): no ``Expect: 100-continue``
+    handshake before each upload (botocore adds it to every PutObject; for bodies of tens of kB
+    it is one more round trip and parse on both sides), no client-side parameter validation
+    (hemoscan builds every request itself), and checksums per ``HEMOSCAN_S3_CHECKSUMS``.
+    """
+    secret = settings.s3_secret_access_key
+    key = (
+        settings.s3_endpoint_url,
+        settings.s3_region,
+        settings.s3_access_key_id,
+        secret.get_secret_value() if secret else None,
+        settings.s3_connect_timeout,
+        settings.s3_read_timeout,
+        settings.s3_max_attempts,
+        settings.s3_checksums,
+        settings.fetch_threads,
+    )
+    with _clients_lock:
+        if key not in _clients:
+            _clients[key] = _new_client(settings)
+        return _clients[key]
+
+
+def _new_client(settings: Settings):  # type: ignore[no-untyped-def]
+    import boto3
+    from botocore.config import Config
+    from botocore.handlers import add_expect_header
+
+    config = Config(
+        region_name=settings.s3_region,
+        connect_timeout=settings.s3_connect_timeout,
+        read_timeout=settings.s3_read_timeout,
+        retries={"max_attempts": settings.s3_max_attempts, "mode": "standard"},
+        s3={"addressing_style": "path"},
+        # The source and output stores and every I/O thread share this client.
+        max_pool_connections=max(10, settings.fetch_threads * 2),
+        parameter_validation=False,
+        request_checksum_calculation=settings.s3_checksums.value,
+        response_checksum_validation=settings.s3_checksums.value,
+    )
+    secret = settings.s3_secret_access_key
+    client = boto3.session.Session().client(
+        "s3",
+        endpoint_url=settings.s3_endpoint_url,
+        aws_access_key_id=settings.s3_access_key_id,
+        aws_secret_access_key=secret.get_secret_value() if secret else None,
+        config=config,
+    )
+    client.meta.events.unregister("before-call.s3", add_expect_header)
+    return client
+
+
 class S3Store:
     """An S3-compatible bucket (AWS S3, SeaweedFS, MinIO, Ceph) under an optional prefix."""
 
     def __init__(self, bucket: str, prefix: str, settings: Settings) -> None:
-        import boto3
-        from botocore.config import Config
+        from botocore.exceptions import BotoCoreError, ClientError
 
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         self.location = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
-        config = Config(
-            region_name=settings.s3_region,
-            connect_timeout=settings.s3_connect_timeout,
-            read_timeout=settings.s3_read_timeout,
-            retries={"max_attempts": settings.s3_max_attempts, "mode": "standard"},
-            s3={"addressing_style": "path"},
-            # Many concurrent fetches share one client (boto3 clients are thread-safe).
-            max_pool_connections=max(10, settings.fetch_threads * 2),
-        )
-        secret = settings.s3_secret_access_key
-        self._client = boto3.session.Session().client(
-            "s3",
-            endpoint_url=settings.s3_endpoint_url,
-            aws_access_key_id=settings.s3_access_key_id,
-            aws_secret_access_key=secret.get_secret_value() if secret else None,
-            config=config,
-        )
-        from botocore.exceptions import BotoCoreError, ClientError
-
+        self._client = s3_client(settings)
         self._errors = (BotoCoreError, ClientError)
 
     def _key(self, key: str) -> str:

@@ -68,3 +68,20 @@ def test_locations_are_parsed(s3_settings, tmp_path):
         open_store("gs://bucket/x", s3_settings)
     with pytest.raises(ConfigurationError):
         open_store(tmp_path, s3_settings).get("../../etc/passwd")
+
+
+def test_stores_share_one_lean_client(s3_settings, s3_bucket):
+    """Source and output stores share one client; uploads skip the 100-continue handshake."""
+    source = open_store(f"s3://{s3_bucket}/in", s3_settings)
+    output = open_store(f"s3://{s3_bucket}/out", s3_settings)
+    assert source._client is output._client
+    sent: list[dict[str, str]] = []
+    events = source._client.meta.events
+    hook = ("before-send.s3.PutObject", lambda request, **_: sent.append(dict(request.headers)))
+    events.register(*hook, unique_id="test-headers")
+    try:
+        output.put("heat.png", b"\x89PNG" * 1000, "image/png")
+    finally:
+        events.unregister(hook[0], unique_id="test-headers")
+    assert sent and "Expect" not in sent[0]
+    assert output.get("heat.png") == b"\x89PNG" * 1000

@@ -1,0 +1,246 @@
+"""Micro-benchmarks behind the pipeline's knobs: each variant A/B'd within one run.
+
+    .venv/bin/python -m bench.micro render      # overlay PNG encoder settings: CPU and bytes
+    .venv/bin/python -m bench.micro s3          # boto3 client settings: CPU per GET / PUT
+    .venv/bin/python -m bench.micro producer    # scan registration and broker sends
+
+CPU is thread CPU time (``time.thread_time``) of the calling thread, plus, for ``s3``, the CPU
+the SeaweedFS process spent per request (from ``/proc``). Variants are interleaved in rounds so
+a training job that comes and goes on the shared cores hits them alike. Prints one JSON object.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from bench.pipeline_bench import BUCKET, DB_URL, REDIS_URL, S3_URL, SCRATCH, load_average, phantoms
+
+os.environ.setdefault("AWS_ACCESS_KEY_ID", "hemoscan")
+os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "hemoscan-secret")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _rounds(variants: dict[str, Callable[[], Any]], rounds: int, calls: int) -> dict[str, float]:
+    """Thread CPU ms per call of each variant, best round of ``rounds`` (interleaved)."""
+    best: dict[str, float] = {}
+    for _ in range(rounds):
+        for name, fn in variants.items():
+            t0 = time.thread_time()
+            for _ in range(calls):
+                fn()
+            ms = (time.thread_time() - t0) * 1000 / calls
+            best[name] = round(min(best.get(name, ms), ms), 3)
+    return best
+
+
+# --- render --------------------------------------------------------------------------------
+
+
+def _images_and_maps(n: int = 16) -> tuple[Any, Any]:
+    import numpy as np
+
+    from bench.pipeline_bench import model_path
+    from hybrid_model.gradcam import GradCam
+    from hybrid_model.io import load_model
+    from hybrid_model.preprocess import decode
+
+    files = phantoms(n)
+    images = np.stack([decode(f.read_bytes(), f.name) for f in files])
+    loaded = load_model(model_path()[0])
+    _, maps = GradCam(loaded.model, batch_size=n)(images)
+    return images, maps
+
+
+def render() -> dict[str, Any]:
+    import cv2
+    import numpy as np
+
+    from hybrid_model import render as r
+
+    images, maps = _images_and_maps()
+    grey = np.round(np.clip(images[0][..., 0], 0, 1) * 255).astype(np.uint8)
+    base = cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR)
+    heat = cv2.applyColorMap(np.round(maps[0] * 255).astype(np.uint8), cv2.COLORMAP_JET)
+    blended = cv2.addWeighted(heat, 0.4, base, 0.6, 0.0)
+    encoders = {
+        "opencv default (level 1, RLE, all filters)": [],
+        "level 1, fast filters": [cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FAST_FILTERS],
+        "level 1, filter SUB": [cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_SUB],
+        "level 1, filter NONE": [cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_NONE],
+        "level 1, filter UP": [cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_UP],
+        "level 1, filter PAETH": [cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_PAETH],
+        "level 0 (stored), filter NONE": [
+            cv2.IMWRITE_PNG_COMPRESSION,
+            0,
+            cv2.IMWRITE_PNG_FILTER,
+            cv2.IMWRITE_PNG_FILTER_NONE,
+        ],
+        "level 3, default strategy": [cv2.IMWRITE_PNG_COMPRESSION, 3],
+        "huffman only, filter SUB": [
+            cv2.IMWRITE_PNG_STRATEGY,
+            cv2.IMWRITE_PNG_STRATEGY_HUFFMAN_ONLY,
+            cv2.IMWRITE_PNG_FILTER,
+            cv2.IMWRITE_PNG_FILTER_SUB,
+        ],
+        "RLE, filter SUB": [
+            cv2.IMWRITE_PNG_STRATEGY,
+            cv2.IMWRITE_PNG_STRATEGY_RLE,
+            cv2.IMWRITE_PNG_FILTER,
+            cv2.IMWRITE_PNG_FILTER_SUB,
+        ],
+    }
+    sizes = {}
+    variants = {}
+    for name, params in encoders.items():
+        sizes[name] = int(np.mean([len(cv2.imencode(".png", blended, params)[1]) for _ in (0,)]))
+        variants[name] = lambda p=params: cv2.imencode(".png", blended, p)
+
+    # Whole overlays over 16 different images (the function the workers call).
+    i = [0]
+
+    def overlay() -> bytes:
+        i[0] = (i[0] + 1) % len(images)
+        return r.overlay_png(images[i[0]], maps[i[0]])
+
+    def raw() -> bytes:
+        i[0] = (i[0] + 1) % len(images)
+        return r.raw_map_npy(maps[i[0]])
+
+    variants["overlay_png (as committed now)"] = overlay
+    variants["raw_map_npy"] = raw
+    cpu = _rounds(variants, rounds=5, calls=100)
+    overlay_bytes = [len(r.overlay_png(im, m)) for im, m in zip(images, maps, strict=True)]
+    return {
+        "encode_cpu_ms": {k: v for k, v in cpu.items() if k in encoders},
+        "encode_bytes": sizes,
+        "overlay_png_cpu_ms": cpu["overlay_png (as committed now)"],
+        "overlay_png_mean_bytes": int(np.mean(overlay_bytes)),
+        "raw_map_npy_cpu_ms": cpu["raw_map_npy"],
+        "raw_map_npy_bytes": len(r.raw_map_npy(maps[0])),
+    }
+
+
+# --- s3 --------------------------------------------------------------------------------------
+
+
+def _weed_pids() -> list[int]:
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if (proc / "comm").read_text().startswith("weed"):
+                    pids.append(int(proc.name))
+            except OSError:
+                pass
+    return pids
+
+
+def _proc_cpu(pids: list[int]) -> float:
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in pids:
+        rest = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += (int(rest[11]) + int(rest[12])) / tick
+    return total
+
+
+def _client(expect: bool = True, **config: Any):  # type: ignore[no-untyped-def]
+    import boto3
+    from botocore.config import Config
+    from botocore.handlers import add_expect_header
+
+    base = {"region_name": "us-east-1", "s3": {"addressing_style": "path"}}
+    base.update(config)
+    client = boto3.session.Session().client("s3", endpoint_url=S3_URL, config=Config(**base))
+    if not expect:
+        client.meta.events.unregister("before-call.s3", add_expect_header)
+    return client
+
+
+def s3() -> dict[str, Any]:
+    from hemoscan.settings import load_settings
+    from hemoscan.storage import S3Store, open_store
+
+    settings = load_settings(s3_endpoint_url=S3_URL)
+    open_store(f"s3://{BUCKET}", settings).create_bucket()  # type: ignore[attr-defined]
+    files = phantoms(16)
+    source = files[0].read_bytes()
+    png = os.urandom(60_000)
+    npy = os.urandom(131_200)
+    clients = {
+        "default config": _client(),
+        "parameter_validation off": _client(parameter_validation=False),
+        "checksums when_required": _client(
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
+        ),
+        "both": _client(
+            parameter_validation=False,
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
+        ),
+        "no Expect: 100-continue": _client(expect=False),
+        "all three": _client(
+            expect=False,
+            parameter_validation=False,
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
+        ),
+    }
+    for c in clients.values():
+        c.put_object(Bucket=BUCKET, Key="micro/source.dcm", Body=source)
+    variants: dict[str, Callable[[], Any]] = {}
+    for name, c in clients.items():
+        variants[f"GET source, {name}"] = lambda c=c: c.get_object(
+            Bucket=BUCKET, Key="micro/source.dcm"
+        )["Body"].read()
+        variants[f"PUT 60 kB, {name}"] = lambda c=c: c.put_object(
+            Bucket=BUCKET, Key="micro/o.png", Body=png, ContentType="image/png"
+        )
+        variants[f"PUT 128 kB, {name}"] = lambda c=c: c.put_object(
+            Bucket=BUCKET, Key="micro/m.npy", Body=npy
+        )
+    store = S3Store(BUCKET, "micro", settings)
+    variants["S3Store.get (as committed now)"] = lambda: store.get("source.dcm")
+    variants["S3Store.put 60 kB (as committed now)"] = lambda: store.put("o.png", png, "image/png")
+    weed = _weed_pids()
+    # SeaweedFS CPU per request, measured around the same loops.
+    server: dict[str, float] = {}
+    cpu: dict[str, float] = {}
+    for _ in range(3):
+        for name, fn in variants.items():
+            s0, t0 = _proc_cpu(weed), time.thread_time()
+            for _ in range(100):
+                fn()
+            ms = (time.thread_time() - t0) * 10
+            sv = (_proc_cpu(weed) - s0) * 10
+            cpu[name] = round(min(cpu.get(name, ms), ms), 3)
+            server[name] = round(min(server.get(name, sv), sv), 3)
+    return {
+        "client_thread_cpu_ms_per_request": cpu,
+        "seaweedfs_cpu_ms_per_request": server,
+        "source_bytes": len(source),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parts = {"render": render, "s3": s3}
+    names = (argv if argv is not None else sys.argv[1:]) or list(parts)
+    out: dict[str, Any] = {"load_at_start": load_average()}
+    for name in names:
+        out[name] = parts[name]()
+        out[f"load_after_{name}"] = load_average()
+    print(json.dumps(out, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
+
+__all__ = ["DB_URL", "REDIS_URL", "SCRATCH"]
