@@ -229,8 +229,77 @@ def s3() -> dict[str, Any]:
     }
 
 
+# --- producer ------------------------------------------------------------------------------
+
+
+def producer(n_keys: int = 100_000, chunk: int = 2000) -> dict[str, Any]:
+    """Scan registration (COPY vs executemany) and broker sends (keys per task, sent event)."""
+    import uuid
+
+    import redis
+
+    from hemoscan.settings import load_settings
+    from producer import jobs
+    from producer.senders import BrokerSender
+    from schema import results
+    from schema.db import session_factory, upgrade
+    from schema.models import Job
+
+    upgrade(DB_URL)
+    sessions = session_factory(DB_URL)
+    keys = [f"slices/{i:07d}.dcm" for i in range(n_keys)]
+    register: dict[str, float] = {}
+    names = []
+    for _ in range(2):
+        for name, fn in (
+            ("executemany + RETURNING", results.add_scans_executemany),
+            ("COPY + INSERT ... SELECT", results.add_scans),
+        ):
+            job_name = f"bench-micro-{uuid.uuid4().hex[:6]}"
+            names.append(job_name)
+            with sessions.begin() as session:
+                job_id = jobs.open_job(session, job_name, "s3://b/p", {}, "v")[0].id
+            t0 = time.perf_counter()
+            for start in range(0, n_keys, chunk):
+                rows = [{"object_key": k} for k in keys[start : start + chunk]]
+                with sessions.begin() as session:
+                    assert len(fn(session, job_id, rows)) == len(rows)
+            rate = n_keys / (time.perf_counter() - t0)
+            register[name] = round(max(register.get(name, 0.0), rate), 1)
+    with sessions.begin() as session:
+        session.query(Job).filter(Job.name.in_(names)).delete()
+
+    queue = f"bench-throwaway-{uuid.uuid4().hex[:8]}"
+    settings = load_settings(broker_url=REDIS_URL, queue=queue)
+    sends: dict[str, float] = {}
+    n_send = 20_000
+    job = str(uuid.uuid4())
+    try:
+        for _ in range(2):
+            for per_task in (32, 128):
+                for event in (True, False):
+                    sender = BrokerSender(settings)
+                    sender._app.conf.task_send_sent_event = event
+                    t0 = time.perf_counter()
+                    for start in range(0, n_send, per_task):
+                        sender.send(job, keys[start : start + per_task])
+                    rate = n_send / (time.perf_counter() - t0)
+                    sender.close()
+                    name = f"{per_task} keys per task, sent event {'on' if event else 'off'}"
+                    sends[name] = round(max(sends.get(name, 0.0), rate), 1)
+    finally:
+        redis.Redis.from_url(REDIS_URL).delete(queue, f"_kombu.binding.{queue}")
+    return {
+        "register_keys_per_s": register,
+        "register_chunk": chunk,
+        "register_keys": n_keys,
+        "send_keys_per_s_one_thread": sends,
+        "send_keys": n_send,
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
-    parts = {"render": render, "s3": s3}
+    parts = {"render": render, "s3": s3, "producer": producer}
     names = (argv if argv is not None else sys.argv[1:]) or list(parts)
     out: dict[str, Any] = {"load_at_start": load_average()}
     for name in names:

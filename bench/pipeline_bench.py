@@ -111,8 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keys", type=int, default=None, help="producer listing (100000)")
     parser.add_argument("--baseline", type=int, default=None, help="BASELINE images (10)")
     parser.add_argument("--naive", type=int, default=None, help="NAIVE images (300)")
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--micro", type=int, default=0, help="profile: model call size (A/B)")
+    parser.add_argument("--batch-size", type=int, default=None, help="keys per task (setting)")
+    parser.add_argument("--model-batch", type=int, default=None, help="images per model call")
     parser.add_argument("--only", default="", help="comma list: raw,dist,embedded,baseline,...")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
@@ -125,6 +125,10 @@ def main(argv: list[str] | None = None) -> int:
     only = {p for p in args.only.split(",") if p}
 
     from bench import measure
+    from hemoscan.settings import Settings
+
+    batch_size = args.batch_size or Settings.model_fields["batch_size"].default
+    model_batch = min(args.model_batch or Settings.model_fields["model_batch"].default, batch_size)
 
     SCRATCH.mkdir(parents=True, exist_ok=True)
     model, model_note = model_path()
@@ -134,7 +138,8 @@ def main(argv: list[str] | None = None) -> int:
         "quick": quick,
         "model": str(model),
         "model_note": model_note,
-        "batch_size": args.batch_size,
+        "batch_size": batch_size,
+        "model_batch": model_batch,
         "input_size": 256,
         "cpus": os.cpu_count(),
         "workers": "one worker process, concurrency 1 (as on a 1-GPU node)",
@@ -145,13 +150,18 @@ def main(argv: list[str] | None = None) -> int:
         return not only or name in only
 
     ctx = measure.Context(
-        model=model, files=files, batch_size=args.batch_size, quick=quick, report=report
+        model=model,
+        files=files,
+        batch_size=batch_size,
+        model_batch=model_batch,
+        quick=quick,
+        report=report,
     )
     steps = [
         ("raw", lambda: measure.raw(ctx)),
         ("dist", lambda: measure.distributed(ctx, n_images, n_long, n_naive)),
         ("embedded", lambda: measure.embedded(ctx, n_images)),
-        ("profile", lambda: measure.worker_cpu(ctx, min(n_images, 320), args.micro)),
+        ("profile", lambda: measure.worker_cpu(ctx, min(n_images, max(320, 3 * batch_size)))),
         ("baseline", lambda: measure.baseline(ctx, n_base)),
         ("producer", lambda: measure.producer(ctx, n_keys)),
         ("db", lambda: measure.db_writes(ctx)),

@@ -94,7 +94,19 @@ class Settings(BaseSettings):
         le=1.0,
         description="Decision threshold on the probability; unset: the one stored in the model.",
     )
-    batch_size: int = Field(default=32, ge=1, le=1024, description="Images per task / model call.")
+    batch_size: int = Field(
+        default=128,
+        ge=1,
+        le=4096,
+        description="Images per task (one broker message); the worker scores them in model calls "
+        "of HEMOSCAN_MODEL_BATCH images.",
+    )
+    model_batch: int = Field(
+        default=16,
+        ge=1,
+        le=1024,
+        description="Images per model call (a fixed shape, compiled once); at most the batch size.",
+    )
     heatmaps: HeatmapPolicy = Field(
         default=HeatmapPolicy.ALL, description="Heatmaps to write: all, positives or none."
     )

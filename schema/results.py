@@ -6,6 +6,7 @@ so a batch delivered twice, or a job enqueued twice, leaves the same rows.
 
 from __future__ import annotations
 
+import io
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -34,8 +35,20 @@ def _insert(session: Session, table: Table) -> Insert:
 def add_scans(session: Session, job_id: uuid.UUID, rows: Sequence[dict[str, Any]]) -> list[str]:
     """Insert scan rows (``object_key``, ``size``, ``etag``, ``true_label``); existing ones stay.
 
-    Returns the keys that were new (inserted now), in no particular order.
+    Returns the keys that were new (inserted now), in no particular order. On PostgreSQL the
+    rows travel by ``COPY`` (bench/README.md: producer), elsewhere as an executemany.
     """
+    if not rows:
+        return []
+    if session.get_bind().dialect.name == "postgresql":
+        return _add_scans_copy(session, job_id, rows)
+    return add_scans_executemany(session, job_id, rows)
+
+
+def add_scans_executemany(
+    session: Session, job_id: uuid.UUID, rows: Sequence[dict[str, Any]]
+) -> list[str]:
+    """``add_scans`` as one INSERT ... ON CONFLICT DO NOTHING RETURNING with a parameter list."""
     now = utcnow()
     values = [
         {
@@ -48,8 +61,6 @@ def add_scans(session: Session, job_id: uuid.UUID, rows: Sequence[dict[str, Any]
         }
         for r in rows
     ]
-    if not values:
-        return []
     # One statement with a parameter list and RETURNING: SQLAlchemy compiles it once (cached)
     # and sends it as multi-row VALUES pages ("insertmanyvalues"). Building ``.values(rows)``
     # compiled a fresh statement with a bind parameter per cell every time, and a parameter
@@ -58,6 +69,57 @@ def add_scans(session: Session, job_id: uuid.UUID, rows: Sequence[dict[str, Any]
         index_elements=["job_id", "object_key"]
     )
     return list(session.scalars(stmt.returning(Scan.object_key), values))
+
+
+# COPY's text format: a backslash, tab, newline or carriage return inside a value is escaped;
+# NULL is \N (PostgreSQL docs, "COPY", File Formats).
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _copy_field(value: object) -> str:
+    if value is None:
+        return "\\N"
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    return str(value).translate(_COPY_ESCAPES)
+
+
+def _add_scans_copy(
+    session: Session, job_id: uuid.UUID, rows: Sequence[dict[str, Any]]
+) -> list[str]:
+    """``add_scans`` on PostgreSQL: COPY into a temporary table, then one INSERT ... SELECT.
+
+    COPY streams the chunk as tab-separated text that the server parses in C; the executemany
+    builds and parses a multi-row VALUES statement per page. Same rows, same conflict rule.
+    """
+    text = "".join(
+        f"{_copy_field(r['object_key'])}\t{_copy_field(r.get('size'))}\t"
+        f"{_copy_field(r.get('etag'))}\t{_copy_field(r.get('true_label'))}\n"
+        for r in rows
+    )
+    scans = Scan.__tablename__
+    cursor = session.connection().connection.cursor()
+    try:
+        # Session-local, emptied at commit; it outlives a transaction only on its connection.
+        cursor.execute(
+            "CREATE TEMPORARY TABLE IF NOT EXISTS hemoscan_scan_load "
+            "(object_key text, size bigint, etag text, true_label integer) "
+            "ON COMMIT DELETE ROWS"
+        )
+        cursor.execute("TRUNCATE hemoscan_scan_load")  # an earlier call in this transaction
+        cursor.copy_expert(
+            "COPY hemoscan_scan_load (object_key, size, etag, true_label) FROM STDIN",
+            io.StringIO(text),
+        )
+        cursor.execute(
+            f"INSERT INTO {scans} (job_id, object_key, size, etag, true_label, created_at) "
+            "SELECT %s, object_key, size, etag, true_label, %s FROM hemoscan_scan_load "
+            "ON CONFLICT (job_id, object_key) DO NOTHING RETURNING object_key",
+            (str(job_id), utcnow()),
+        )
+        return [key for (key,) in cursor.fetchall()]
+    finally:
+        cursor.close()
 
 
 def scan_ids(session: Session, job_id: uuid.UUID, keys: Sequence[str]) -> dict[str, int]:

@@ -103,12 +103,14 @@ def _write_heatmaps(
     rt: Runtime, job_id: uuid.UUID, item: Item, cam: np.ndarray, label: bool
 ) -> tuple[str | None, str | None]:
     policy = rt.settings.heatmaps
+    image, item.image = item.image, None  # the pixels are not needed after this: free them early
     if policy is HeatmapPolicy.NONE or (policy is HeatmapPolicy.POSITIVES and not label):
         return None, None
-    assert item.image is not None
+    assert image is not None
     started = time.perf_counter()
-    overlay = overlay_png(item.image, cam)
+    overlay = overlay_png(image, cam)
     raw = raw_map_npy(cam)
+    del image
     encoded = time.perf_counter()
     overlay_key, raw_key = heatmap_keys(job_id, item.key)
     overlay_uri = rt.output.put(overlay_key, overlay, "image/png")
@@ -116,6 +118,10 @@ def _write_heatmaps(
     item.timings["render_ms"] = (encoded - started) * 1000
     item.timings["upload_ms"] = (time.perf_counter() - encoded) * 1000
     return overlay_uri, raw_uri
+
+
+# Model calls whose images are fetched and decoded ahead of the one running (see process_batch).
+READ_AHEAD = 2
 
 
 def _micro_batches(n: int, size: int) -> list[range]:
@@ -142,13 +148,22 @@ def process_batch(rt: Runtime, job_id: uuid.UUID, keys: Sequence[str]) -> dict[s
             ids.update(results.scan_ids(session, job_id, unknown))
 
     items = [Item(key=k, scan_id=ids[k]) for k in dict.fromkeys(keys)]
-    # Every fetch is queued at once (FIFO), so the threads run ahead of the model; the heatmap
-    # writes queued after each micro-batch interleave with the fetches still waiting.
-    loads = [rt.pool.submit(_load, rt, store, it) for it in items]
+    parts = _micro_batches(len(items), rt.micro_batch or rt.settings.batch_size)
+    # Fetches are queued (FIFO) READ_AHEAD model calls ahead of the model, so the threads run
+    # ahead of it while a task of many calls holds at most that many calls' decoded images;
+    # the heatmap writes queued after each call interleave with the fetches still waiting.
+    loads: list[Future[Item]] = []
+
+    def fetch_through(call: int) -> None:
+        end = parts[min(call, len(parts) - 1)].stop if parts else 0
+        loads.extend(rt.pool.submit(_load, rt, store, it) for it in items[len(loads) : end])
+
+    fetch_through(READ_AHEAD)
     writes: list[tuple[Item, float, bool, Future[tuple[str | None, str | None]]]] = []
     model_seconds, model_images = 0.0, 0
-    for part in _micro_batches(len(items), rt.micro_batch or rt.settings.batch_size):
+    for call, part in enumerate(parts):
         good = [loaded for loaded in (loads[i].result() for i in part) if loaded.image is not None]
+        fetch_through(call + 1 + READ_AHEAD)
         if not good:
             continue
         t0 = time.perf_counter()
@@ -175,8 +190,6 @@ def process_batch(rt: Runtime, job_id: uuid.UUID, keys: Sequence[str]) -> dict[s
         except StorageError as exc:
             upload_errors.append((it, exc))
             continue
-        finally:
-            it.image = None  # the pixels are no longer needed: free them as the batch drains
         timings = {k: round(v, 2) for k, v in it.timings.items()}
         timings["model_ms"] = round(model_ms, 2)
         predictions.append(

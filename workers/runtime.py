@@ -127,14 +127,14 @@ class Runtime:
         return self._jobs[job_id]
 
 
-def micro_batch_size(batch_size: int) -> int:
-    """Images per model call inside one batch: half the batch from 16 images up, else all.
+def micro_batch_size(settings: Settings) -> int:
+    """Images per model call: ``model_batch``, but never more than a task holds.
 
-    Two calls per batch let the I/O threads render and upload the first half's heatmaps (and
-    fetch the rest) while the model runs on the second half; below 16 images a smaller call
-    costs more per image than the overlap saves (bench/README.md has the measurements).
+    A task of ``batch_size`` keys then runs as several model calls, and the I/O threads fetch
+    the next call's images and render and upload the previous call's heatmaps while the model
+    runs (bench/README.md has the measurements behind the default of 16 on a CPU).
     """
-    return (batch_size + 1) // 2 if batch_size >= 16 else batch_size
+    return min(settings.model_batch, settings.batch_size)
 
 
 _runtime: Runtime | None = None
@@ -158,7 +158,7 @@ def _build(settings: Settings) -> Runtime:
     limit_malloc_arenas()
     configure_tensorflow(settings)
     loaded = load_model(settings.model_path)
-    micro = micro_batch_size(settings.batch_size)
+    micro = micro_batch_size(settings)
     # A fixed call shape (GradCam zero-pads to it) means the tf.function is traced once; trace
     # and run it now, so the first real batch pays no warm-up.
     gradcam = GradCam(loaded.model, batch_size=micro)

@@ -18,7 +18,12 @@ def test_pool_process_sigkilled_mid_batch(fault_env, archive, db, tmp_path):
     (heatmaps partly written, no row committed). Injected by the injector's KILL_ONCE hook.
     Checked: the batch is delivered again, and every image ends with exactly one prediction."""
     marker = tmp_path / "killed"
-    env = {**fault_env, "HEMOSCAN_FAULT_KILL_ONCE": str(marker), "HEMOSCAN_BATCH_SIZE": "8"}
+    env = {
+        **fault_env,
+        "HEMOSCAN_FAULT_KILL_ONCE": str(marker),
+        "HEMOSCAN_BATCH_SIZE": "8",
+        "HEMOSCAN_MODEL_BATCH": "2",  # a task of several model calls, fetched ahead
+    }
     source, keys = archive(40)
     with workers(env, tmp_path, 1) as (worker,):
         run_cli(["scan", source, "--job", "sigkill", "--wait"], env, timeout=300)
