@@ -11,8 +11,12 @@ Per positive slice, with A the ``last_conv`` activations (h x w x C):
 - alpha_k = spatial mean of d(logit)/dA_k (Grad-CAM's channel weights), held constant
   (``stop_gradient``), so the term stays first order and the step costs about two backward
   passes instead of a second-order one through the LSTM and GRU;
-- cam = ReLU(sum_k alpha_k A_k), divided by its (constant) maximum, so cam is in [0, 1];
-- p = softmax(temperature x cam) over the h x w cells: a soft version of "where the peak is";
+- s = sum_k alpha_k A_k, the map BEFORE Grad-CAM's ReLU (same argmax as the served map
+  whenever that map is not all zero), divided by its (constant) largest absolute value, so s is
+  in [-1, 1]. Training on s rather than on ReLU(s) matters: where every cell is negative the
+  served map is all zero (its peak is meaningless) and ReLU(s) would pass no gradient, while s
+  still tells the network to raise the lesion's cells;
+- p = softmax(temperature x s) over the h x w cells: a soft version of "where the peak is";
 - target = the fraction of each cell covered by the lesion mask, divided by its maximum;
 - pointing loss = -log(sum p x target): small only when the map's mass, and so its peak, is on
   the lesion.
@@ -74,18 +78,21 @@ def cell_targets(masks, factor: int):
 
 
 def pointing_loss(cam, target, temperature: float = DEFAULT_TEMPERATURE):
-    """Per-slice -log(sum softmax(temperature x cam/max cam) x target); cam (N, h, w) >= 0."""
+    """Per-slice -log(sum softmax(temperature x cam / max|cam|) x target); cam (N, h, w)."""
     import tensorflow as tf
 
     n = tf.shape(cam)[0]
-    scaled = cam / (tf.stop_gradient(tf.reduce_max(cam, axis=(1, 2), keepdims=True)) + 1e-8)
+    scale = tf.stop_gradient(tf.reduce_max(tf.abs(cam), axis=(1, 2), keepdims=True))
+    scaled = cam / (scale + 1e-8)
     p = tf.nn.softmax(tf.reshape(temperature * scaled, [n, -1]))
     hit = tf.reduce_sum(p * tf.reshape(target, [n, -1]), axis=1)
     return -tf.math.log(hit + 1e-6)
 
 
 def cam_and_logit(view, images, outer=None):
-    """Grad-CAM maps at ``last_conv`` resolution (N, h, w; not normalised) and the logits.
+    """Grad-CAM maps BEFORE the ReLU at ``last_conv`` resolution (N, h, w) and the logits.
+
+    ``ReLU`` of the map, upsampled and divided by its maximum, is what ``GradCam`` serves.
 
     ``view`` maps images to (activations, logit). The channel weights are constants
     (``stop_gradient``); the maps stay differentiable in the activations, so an ``outer`` tape
@@ -102,7 +109,7 @@ def cam_and_logit(view, images, outer=None):
     else:
         grads = inner.gradient(total, acts)
     alpha = tf.stop_gradient(tf.reduce_mean(grads, axis=(1, 2), keepdims=True))
-    return tf.nn.relu(tf.reduce_sum(alpha * acts, axis=-1)), logit
+    return tf.reduce_sum(alpha * acts, axis=-1), logit
 
 
 def gradcam_view(model, layer: str = "last_conv"):
@@ -212,7 +219,7 @@ def guided_fine_tune(
     for epoch in range(1, epochs + 1):
         started = time.time()
         rng.shuffle(order)
-        bar = keras.utils.Progbar(steps, verbose=1 if show else 0, unit_name="batch")
+        bar = keras.utils.Progbar(steps, verbose=_verbosity(show), unit_name="batch")
         sums = np.zeros(2)
         for i in range(steps):
             idx = np.sort(order[i * batch_size : (i + 1) * batch_size])
@@ -247,6 +254,15 @@ def guided_fine_tune(
                 break
     model.set_weights(best_weights)
     return result
+
+
+def _verbosity(show: bool) -> int:
+    """Keras progress bar: live on a terminal, one line per epoch in a log, none if not shown."""
+    import sys
+
+    if not show:
+        return 0
+    return 1 if sys.stdout.isatty() else 2
 
 
 def describe(result: GuidanceResult, cam_weight: float, temperature: float) -> dict[str, Any]:

@@ -38,6 +38,7 @@ def test_training_map_is_the_served_gradcam_map(tiny_model):
     images = _images()
     cam, logit = cam_and_logit(gradcam_view(tiny_model), tf.constant(images))
     assert cam.shape == (4, 8, 8)  # last_conv resolution of the tiny model
+    cam = tf.nn.relu(cam)
     up = tf.image.resize(cam[..., None], (32, 32), method="bilinear")[..., 0].numpy()
     up = up / (up.max(axis=(1, 2), keepdims=True) + 1e-12)
     probs, maps = GradCam(tiny_model)(images)
@@ -64,6 +65,10 @@ def test_pointing_loss_is_low_on_the_lesion_and_finite_on_empty_maps():
     loss = pointing_loss(tf.constant(cam), tf.constant(target)).numpy()  # cam[2] all zero
     assert np.isfinite(loss).all()
     assert loss[0] < 0.01 < loss[2] < loss[1]
+    # All negative (the served map would be all zero): still ranked, least negative on target.
+    negative = -np.ones((1, 4, 4), np.float32)
+    negative[0, 1, 2] = -0.1
+    assert pointing_loss(tf.constant(negative), tf.constant(target[:1])).numpy()[0] < 0.01
 
 
 def test_guided_steps_move_the_peak_onto_the_mask():
