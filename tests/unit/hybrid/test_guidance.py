@@ -46,13 +46,16 @@ def test_training_map_is_the_served_gradcam_map(tiny_model):
     np.testing.assert_allclose(probs, tf.sigmoid(logit).numpy()[:, 0], atol=1e-5)
 
 
-def test_cell_targets_are_covered_fractions_scaled_to_one():
-    masks = np.zeros((2, 8, 8, 1), np.float32)
-    masks[0, 0:4, 0:4] = 1.0  # one full 4x4 cell
-    masks[0, 4:6, 4:8] = 1.0  # half of another
-    targets = cell_targets(tf.constant(masks), 4).numpy()
-    assert targets.shape == (2, 2, 2)
-    np.testing.assert_allclose(targets[0], [[1.0, 0.0], [0.0, 0.5]])
+def test_cell_targets_are_cell_centres_near_the_lesion():
+    """Cells of 4 px: a target only where the cell's central 2 x 2 pixels are within 1 px."""
+    masks = np.zeros((2, 8, 12, 1), np.float32)
+    masks[0, 0:4, 0:4] = 1.0  # covers cell (0, 0) entirely
+    masks[0, 4:8, 7] = 1.0  # the last column of cell (1, 1): its centre (cols 5-6) is 1-2 px away
+    masks[0, 4, 8:12] = 1.0  # the first row of cell (1, 2): centre rows 5-6 are 1-2 px away
+    targets = cell_targets(tf.constant(masks), 4, tolerance=1).numpy()
+    assert targets.shape == (2, 2, 3)
+    np.testing.assert_allclose(targets[0], [[1.0, 0.0, 0.0], [0.0, 0.5, 0.5]])
+    assert cell_targets(tf.constant(masks), 4, tolerance=0).numpy()[0, 1].max() == 0
     assert targets[1].max() == 0  # a negative slice: no target, no NaN
 
 
