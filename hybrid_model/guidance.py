@@ -29,9 +29,8 @@ Per positive slice, with A the ``last_conv`` activations (h x w x C):
 
 Total loss = class-weighted binary cross-entropy on the logit + ``cam_weight`` x the mean
 pointing loss of the batch's positive slices. BatchNorm runs in inference mode (moving
-statistics fixed, as at inference: the map trained on is the map served) and dropout is off.
-Only the convolutional feature extractor learns (its BatchNorm scales and offsets included);
-the recurrent head is held fixed (``feature_variables`` says why). Augmentation: random horizontal and
+statistics fixed, as at inference: the map trained on is the map served) and dropout is off;
+every weight, BatchNorm's scale and offset included, learns. Augmentation: random horizontal and
 vertical flips (exact pixel permutations, applied to image and mask together) and intensity
 jitter; no rotation, shift or zoom, whose resampling would blur images that are never blurred at
 inference. The epoch kept is the best by 3 x validation ROC AUC + validation pointing game
@@ -155,20 +154,6 @@ def gradcam_view(model, layer: str = "last_conv"):
     )
 
 
-def feature_variables(model, layer: str = "last_conv") -> list:
-    """The trainable variables of the convolutional feature extractor (up to ``layer``).
-
-    Guidance trains only these: the recurrent head (LSTM, GRU, dense layers) is held fixed, so
-    the function that turns activations into Grad-CAM channel weights does not move under the
-    loss that is trying to shape the activations. With the head trainable too, fine-tuning a
-    guided model further moved its validation pointing game DOWN (0.79 to 0.60-0.74 after one
-    epoch, in four runs) while the classification loss kept falling.
-    """
-    names = [candidate.name for candidate in model.layers]
-    upto = names.index(layer) + 1
-    return [v for candidate in model.layers[:upto] for v in candidate.trainable_variables]
-
-
 def make_train_step(model, optimizer, cam_weight: float, temperature: float, layer: str):
     """A compiled step: (images, masks, labels, sample weights) -> (bce, pointing loss)."""
     import keras
@@ -178,7 +163,7 @@ def make_train_step(model, optimizer, cam_weight: float, temperature: float, lay
         model.inputs, [model.get_layer(layer).output, model.get_layer("logit").output]
     )
     factor = int(model.input_shape[1]) // int(model.get_layer(layer).output.shape[1])
-    variables = feature_variables(model, layer)
+    variables = model.trainable_variables
 
     @tf.function(reduce_retracing=True)
     def step(images, masks, labels, weights):
