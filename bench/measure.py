@@ -256,7 +256,17 @@ def _drop_jobs(db_url: str, names: list[str]) -> None:
 # --- RAW ---------------------------------------------------------------------------------
 
 
-def raw(ctx: Context) -> None:
+def raw_again(ctx: Context) -> None:
+    """RAW at the model-call size once more, later in the run: how much the machine moved."""
+    first = ctx.report.get("raw")
+    raw(ctx, sizes=[ctx.model_batch])
+    again = ctx.report.pop("raw")
+    if first is not None:
+        ctx.report["raw"] = first
+    ctx.report["raw_again"] = again
+
+
+def raw(ctx: Context, sizes: list[int] | None = None) -> None:
     """Forward + Grad-CAM on preloaded tensors at the pipeline's model-call size.
 
     The headline is the size the worker's model calls really use (``model_batch``); batch 32,
@@ -269,7 +279,7 @@ def raw(ctx: Context) -> None:
     from hybrid_model.preprocess import decode
 
     loaded = load_model(ctx.model)
-    sizes = sorted({ctx.model_batch, 32}, reverse=True)
+    sizes = sizes or sorted({ctx.model_batch, 32}, reverse=True)
     images = np.stack([decode(f.read_bytes(), f.name) for f in ctx.files[: sizes[0]]])
     seconds = 4.0 if ctx.quick else 12.0
     out: dict[str, Any] = {}
@@ -378,23 +388,43 @@ def _purge_queue(queue: str) -> None:
 # --- embedded ----------------------------------------------------------------------------
 
 
+def _children_cpu() -> float:
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def embedded(ctx: Context, n_images: int) -> None:
-    folder = _archive_folder(ctx.files[:n_images])
-    data = SCRATCH / f"embedded-{uuid.uuid4().hex[:6]}"
-    env = base_env(
-        ctx.model,
-        HEMOSCAN_DATA_DIR=str(data),
-        HEMOSCAN_BATCH_SIZE=str(ctx.batch_size),
-        HEMOSCAN_MODEL_BATCH=str(ctx.model_batch),
-    )
-    _cli(["scan", str(folder), "--job", "bench-embedded"], env)
-    result = _job_rate(f"sqlite:///{data}/hemoscan.db", "bench-embedded")
-    result["load"] = load_average()
-    ctx.report["embedded"] = result
-    log(f"embedded: {result['images_per_s']} img/s")
+    """`hemoscan scan FOLDER` with no services; also its CPU per image.
+
+    The CPU per image is a difference of two scans (``n_images`` and 32 images): the process's
+    fixed start-up (imports, loading the model) cancels out.
+    """
     import shutil
 
-    shutil.rmtree(data, ignore_errors=True)
+    out: dict[str, float] = {}
+    for count in (32, n_images):
+        folder = _archive_folder(ctx.files[:count])
+        data = SCRATCH / f"embedded-{uuid.uuid4().hex[:6]}"
+        env = base_env(
+            ctx.model,
+            HEMOSCAN_DATA_DIR=str(data),
+            HEMOSCAN_BATCH_SIZE=str(ctx.batch_size),
+            HEMOSCAN_MODEL_BATCH=str(ctx.model_batch),
+        )
+        cpu0 = _children_cpu()
+        _cli(["scan", str(folder), "--job", "bench-embedded"], env)
+        out[f"cpu_s_{count}"] = _children_cpu() - cpu0
+        if count == n_images:
+            result = _job_rate(f"sqlite:///{data}/hemoscan.db", "bench-embedded")
+        shutil.rmtree(data, ignore_errors=True)
+    result["load"] = load_average()
+    result["cpu_ms_per_image"] = round(
+        (out[f"cpu_s_{n_images}"] - out["cpu_s_32"]) * 1000 / (n_images - 32), 2
+    )
+    ctx.report["embedded"] = result
+    log(f"embedded: {result['images_per_s']} img/s, {result['cpu_ms_per_image']} CPU ms/img")
 
 
 # --- worker CPU outside the model ---------------------------------------------------------
@@ -705,6 +735,25 @@ def ratios(report: dict[str, Any]) -> None:
     def r(a: float | None, b: float | None) -> float | None:
         return round(a / b, 3) if a and b else None
 
+    # Upper bounds from CPU alone: the machine's cores divided by the CPU per image that the
+    # pipeline's own processes spent (the training job and the rest of the machine excluded).
+    cores = report.get("cpus") or 1
+    used = (dist.get("pipeline") or {}).get("cpu_ms_per_image") or {}
+    own = sum(used.get(k, 0.0) for k in ("worker_pool", "seaweedfs", "postgresql", "redis"))
+    emb_cpu = (report.get("embedded") or {}).get("cpu_ms_per_image")
+    report["cpu_bounds"] = {
+        "pipeline_cpu_ms_per_image": round(own, 2) if own else None,
+        "pipeline_max_images_per_s": round(cores * 1000 / own, 1) if own else None,
+        "pipeline_over_raw_max": r(cores * 1000 / own, raw) if own else None,
+        "embedded_cpu_ms_per_image": emb_cpu,
+        "embedded_max_images_per_s": round(cores * 1000 / emb_cpu, 1) if emb_cpu else None,
+        "embedded_over_raw_max": r(cores * 1000 / emb_cpu, raw) if emb_cpu else None,
+        "raw_cores_busy": round(
+            raw * (report.get("raw") or {}).get("cpu_ms_per_image", 0) / 1000, 2
+        )
+        if raw
+        else None,
+    }
     report["ratios"] = {
         "pipeline_over_raw": r(pipe, raw),
         "embedded_over_raw": r(emb, raw),
@@ -722,10 +771,16 @@ def print_table(report: dict[str, Any]) -> None:
     cpu = report.get("worker_cpu") or {}
     prod = report.get("producer") or {}
     ratios_ = report.get("ratios") or {}
+    bounds = report.get("cpu_bounds") or {}
     rows = [
         (
             f"RAW forward+Grad-CAM, batch {(report.get('raw') or {}).get('batch')}",
             (report.get("raw") or {}).get("images_per_s"),
+            "img/s",
+        ),
+        (
+            "RAW again, after the pipelines",
+            (report.get("raw_again") or {}).get("images_per_s"),
             "img/s",
         ),
         ("PIPELINE distributed", (dist.get("pipeline") or {}).get("images_per_s"), "img/s"),
@@ -736,6 +791,8 @@ def print_table(report: dict[str, Any]) -> None:
         ("embedded / RAW", ratios_.get("embedded_over_raw"), ">= 0.75"),
         ("PIPELINE / BASELINE", ratios_.get("pipeline_over_baseline"), ">= 100"),
         ("PIPELINE / NAIVE", ratios_.get("pipeline_over_naive"), ">= 2"),
+        ("  CPU bound on PIPELINE / RAW", bounds.get("pipeline_over_raw_max"), "cores / CPU"),
+        ("  CPU bound on embedded / RAW", bounds.get("embedded_over_raw_max"), "cores / CPU"),
         ("worker CPU outside model", cpu.get("outside_model_cpu_ms_per_image"), "ms/img <= 8"),
     ]
     for stage, value in (cpu.get("stages_cpu_ms_per_image") or {}).items():

@@ -161,6 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         ("raw", lambda: measure.raw(ctx)),
         ("dist", lambda: measure.distributed(ctx, n_images, n_long, n_naive)),
         ("embedded", lambda: measure.embedded(ctx, n_images)),
+        ("raw", lambda: measure.raw_again(ctx)),
         ("profile", lambda: measure.worker_cpu(ctx, min(n_images, max(640, 5 * batch_size)))),
         ("baseline", lambda: measure.baseline(ctx, n_base)),
         ("producer", lambda: measure.producer(ctx, n_keys)),
