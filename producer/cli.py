@@ -1,4 +1,4 @@
-"""`hemoscan scan | status | results | demo`. Nothing here imports TensorFlow at import time."""
+"""`hemoscan scan | status | results | report | demo`. Nothing here imports TensorFlow at import time."""
 
 from __future__ import annotations
 
@@ -52,6 +52,36 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     res.add_argument("--positives", action="store_true", help="only images flagged positive")
     res.add_argument("--csv", action="store_true", help="CSV on standard output")
     res.set_defaults(func=_results)
+
+    report = subparsers.add_parser(
+        "report",
+        help="write a job's HTML report: summary, failures, metrics, flagged list with heatmaps",
+        description="One self-contained HTML page for JOB: counts and throughput, failures by "
+        "reason, the classification report when the manifest carried labels, and the flagged "
+        "images, most suspicious first, with their Grad-CAM overlays. Research and triage "
+        "tool: the page says so, and names the model.",
+    )
+    report.add_argument("job", metavar="JOB", help="job name or id")
+    report.add_argument(
+        "--out", type=Path, default=None, help="HTML file (default: ./hemoscan-report-JOB.html)"
+    )
+    report.add_argument(
+        "--limit", type=int, default=100, help="flagged images listed (default 100)"
+    )
+    report.add_argument(
+        "--images",
+        choices=("inline", "link", "none"),
+        default="inline",
+        help="overlays embedded in the page (default), linked (S3: presigned), or left out",
+    )
+    report.add_argument(
+        "--presign",
+        type=int,
+        default=3600,
+        metavar="SECONDS",
+        help="lifetime of presigned S3 links with --images link (default 3600)",
+    )
+    report.set_defaults(func=_report)
 
     demo = subparsers.add_parser(
         "demo",
@@ -117,6 +147,32 @@ def _results(args: argparse.Namespace) -> int:
 
     with _sessions().begin() as session:
         write_results(session, find_job(session, args.job), args.positives, args.csv, Console())
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    import re
+
+    from producer.html_report import build_report
+    from producer.jobs import find_job
+
+    with _sessions().begin() as session:
+        job = find_job(session, args.job)
+        out = args.out or Path(f"hemoscan-report-{re.sub(r'[^A-Za-z0-9_.-]+', '_', job.name)}.html")
+        summary = build_report(
+            session,
+            job,
+            get_settings(),
+            out,
+            limit=args.limit,
+            images=args.images,
+            presign_seconds=args.presign,
+        )
+    console.print(
+        f"wrote {summary.path}: {summary.flagged_shown} of {summary.flagged_total} flagged "
+        f"image(s) listed, {summary.images_embedded} overlay(s) embedded"
+        + (f", {summary.images_missing} unavailable" if summary.images_missing else "")
+    )
     return 0
 
 

@@ -77,10 +77,14 @@ def run_demo(settings: Settings, count: int, seed: int, out: Path | None, consol
     outcome, _ = scan_with_progress(settings, plan, console)
     sessions = session_factory(settings.effective_database_url)
     with sessions.begin() as session:
+        from producer.html_report import build_report
         from producer.jobs import find_job
 
-        print_status(Console(), session, find_job(session, outcome.job_name))
+        job = find_job(session, outcome.job_name)
+        print_status(Console(), session, job)
+        report = build_report(session, job, settings, out / "report.html", limit=48)
     console.print(f"heatmaps:  {settings.effective_output_location}/{outcome.job_id}/")
+    console.print(f"report:    {report.path} (summary, failures, metrics, flagged with heatmaps)")
     console.print(f"database:  {settings.effective_database_url}")
     console.print(f"next:      hemoscan results {outcome.job_name} --positives")
     return 0

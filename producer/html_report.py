@@ -1,0 +1,278 @@
+"""`hemoscan report JOB --out FILE.html`: one self-contained HTML page per job.
+
+What a reader of a screening run wants on one page: the job's counts and throughput, the
+failures by reason, the classification report when the manifest carried labels, and the
+flagged list, most suspicious first, each with its Grad-CAM overlay. Overlays are embedded as
+PNG data (``--images inline``, the default: the file can be mailed or archived on its own),
+linked (``link``: local paths as file links, S3 objects as presigned HTTPS links valid for
+``--presign`` seconds) or left out (``none``). Every value from the database is HTML-escaped.
+
+The page says, at the top and the bottom, that this is a research and triage tool and not a
+diagnosis, and names the model version; when the model file configured here has that version
+and was trained on synthetic phantoms, it says so. Object keys are the user's own archive keys
+(as in ``hemoscan results``); nothing else about a patient is stored, so nothing else is shown.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import os
+import tempfile
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from hemoscan.errors import HemoscanError, StorageError
+from hemoscan.settings import Settings
+from producer.report import DISCLAIMER, labelled_metrics, throughput
+from schema import results
+from schema.models import Failure, Job, Prediction, Scan
+
+IMAGE_MODES = ("inline", "link", "none")
+
+
+class ReportError(HemoscanError):
+    """The report cannot be written (bad option, unwritable output)."""
+
+
+@dataclass
+class ReportSummary:
+    path: Path
+    flagged_shown: int
+    flagged_total: int
+    images_embedded: int
+    images_missing: int
+
+
+def _esc(value: Any) -> str:
+    return html.escape("" if value is None else str(value), quote=True)
+
+
+def _model_note(settings: Settings, version: str | None) -> str:
+    """The phantom / not-clinically-valid note when the configured model is this version."""
+    from hybrid_model.io import DEMO_MODEL_PATH, read_metadata
+
+    path = settings.model_path or DEMO_MODEL_PATH
+    try:
+        meta = read_metadata(path)
+    except (OSError, ValueError, HemoscanError):
+        meta = {}
+    if version and meta.get("version") == version:
+        if meta.get("phantom_trained") or not meta.get("clinically_valid"):
+            return (
+                f"Model {version} was trained on synthetic phantoms and is NOT clinically "
+                "valid: research use only."
+            )
+        return f"Model {version}."
+    return f"Model {version or 'unknown'} (its file is not the one configured here)."
+
+
+class _Images:
+    """Fetch or link overlays by the URI stored in ``predictions.overlay_uri``."""
+
+    def __init__(self, settings: Settings, mode: str, presign_seconds: int) -> None:
+        self.settings = settings
+        self.mode = mode
+        self.presign_seconds = presign_seconds
+        self.embedded = 0
+        self.missing = 0
+        self._stores: dict[str, Any] = {}
+
+    def _store_and_key(self, uri: str):  # type: ignore[no-untyped-def]
+        from hemoscan.storage import open_store
+
+        if uri.startswith("s3://"):
+            parsed = urlparse(uri)
+            location, key = f"s3://{parsed.netloc}", parsed.path.lstrip("/")
+        else:
+            path = Path(uri[len("file://") :] if uri.startswith("file://") else uri)
+            location, key = str(path.parent), path.name
+        if location not in self._stores:
+            self._stores[location] = open_store(location, self.settings)
+        return self._stores[location], key
+
+    def html(self, uri: str | None) -> str:
+        if not uri or self.mode == "none":
+            return "" if self.mode == "none" else "<span class=dim>no heatmap</span>"
+        if self.mode == "link":
+            return f'<a href="{_esc(self._href(uri))}">overlay</a>'
+        try:
+            store, key = self._store_and_key(uri)
+            data = store.get(key)
+        except (StorageError, OSError, HemoscanError) as exc:
+            self.missing += 1
+            return f"<span class=dim>overlay unavailable ({_esc(type(exc).__name__)})</span>"
+        self.embedded += 1
+        encoded = base64.b64encode(data).decode("ascii")
+        return f'<img alt="Grad-CAM overlay" src="data:image/png;base64,{encoded}">'
+
+    def _href(self, uri: str) -> str:
+        if uri.startswith("s3://"):
+            store, key = self._store_and_key(uri)
+            client = getattr(store, "_client", None)
+            if client is None:  # pragma: no cover - S3Store always has one
+                return uri
+            return client.generate_presigned_url(
+                "get_object",
+                Params={"Bucket": store.bucket, "Key": store._key(key)},
+                ExpiresIn=self.presign_seconds,
+            )
+        return Path(uri).resolve().as_uri()
+
+
+_CSS = """
+body{font-family:system-ui,sans-serif;margin:2em;max-width:72em;color:#222}
+h1{font-size:1.5em}h2{font-size:1.15em;margin-top:1.6em}
+table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:.3em .6em;
+text-align:left;vertical-align:top}th{background:#f3f3f3}.num{text-align:right}
+.warn{background:#fff4d6;border:1px solid #e0b84c;padding:.6em 1em}.dim{color:#777}
+img{width:192px;height:auto;image-rendering:pixelated}
+"""
+
+
+def _table(rows: list[tuple[str, Any]]) -> str:
+    body = "".join(f"<tr><th>{_esc(k)}</th><td>{_esc(v)}</td></tr>" for k, v in rows)
+    return f"<table>{body}</table>"
+
+
+def _metrics_html(metrics: dict[str, Any]) -> str:
+    report = metrics.get("classification_report", {})
+    head = (
+        "<tr><th>class</th><th>precision</th><th>recall</th><th>f1-score</th><th>support</th></tr>"
+    )
+    body = ""
+    for name in ("normal", "hemorrhage", "macro avg", "weighted avg"):
+        row = report.get(name)
+        if not row:
+            continue
+        cells = "".join(
+            f"<td class=num>{row[k]:.3f}</td>" for k in ("precision", "recall", "f1-score")
+        )
+        body += f"<tr><td>{_esc(name)}</td>{cells}<td class=num>{int(row['support'])}</td></tr>"
+    cm = metrics.get("confusion_matrix", {})
+    summary = [
+        ("ROC AUC", f"{metrics['roc_auc']:.4f}" if metrics.get("roc_auc") is not None else "-"),
+        ("threshold used", f"{metrics.get('threshold', float('nan')):.4f}"),
+        ("sensitivity / specificity", f"{metrics.get('sensitivity', float('nan')):.3f} / "
+         f"{metrics.get('specificity', float('nan')):.3f}"),
+        ("confusion (tn fp; fn tp)", f"{cm.get('tn')} {cm.get('fp')}; {cm.get('fn')} {cm.get('tp')}"),
+    ]  # fmt: skip
+    return f"<table>{head}{body}</table>" + _table(summary)
+
+
+def build_report(
+    session: Session,
+    job: Job,
+    settings: Settings,
+    out: str | Path,
+    *,
+    limit: int = 100,
+    images: str = "inline",
+    presign_seconds: int = 3600,
+) -> ReportSummary:
+    """Write the job's HTML report to ``out`` (atomically) and say what it holds."""
+    if images not in IMAGE_MODES:
+        raise ReportError(f"--images must be one of {', '.join(IMAGE_MODES)}, not {images!r}")
+    if limit < 0:
+        raise ReportError("--limit must be 0 or more")
+    out = Path(out)
+    if not out.parent.is_dir():
+        raise ReportError(f"output folder does not exist: {out.parent}")
+    state = results.refresh_job(session, job)
+    rate = throughput(session, job.id)
+    reasons = results.failures_by_reason(session, job.id)
+    metrics = labelled_metrics(session, job.id)
+    note = _model_note(settings, job.model_version)
+    fetch = _Images(settings, images, presign_seconds)
+
+    flagged = session.execute(
+        select(Scan.object_key, Prediction.probability, Prediction.overlay_uri)
+        .join(Prediction, Prediction.scan_id == Scan.id)
+        .where(Prediction.job_id == job.id, Prediction.label.is_(True))
+        .order_by(Prediction.probability.desc(), Scan.object_key)
+        .limit(limit)
+    ).all()
+    flagged_rows = "".join(
+        f"<tr><td class=num>{rank}</td><td>{_esc(key)}</td><td class=num>{prob:.4f}</td>"
+        f"<td>{fetch.html(uri)}</td></tr>"
+        for rank, (key, prob, uri) in enumerate(flagged, start=1)
+    )
+    failure_rows = ""
+    for reason, count in reasons.items():
+        example = session.execute(
+            select(Scan.object_key, Failure.message)
+            .join(Failure, Failure.scan_id == Scan.id)
+            .where(Failure.job_id == job.id, Failure.reason == reason)
+            .order_by(Scan.object_key)
+            .limit(1)
+        ).first()
+        text = ""
+        if example is not None:
+            key, message = example
+            text = message if message.startswith(key) else f"{key}: {message}"
+        failure_rows += (
+            f"<tr><td>{_esc(reason)}</td><td class=num>{count}</td><td>{_esc(text)}</td></tr>"
+        )
+
+    summary = [
+        ("job", job.name),
+        ("id", job.id),
+        ("source", job.source_uri),
+        ("state", job.state),
+        ("model", job.model_version or "?"),
+        ("objects", state.total),
+        ("scored", state.scored),
+        ("flagged (label 1)", state.positives),
+        ("failed", state.failed),
+        ("pending", max(state.total - state.done, 0)),
+        ("throughput", f"{rate:.1f} images/s" if rate else "-"),
+        ("created", job.created_at.strftime("%Y-%m-%d %H:%M:%S %Z").strip()),
+    ]
+    warning = f"<p class=warn><b>{_esc(DISCLAIMER)}</b> {_esc(note)}</p>"
+    parts = [
+        "<!doctype html><html lang=en><head><meta charset=utf-8>",
+        f"<title>hemoscan report: {_esc(job.name)}</title><style>{_CSS}</style></head><body>",
+        f"<h1>hemoscan report: {_esc(job.name)}</h1>",
+        warning,
+        "<h2>Summary</h2>",
+        _table(summary),
+        "<h2>Failures by reason</h2>",
+        (
+            f"<table><tr><th>reason</th><th>count</th><th>example</th></tr>{failure_rows}</table>"
+            if failure_rows
+            else "<p class=dim>none</p>"
+        ),
+    ]
+    if metrics is not None:
+        parts += ["<h2>Classification report against the manifest's labels</h2>"]
+        parts += [_metrics_html(metrics)]
+    shown = len(flagged)
+    parts += [
+        f"<h2>Flagged images ({shown} of {state.positives}, most suspicious first)</h2>",
+        (
+            "<table><tr><th>#</th><th>object</th><th>probability</th><th>Grad-CAM</th></tr>"
+            f"{flagged_rows}</table>"
+            if flagged_rows
+            else "<p class=dim>no image was flagged</p>"
+        ),
+        warning,
+        f"<p class=dim>written {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC by hemoscan report</p>",
+        "</body></html>\n",
+    ]
+    text = "".join(parts)
+    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide the report from its readers
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return ReportSummary(out, shown, state.positives, fetch.embedded, fetch.missing)
