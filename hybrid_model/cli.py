@@ -260,7 +260,7 @@ def _print_table(rows) -> int:
             row["image"],
             f"{row['probability']:.4f}",
             row["label"],
-            f"{row['peak'][0]}, {row['peak'][1]}",
+            f"{row['peak'][0]}, {row['peak'][1]}" if row["peak"] else "none (all-zero map)",
             row["heatmap"] or "-",
         )
     console = Console()

@@ -17,9 +17,10 @@ import numpy as np
 POINTING_TOLERANCE_PX = 2
 
 
-def _mask_hit(mask_path: Path, point: tuple[int, int], tolerance: int) -> bool:
+def _mask_hit(mask_path: Path, point: tuple[int, int] | None, tolerance: int) -> bool:
+    """Whether ``point`` lies in the dilated mask; an all-zero map (no point) is a miss."""
     mask = cv2.imread(str(mask_path), cv2.IMREAD_GRAYSCALE)
-    if mask is None:
+    if mask is None or point is None:
         return False
     if tolerance > 0:
         kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * tolerance + 1,) * 2)

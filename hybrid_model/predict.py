@@ -50,7 +50,8 @@ def predict_paths(
     """Yield one dict per image, in input order, scoring ``batch_size`` images per model call.
 
     Scored: image, probability, label, threshold, heatmap, raw_heatmap (paths or None when no
-    ``heatmap_dir``), peak [row, col] in native pixels, model_version, model_note.
+    ``heatmap_dir``), peak [row, col] in native pixels (null for an all-zero map),
+    model_version, model_note.
     Not readable: image, error (reason code), message; the other images are still scored.
     """
     from hybrid_model.gradcam import GradCam
@@ -90,7 +91,7 @@ def predict_paths(
                     threshold=round(cut, 6),
                     heatmap=None,
                     raw_heatmap=None,
-                    peak=list(peak(cam_map, shape)),
+                    peak=_as_list(peak(cam_map, shape)),
                 )
                 if out_dir:
                     stem = _unique_stem(chunk[i], used)
@@ -102,3 +103,7 @@ def predict_paths(
             entry["model_version"] = loaded.metadata.get("version")
             entry["model_note"] = loaded.note
             yield entry
+
+
+def _as_list(point: tuple[int, int] | None) -> list[int] | None:
+    return None if point is None else list(point)

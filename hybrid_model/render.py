@@ -32,13 +32,17 @@ def raw_map_npy(cam: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def peak(cam: np.ndarray, native_shape: tuple[int, int]) -> tuple[int, int]:
-    """(row, col) of the map's maximum in ORIGINAL image pixels.
+def peak(cam: np.ndarray, native_shape: tuple[int, int]) -> tuple[int, int] | None:
+    """(row, col) of the map's maximum in ORIGINAL image pixels; None for an all-zero map.
 
     Undoes ``preprocess.resize_to_model``: the map covers the letterboxed square of side
-    max(H, W) scaled to the model input; pixel centres map as (i + 0.5) * scale - 0.5.
+    max(H, W) scaled to the model input; pixel centres map as (i + 0.5) * scale - 0.5. An
+    all-zero map (no positive evidence anywhere) has no peak: reporting its first pixel would
+    point at the image's corner as if it meant something.
     """
     cam = np.asarray(cam)
+    if not np.any(cam > 0):
+        return None
     r, c = np.unravel_index(int(np.argmax(cam)), cam.shape[:2])
     side, top, left = letterbox_geometry(native_shape)
     row = (r + 0.5) * side / cam.shape[0] - 0.5 - top

@@ -121,8 +121,8 @@ def pointing_rate(model, images: np.ndarray, masks: np.ndarray, batch_size: int 
         chunk = images[start : start + batch_size].astype(np.float32) / 255.0
         _, maps = cam(chunk)
         for j, cam_map in enumerate(maps):
-            row, col = peak(cam_map, cam_map.shape)
-            hits += bool(cv2.dilate(masks[start + j], kernel)[row, col] > 0)
+            point = peak(cam_map, cam_map.shape)  # None (all-zero map) is a miss
+            hits += point is not None and bool(cv2.dilate(masks[start + j], kernel)[point] > 0)
     return hits / len(images)
 
 

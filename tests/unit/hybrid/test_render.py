@@ -46,3 +46,10 @@ def test_peak_is_clipped_inside_the_image():
     cam = np.zeros((10, 10), np.float32)
     cam[0, 0] = 1  # in the padding band of a wide image
     assert peak(cam, (20, 100)) == (0, 4)  # row -35.5 clipped to 0; col 4.5 rounds to 4
+
+
+def test_all_zero_map_has_no_peak():
+    assert peak(np.zeros((10, 10), np.float32), (10, 10)) is None
+    cam = np.zeros((10, 10), np.float32)
+    cam[9, 9] = 1e-6  # any positive evidence is a peak
+    assert peak(cam, (10, 10)) == (9, 9)
