@@ -7,6 +7,7 @@ import csv
 import sys
 import time
 import uuid
+from datetime import datetime
 from typing import Any
 
 from rich.console import Console
@@ -153,10 +154,49 @@ def write_results(
     return count
 
 
+def latest_result_update(session: Session, job_id: uuid.UUID) -> datetime | None:
+    """The newest ``updated_at`` of the job's predictions and failures (None: no results)."""
+    values = [
+        session.scalar(select(func.max(table.updated_at)).where(table.job_id == job_id))
+        for table in (Prediction, Failure)
+    ]
+    present = [v for v in values if v is not None]
+    return max(present) if present else None
+
+
+def _pass_progress(session: Session, job: Job, after: datetime, expected: int) -> results.Progress:
+    """Progress of one ``--rescore`` pass: rows rewritten after ``after``, out of ``expected``.
+
+    ``after`` is the newest row of the job before the pass began, read from the rows themselves
+    (written with the workers' clocks), so the producer's own clock plays no part.
+    """
+    scored, positives = session.execute(
+        select(func.count(), func.count().filter(Prediction.label.is_(True))).where(
+            Prediction.job_id == job.id, Prediction.updated_at > after
+        )
+    ).one()
+    failed = session.scalar(
+        select(func.count()).where(Failure.job_id == job.id, Failure.updated_at > after)
+    )
+    return results.Progress(
+        total=expected, scored=int(scored), failed=int(failed or 0), positives=int(positives)
+    )
+
+
 def wait_for_job(
-    sessions: sessionmaker[Session], job_id: uuid.UUID, console: Console, poll: float = 1.0
+    sessions: sessionmaker[Session],
+    job_id: uuid.UUID,
+    console: Console,
+    poll: float = 1.0,
+    *,
+    after: datetime | None = None,
+    expected: int | None = None,
 ) -> results.Progress:
-    """A live progress bar (done, failed, total, images/s, time left) until the job is done."""
+    """A live progress bar (done, failed, total, images/s, time left) until the job is done.
+
+    With ``after`` and ``expected`` (a ``--rescore`` pass, whose job counts are complete from
+    the start), it waits for ``expected`` results written after ``after`` instead.
+    """
     columns = (
         TextColumn("[bold]scoring"),
         BarColumn(),
@@ -173,7 +213,10 @@ def wait_for_job(
                 with sessions.begin() as session:
                     job = session.get(Job, job_id)
                     assert job is not None
-                    state = results.refresh_job(session, job)
+                    if after is not None and expected is not None:
+                        state = _pass_progress(session, job, after, expected)
+                    else:
+                        state = results.refresh_job(session, job)
             except OperationalError:
                 # The database is away for a moment; the workers back off too. Keep waiting.
                 bar.console.print("[yellow]database unreachable; still waiting[/yellow]")

@@ -25,24 +25,32 @@ def scan_with_progress(
 
     sessions = session_factory(settings.effective_database_url)
     if settings.distributed:
-        outcome = run_scan(
-            settings,
-            plan,
-            on_start=lambda o: console.print(
-                f"job [bold]{o.job_name}[/bold] ({'new' if o.created else 'resumed'})"
-            ),
-        )
+        import uuid
+
+        from producer.report import latest_result_update, wait_for_job
+
+        before: list = []  # newest result of the job before this pass sends anything
+
+        def on_start(o: ScanOutcome) -> None:
+            console.print(f"job [bold]{o.job_name}[/bold] ({'new' if o.created else 'resumed'})")
+            if plan.rescore and wait:
+                with sessions.begin() as session:
+                    before.append(latest_result_update(session, uuid.UUID(o.job_id)))
+
+        outcome = run_scan(settings, plan, on_start=on_start)
         console.print(
             f"sent {outcome.sent} of {outcome.listed} listed images in {outcome.batches} "
             f"batches to queue '{settings.queue}' in {outcome.seconds:.1f}s"
         )
         if not wait:
             return outcome, None
-        import uuid
-
-        from producer.report import wait_for_job
-
-        state = wait_for_job(sessions, uuid.UUID(outcome.job_id), console)
+        after = before[0] if before else None
+        if after is not None and outcome.sent:  # the job's counts are complete: wait for this pass
+            state = wait_for_job(
+                sessions, uuid.UUID(outcome.job_id), console, after=after, expected=outcome.sent
+            )
+        else:
+            state = wait_for_job(sessions, uuid.UUID(outcome.job_id), console)
         console.print(
             f"job done: {state.scored} scored ({state.positives} flagged), {state.failed} failed"
         )

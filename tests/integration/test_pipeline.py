@@ -64,6 +64,27 @@ def _rows(db_url: str, job_name: str):  # type: ignore[no-untyped-def]
     return preds, fails, per_scan
 
 
+def _updates(db_url: str, job_name: str, fn):  # type: ignore[no-untyped-def]
+    """``fn`` (min or max) of updated_at over the job's predictions and failures."""
+    engine = create_engine(db_url)
+    with engine.connect() as conn:
+        job_id = conn.scalar(select(Job.id).where(Job.name == job_name))
+        values = [
+            conn.scalar(select(fn(table.updated_at)).where(table.job_id == job_id))
+            for table in (Prediction, Failure)
+        ]
+    engine.dispose()
+    return values
+
+
+def _latest_update(db_url: str, job_name: str):  # type: ignore[no-untyped-def]
+    return max(_updates(db_url, job_name, func.max))
+
+
+def _oldest_update(db_url: str, job_name: str):  # type: ignore[no-untyped-def]
+    return min(_updates(db_url, job_name, func.min))
+
+
 def test_distributed_scan_with_two_workers_and_flower(dist_env, tmp_path):
     settings = load_settings(
         s3_endpoint_url=dist_env["HEMOSCAN_S3_ENDPOINT_URL"], data_dir=tmp_path
@@ -105,6 +126,15 @@ def test_distributed_scan_with_two_workers_and_flower(dist_env, tmp_path):
         # Running the same job again sends nothing new.
         again = run_cli(["scan", source, "--job", job], dist_env)
         assert f"sent 0 of {N_IMAGES + len(bad)} listed" in again.stderr
+
+        # --rescore --wait scores everything again and waits for THIS pass (the job's counts
+        # were complete before it began): every row is rewritten by the time it returns.
+        before = _latest_update(dist_env["HEMOSCAN_DATABASE_URL"], job)
+        rescored = run_cli(["scan", source, "--job", job, "--rescore", "--wait"], dist_env, 600)
+        assert f"sent {N_IMAGES + len(bad)} of" in rescored.stderr
+        text = " ".join(rescored.stderr.split())
+        assert f"job done: {N_IMAGES} scored" in text and f"{len(bad)} failed" in text
+        assert _oldest_update(dist_env["HEMOSCAN_DATABASE_URL"], job) > before
 
     status = run_cli(["status", job], dist_env).stdout
     assert "unsupported" in status and "empty" in status and "unreadable" in status
