@@ -154,12 +154,9 @@ def gradcam_view(model, layer: str = "last_conv"):
 
 def make_train_step(model, optimizer, cam_weight: float, temperature: float, layer: str):
     """A compiled step: (images, masks, labels, sample weights) -> (bce, pointing loss)."""
-    import keras
     import tensorflow as tf
 
-    view = keras.Model(
-        model.inputs, [model.get_layer(layer).output, model.get_layer("logit").output]
-    )
+    view = gradcam_view(model, layer)
     factor = int(model.input_shape[1]) // int(model.get_layer(layer).output.shape[1])
     variables = model.trainable_variables
 
