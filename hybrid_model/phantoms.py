@@ -45,7 +45,7 @@ def _smooth_noise(rng: np.random.Generator, size: int, sigma_px: float) -> np.nd
     """
     factor = int(max(1, min(4, sigma_px // 2)))
     small = max(8, size // factor)
-    field = rng.standard_normal((small, small), dtype=np.float32)
+    field: np.ndarray = rng.standard_normal((small, small), dtype=np.float32)
     field = cv2.GaussianBlur(field, (0, 0), sigma_px / factor)
     if small != size:
         field = cv2.resize(field, (size, size), interpolation=cv2.INTER_LINEAR)

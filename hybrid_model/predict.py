@@ -65,7 +65,7 @@ def predict_paths(
     out_dir = Path(heatmap_dir) if heatmap_dir else None
     if out_dir:
         out_dir.mkdir(parents=True, exist_ok=True)
-    files, used = expand_paths(paths), set()
+    files, used = expand_paths(paths), set[str]()
     for start in range(0, len(files), batch_size):
         chunk = files[start : start + batch_size]
         results: list[dict[str, Any]] = []

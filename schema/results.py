@@ -10,9 +10,9 @@ import io
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Insert, Table, delete, func, select
+from sqlalchemy import Table, delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -23,7 +23,12 @@ from schema.models import Failure, Job, Prediction, Scan, utcnow
 _ROWS_PER_STATEMENT = 500
 
 
-def _insert(session: Session, table: Table) -> Insert:
+def _core(model: Any) -> Table:
+    """The Core table of a mapped class (declarative types it as a plain FromClause)."""
+    return cast(Table, model.__table__)
+
+
+def _insert(session: Session, table: Table) -> postgresql.Insert | sqlite.Insert:
     dialect = session.get_bind().dialect.name
     if dialect == "postgresql":
         return postgresql.insert(table)
@@ -65,7 +70,7 @@ def add_scans_executemany(
     # and sends it as multi-row VALUES pages ("insertmanyvalues"). Building ``.values(rows)``
     # compiled a fresh statement with a bind parameter per cell every time, and a parameter
     # list without RETURNING is a round trip per row on psycopg2 (bench/README.md).
-    stmt = _insert(session, Scan.__table__).on_conflict_do_nothing(
+    stmt = _insert(session, _core(Scan)).on_conflict_do_nothing(
         index_elements=["job_id", "object_key"]
     )
     return list(session.scalars(stmt.returning(Scan.object_key), values))
@@ -148,12 +153,12 @@ def record_batch(
     now = utcnow()
     if predictions:
         rows = [{**p, "job_id": job_id, "created_at": now, "updated_at": now} for p in predictions]
-        stmt = _insert(session, Prediction.__table__)
+        stmt = _insert(session, _core(Prediction))
         updated = {
             c: stmt.excluded[c] for c in rows[0] if c not in ("scan_id", "job_id", "created_at")
         }
         stmt = stmt.on_conflict_do_update(index_elements=["scan_id"], set_=updated)
-        session.execute(stmt.returning(Prediction.__table__.c.scan_id), rows)  # see add_scans
+        session.execute(stmt.returning(_core(Prediction).c.scan_id), rows)  # see add_scans
         ids = [p["scan_id"] for p in predictions]
         session.execute(delete(Failure).where(Failure.scan_id.in_(ids)))
     if failures:
@@ -161,7 +166,7 @@ def record_batch(
             {**f, "job_id": job_id, "attempts": 1, "created_at": now, "updated_at": now}
             for f in failures
         ]
-        table = Failure.__table__
+        table = _core(Failure)
         stmt = _insert(session, table)
         stmt = stmt.on_conflict_do_update(
             index_elements=["scan_id"],

@@ -167,7 +167,7 @@ def process_batch(rt: Runtime, job_id: uuid.UUID, keys: Sequence[str]) -> dict[s
         if not good:
             continue
         t0 = time.perf_counter()
-        probs, maps = rt.gradcam(np.stack([it.image for it in good]))
+        probs, maps = rt.gradcam(np.stack([it.image for it in good if it.image is not None]))
         model_seconds += time.perf_counter() - t0
         model_images += len(good)
         for it, prob, cam in zip(good, probs, maps, strict=True):

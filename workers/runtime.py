@@ -14,6 +14,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -203,7 +204,7 @@ def check_model_file(path: os.PathLike[str] | str) -> dict[str, Any]:
 
     from hybrid_model.io import ModelLoadError, read_metadata
 
-    metadata = read_metadata(path)  # missing file / not a zip -> ModelLoadError
+    metadata = read_metadata(Path(path))  # missing file / not a zip -> ModelLoadError
     with zipfile.ZipFile(path) as archive:
         names = set(archive.namelist())
         broken = archive.testzip()
