@@ -39,6 +39,7 @@ class ObjectStore(Protocol):
     def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> str: ...
     def exists(self, key: str) -> bool: ...
     def uri(self, key: str) -> str: ...
+    def link(self, key: str, expires_seconds: int = 3600) -> str: ...
 
 
 class ObjectTooLarge(StorageError):
@@ -109,6 +110,10 @@ class LocalStore:
 
     def uri(self, key: str) -> str:
         return str(self._path(key))
+
+    def link(self, key: str, expires_seconds: int = 3600) -> str:
+        """A ``file://`` URL (a folder's objects do not expire)."""
+        return self._path(key).as_uri()
 
 
 _clients: dict[tuple[object, ...], object] = {}
@@ -255,6 +260,23 @@ class S3Store:
 
     def uri(self, key: str) -> str:
         return f"s3://{self.bucket}/{self._key(key)}"
+
+    def link(self, key: str, expires_seconds: int = 3600) -> str:
+        """A presigned HTTP(S) GET URL, valid for ``expires_seconds`` (signed here, no request)."""
+        return self._client.generate_presigned_url(
+            "get_object",
+            Params={"Bucket": self.bucket, "Key": self._key(key)},
+            ExpiresIn=expires_seconds,
+        )
+
+
+def open_object(uri: str, settings: Settings) -> tuple[ObjectStore, str]:
+    """(store, key) for one object's URI as ``uri()`` writes it: ``s3://bucket/key`` or a path."""
+    if uri.startswith("s3://"):
+        parsed = urlparse(uri)
+        return open_store(f"s3://{parsed.netloc}", settings), unquote(parsed.path).lstrip("/")
+    path = Path(unquote(urlparse(uri).path) if uri.startswith("file://") else uri)
+    return open_store(path.parent, settings), path.name
 
 
 def open_store(location: str | Path, settings: Settings) -> ObjectStore:

@@ -47,14 +47,15 @@ class LoadedModel:
     @property
     def note(self) -> str:
         """One line saying what the weights are; shown next to every score."""
-        if self.metadata.get("phantom_trained") or not self.metadata.get("clinically_valid"):
-            return (
-                f"model {self.metadata.get('version', '?')}: trained on synthetic phantoms, "
-                "NOT clinically valid; research use only"
-            )
-        return (
-            f"model {self.metadata.get('version', '?')}: research and triage tool, not a diagnosis"
-        )
+        return model_note(self.metadata)
+
+
+def model_note(metadata: dict[str, Any]) -> str:
+    """One line saying what a model file's weights are, from its metadata."""
+    version = metadata.get("version", "?")
+    if metadata.get("phantom_trained") or not metadata.get("clinically_valid"):
+        return f"model {version}: trained on synthetic phantoms, NOT clinically valid; research use only"
+    return f"model {version}: research and triage tool, not a diagnosis"
 
 
 def weights_version(model: Any) -> str:

@@ -23,16 +23,22 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from hemoscan.errors import HemoscanError, StorageError
 from hemoscan.settings import Settings
-from producer.report import DISCLAIMER, labelled_metrics, throughput
+from hemoscan.storage import open_object
+from producer.report import (
+    DISCLAIMER,
+    failure_examples,
+    labelled_metrics,
+    summary_rows,
+    throughput,
+)
 from schema import results
-from schema.models import Failure, Job, Prediction, Scan
+from schema.models import Job, Prediction, Scan
 
 IMAGE_MODES = ("inline", "link", "none")
 
@@ -55,26 +61,20 @@ def _esc(value: Any) -> str:
 
 
 def _model_note(settings: Settings, version: str | None) -> str:
-    """The phantom / not-clinically-valid note when the configured model is this version."""
-    from hybrid_model.io import DEMO_MODEL_PATH, read_metadata
+    """What the job's weights are, when the model file configured here is that version."""
+    from hybrid_model.io import model_note, read_metadata
 
-    path = settings.model_path or DEMO_MODEL_PATH
     try:
-        meta = read_metadata(path)
-    except (OSError, ValueError, HemoscanError):
+        meta = read_metadata(settings.model_path)
+    except HemoscanError:
         meta = {}
     if version and meta.get("version") == version:
-        if meta.get("phantom_trained") or not meta.get("clinically_valid"):
-            return (
-                f"Model {version} was trained on synthetic phantoms and is NOT clinically "
-                "valid: research use only."
-            )
-        return f"Model {version}."
-    return f"Model {version or 'unknown'} (its file is not the one configured here)."
+        return model_note(meta)
+    return f"model {version or 'unknown'} (not the model file configured here)"
 
 
 class _Images:
-    """Fetch or link overlays by the URI stored in ``predictions.overlay_uri``."""
+    """Overlays by the URI stored in ``predictions.overlay_uri``: embedded, linked or left out."""
 
     def __init__(self, settings: Settings, mode: str, presign_seconds: int) -> None:
         self.settings = settings
@@ -82,28 +82,16 @@ class _Images:
         self.presign_seconds = presign_seconds
         self.embedded = 0
         self.missing = 0
-        self._stores: dict[str, Any] = {}
-
-    def _store_and_key(self, uri: str):  # type: ignore[no-untyped-def]
-        from hemoscan.storage import open_store
-
-        if uri.startswith("s3://"):
-            parsed = urlparse(uri)
-            location, key = f"s3://{parsed.netloc}", parsed.path.lstrip("/")
-        else:
-            path = Path(uri[len("file://") :] if uri.startswith("file://") else uri)
-            location, key = str(path.parent), path.name
-        if location not in self._stores:
-            self._stores[location] = open_store(location, self.settings)
-        return self._stores[location], key
 
     def html(self, uri: str | None) -> str:
-        if not uri or self.mode == "none":
-            return "" if self.mode == "none" else "<span class=dim>no heatmap</span>"
-        if self.mode == "link":
-            return f'<a href="{_esc(self._href(uri))}">overlay</a>'
+        if self.mode == "none":
+            return ""
+        if not uri:
+            return "<span class=dim>no heatmap</span>"
         try:
-            store, key = self._store_and_key(uri)
+            store, key = open_object(uri, self.settings)
+            if self.mode == "link":
+                return f'<a href="{_esc(store.link(key, self.presign_seconds))}">overlay</a>'
             data = store.get(key)
         except (StorageError, OSError, HemoscanError) as exc:
             self.missing += 1
@@ -111,19 +99,6 @@ class _Images:
         self.embedded += 1
         encoded = base64.b64encode(data).decode("ascii")
         return f'<img alt="Grad-CAM overlay" src="data:image/png;base64,{encoded}">'
-
-    def _href(self, uri: str) -> str:
-        if uri.startswith("s3://"):
-            store, key = self._store_and_key(uri)
-            client = getattr(store, "_client", None)
-            if client is None:  # pragma: no cover - S3Store always has one
-                return uri
-            return client.generate_presigned_url(
-                "get_object",
-                Params={"Bucket": store.bucket, "Key": store._key(key)},
-                ExpiresIn=self.presign_seconds,
-            )
-        return Path(uri).resolve().as_uri()
 
 
 _CSS = """
@@ -186,7 +161,6 @@ def build_report(
         raise ReportError(f"output folder does not exist: {out.parent}")
     state = results.refresh_job(session, job)
     rate = throughput(session, job.id)
-    reasons = results.failures_by_reason(session, job.id)
     metrics = labelled_metrics(session, job.id)
     note = _model_note(settings, job.model_version)
     fetch = _Images(settings, images, presign_seconds)
@@ -203,35 +177,13 @@ def build_report(
         f"<td>{fetch.html(uri)}</td></tr>"
         for rank, (key, prob, uri) in enumerate(flagged, start=1)
     )
-    failure_rows = ""
-    for reason, count in reasons.items():
-        example = session.execute(
-            select(Scan.object_key, Failure.message)
-            .join(Failure, Failure.scan_id == Scan.id)
-            .where(Failure.job_id == job.id, Failure.reason == reason)
-            .order_by(Scan.object_key)
-            .limit(1)
-        ).first()
-        text = ""
-        if example is not None:
-            key, message = example
-            text = message if message.startswith(key) else f"{key}: {message}"
-        failure_rows += (
-            f"<tr><td>{_esc(reason)}</td><td class=num>{count}</td><td>{_esc(text)}</td></tr>"
-        )
-
+    failure_rows = "".join(
+        f"<tr><td>{_esc(reason)}</td><td class=num>{count}</td><td>{_esc(text)}</td></tr>"
+        for reason, count, text in failure_examples(session, job.id)
+    )
     summary = [
         ("job", job.name),
-        ("id", job.id),
-        ("source", job.source_uri),
-        ("state", job.state),
-        ("model", job.model_version or "?"),
-        ("objects", state.total),
-        ("scored", state.scored),
-        ("flagged (label 1)", state.positives),
-        ("failed", state.failed),
-        ("pending", max(state.total - state.done, 0)),
-        ("throughput", f"{rate:.1f} images/s" if rate else "-"),
+        *summary_rows(job, state, rate),
         ("created", job.created_at.strftime("%Y-%m-%d %H:%M:%S %Z").strip()),
     ]
     warning = f"<p class=warn><b>{_esc(DISCLAIMER)}</b> {_esc(note)}</p>"

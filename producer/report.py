@@ -74,39 +74,54 @@ def print_job_list(console: Console, sessions: sessionmaker[Session]) -> None:
     console.print(table)
 
 
+def summary_rows(job: Job, state: results.Progress, rate: float | None) -> list[tuple[str, str]]:
+    """The job's summary as (label, value) rows: `hemoscan status` and the HTML report."""
+    return [
+        ("id", str(job.id)),
+        ("source", job.source_uri),
+        ("state", job.state),
+        ("model", job.model_version or "?"),
+        ("objects", str(state.total)),
+        ("scored", str(state.scored)),
+        ("flagged (label 1)", str(state.positives)),
+        ("failed", str(state.failed)),
+        ("pending", str(max(state.total - state.done, 0))),
+        ("throughput", f"{rate:.1f} images/s" if rate else "-"),
+    ]
+
+
+def failure_examples(session: Session, job_id: uuid.UUID) -> list[tuple[str, int, str]]:
+    """(reason, count, one example "key: message") per failure reason of the job."""
+    rows = []
+    for reason, count in results.failures_by_reason(session, job_id).items():
+        key, message = session.execute(
+            select(Scan.object_key, Failure.message)
+            .join(Failure, Failure.scan_id == Scan.id)
+            .where(Failure.job_id == job_id, Failure.reason == reason)
+            .limit(1)
+        ).one()
+        rows.append((reason, count, message if message.startswith(key) else f"{key}: {message}"))
+    return rows
+
+
 def print_status(console: Console, session: Session, job: Job) -> dict[str, Any]:
     """Counts, throughput, failures by reason and, with labels, the classification report."""
     state = results.refresh_job(session, job)
     rate = throughput(session, job.id)
-    reasons = results.failures_by_reason(session, job.id)
     table = Table(title=f"job {job.name}", show_header=False)
-    table.add_row("id", str(job.id))
-    table.add_row("source", job.source_uri)
-    table.add_row("state", job.state)
-    table.add_row("model", job.model_version or "?")
-    table.add_row("objects", str(state.total))
-    table.add_row("scored", str(state.scored))
-    table.add_row("flagged (label 1)", str(state.positives))
-    table.add_row("failed", str(state.failed))
-    table.add_row("pending", str(max(state.total - state.done, 0)))
-    table.add_row("throughput", f"{rate:.1f} images/s" if rate else "-")
+    for label, value in summary_rows(job, state, rate):
+        table.add_row(label, value)
     console.print(table)
-    if reasons:
+    examples = failure_examples(session, job.id)
+    if examples:
         by_reason = Table(title="failures by reason")
         by_reason.add_column("reason")
         by_reason.add_column("count", justify="right")
         by_reason.add_column("example")
-        for reason, count in reasons.items():
-            example = session.execute(
-                select(Scan.object_key, Failure.message)
-                .join(Failure, Failure.scan_id == Scan.id)
-                .where(Failure.job_id == job.id, Failure.reason == reason)
-                .limit(1)
-            ).one()
-            key, message = example
-            text = message if message.startswith(key) else f"{key}: {message}"
+        for reason, count, text in examples:
             by_reason.add_row(reason, str(count), text)
         console.print(by_reason)
+    reasons = {reason: count for reason, count, _ in examples}
     metrics = labelled_metrics(session, job.id)
     if metrics is not None:
         from hybrid_model.metrics import render_metrics
@@ -213,10 +228,10 @@ def wait_for_job(
                 with sessions.begin() as session:
                     job = session.get(Job, job_id)
                     assert job is not None
+                    # Always refreshed: the job row's counters and done state stay current.
+                    state = results.refresh_job(session, job)
                     if after is not None and expected is not None:
                         state = _pass_progress(session, job, after, expected)
-                    else:
-                        state = results.refresh_job(session, job)
             except OperationalError:
                 # The database is away for a moment; the workers back off too. Keep waiting.
                 bar.console.print("[yellow]database unreachable; still waiting[/yellow]")

@@ -85,3 +85,17 @@ def test_stores_share_one_lean_client(s3_settings, s3_bucket):
         events.unregister(hook[0], unique_id="test-headers")
     assert sent and "Expect" not in sent[0]
     assert output.get("heat.png") == b"\x89PNG" * 1000
+
+
+def test_uri_opens_back_to_the_object_and_links_fetch_it(store, s3_settings):
+    """``open_object(uri)`` finds what ``put`` wrote; ``link`` is a URL that fetches it (S3:
+    presigned and fetched over HTTP without credentials; a folder: a file:// URL)."""
+    import urllib.request
+
+    from hemoscan.storage import open_object
+
+    uri = store.put("job/ab/x.overlay.png", b"overlay-bytes", "image/png")
+    again, key = open_object(uri, s3_settings)
+    assert again.get(key) == b"overlay-bytes"
+    with urllib.request.urlopen(again.link(key, 60), timeout=10) as response:
+        assert response.read() == b"overlay-bytes"
