@@ -17,9 +17,13 @@ import numpy as np
 POINTING_TOLERANCE_PX = 2
 
 
-def _mask_hit(mask_path: Path, point: tuple[int, int] | None, tolerance: int) -> bool:
-    """Whether ``point`` lies in the dilated mask; an all-zero map (no point) is a miss."""
-    mask = cv2.imread(str(mask_path), cv2.IMREAD_GRAYSCALE)
+def pointing_hit(
+    mask: np.ndarray | None,
+    point: tuple[int, int] | None,
+    tolerance: int = POINTING_TOLERANCE_PX,
+) -> bool:
+    """Whether ``point`` lies in ``mask`` dilated by ``tolerance`` pixels; an all-zero map (no
+    point) or an unreadable mask is a miss."""
     if mask is None or point is None:
         return False
     if tolerance > 0:
@@ -58,7 +62,8 @@ def evaluate(
             mask_path = data.masks.get(data.ids[i])
             if data.labels[i] == 1 and batch_probs[j] >= threshold and mask_path is not None:
                 slices += 1
-                hits += _mask_hit(mask_path, peak(maps[j], data.native_shapes[i]), tolerance_px)
+                mask = cv2.imread(str(mask_path), cv2.IMREAD_GRAYSCALE)
+                hits += pointing_hit(mask, peak(maps[j], data.native_shapes[i]), tolerance_px)
     metrics = classification_metrics(data.labels, probs, threshold=threshold)
     metrics["model"] = {k: loaded.metadata.get(k) for k in ("version", "phantom_trained")}
     metrics["model"]["path"] = loaded.path

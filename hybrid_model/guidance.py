@@ -192,18 +192,35 @@ def _augment(rng: np.random.Generator, images: np.ndarray, masks: np.ndarray):
     return np.clip(x * gain + offset, 0.0, 1.0), np.ascontiguousarray(m)
 
 
-def validation_scores(model, images, labels, masks, batch_size: int, pointing_subset: int):
-    """(ROC AUC, pointing game on up to ``pointing_subset`` true positives at 95% spec.)."""
+def pointing_rate(cam, images: np.ndarray, masks: np.ndarray) -> float:
+    """Grad-CAM pointing game in model geometry (as ``evaluate``: peak within 2 px of the mask)
+    of ``cam`` (a ``GradCam``) on uint8 ``images`` and their uint8 ``masks``."""
+    from hybrid_model.evaluate import pointing_hit
+    from hybrid_model.render import peak
+
+    if len(images) == 0:
+        return float("nan")
+    hits, chunk = 0, 64  # images converted to float a chunk at a time
+    for start in range(0, len(images), chunk):
+        _, maps = cam(images[start : start + chunk].astype(np.float32) / 255.0)
+        for mask, cam_map in zip(masks[start : start + chunk], maps, strict=True):
+            hits += pointing_hit(mask, peak(cam_map, cam_map.shape))
+    return hits / len(images)
+
+
+def validation_scores(model, cam, images, labels, masks, batch_size: int, pointing_subset: int):
+    """(ROC AUC, pointing game on up to ``pointing_subset`` true positives at the threshold
+    meeting 95 % specificity on these images), as ``hemoscan evaluate`` reports them."""
     from sklearn.metrics import roc_auc_score
 
-    from hybrid_model.train import pointing_rate
+    from hybrid_model.metrics import threshold_at_specificity
 
     probs = model.predict(images.astype(np.float32) / 255.0, batch_size=batch_size, verbose=0)
     probs = probs.reshape(-1)
     auc = float(roc_auc_score(labels, probs))
-    threshold = float(np.quantile(probs[labels == 0], 0.95)) if (labels == 0).any() else 0.5
+    threshold, _, _ = threshold_at_specificity(labels, probs)
     found = np.flatnonzero((labels == 1) & (probs >= threshold))[:pointing_subset]
-    return auc, pointing_rate(model, images[found], masks[found], batch_size=batch_size)
+    return auc, pointing_rate(cam, images[found], masks[found])
 
 
 def guided_fine_tune(
@@ -233,11 +250,15 @@ def guided_fine_tune(
     """
     import keras
 
+    from hybrid_model.gradcam import GradCam
+
     rng = np.random.default_rng(seed)
     optimizer = keras.optimizers.Adam(learning_rate)
     step = make_train_step(model, optimizer, cam_weight, temperature, layer)
     result = GuidanceResult()
-    val_args = (images[val_idx], labels[val_idx], masks[val_idx], batch_size, pointing_subset)
+    # One GradCam for every validation pass: it reads the live weights, so it is traced once.
+    cam = GradCam(model, layer_name=layer, batch_size=batch_size)
+    val_args = (cam, images[val_idx], labels[val_idx], masks[val_idx], batch_size, pointing_subset)
     auc, pointing = validation_scores(model, *val_args)
     log.info("before guidance: validation ROC AUC %.4f, pointing game %.3f", auc, pointing)
     if show:

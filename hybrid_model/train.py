@@ -103,29 +103,6 @@ def _load_masks(data, size: int) -> np.ndarray:
     return masks
 
 
-def pointing_rate(model, images: np.ndarray, masks: np.ndarray, batch_size: int = 32) -> float:
-    """Grad-CAM pointing game in model geometry: peak inside the mask dilated by 2 px."""
-    import cv2
-
-    from hybrid_model.evaluate import POINTING_TOLERANCE_PX
-    from hybrid_model.gradcam import GradCam
-    from hybrid_model.render import peak
-
-    if len(images) == 0:
-        return float("nan")
-    cam = GradCam(model, batch_size=batch_size)
-    size = 2 * POINTING_TOLERANCE_PX + 1
-    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
-    hits = 0
-    for start in range(0, len(images), batch_size):
-        chunk = images[start : start + batch_size].astype(np.float32) / 255.0
-        _, maps = cam(chunk)
-        for j, cam_map in enumerate(maps):
-            point = peak(cam_map, cam_map.shape)  # None (all-zero map) is a miss
-            hits += point is not None and bool(cv2.dilate(masks[start + j], kernel)[point] > 0)
-    return hits / len(images)
-
-
 def _warm_start(model, initial_model: str | Path) -> None:
     """Copy weights layer by layer (same name and shapes) from another model file.
 
