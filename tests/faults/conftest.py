@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -122,3 +124,18 @@ def wait_for_file(path: Path, timeout: float = 120) -> str:
             return path.read_text()
         time.sleep(0.05)
     raise AssertionError(f"{path} did not appear in {timeout}s")
+
+
+def hold_env(env: dict[str, str], tmp_path: Path) -> tuple[dict[str, str], Path]:
+    """``env`` with the injector's HOLD hook on (batches of 8) and the folder it watches."""
+    hold = tmp_path / "hold"
+    hold.mkdir()
+    return {**env, "HEMOSCAN_FAULT_HOLD": str(hold), "HEMOSCAN_BATCH_SIZE": "8"}, hold
+
+
+@contextmanager
+def batch_held(hold: Path) -> Iterator[None]:
+    """The block runs while a worker is held inside a batch (HOLD hook); then it is released."""
+    wait_for_file(hold / "started")
+    yield
+    (hold / "release").write_text("go")

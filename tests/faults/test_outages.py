@@ -13,18 +13,12 @@ import pytest
 
 from hemoscan.settings import load_settings
 from hemoscan.storage import S3Store, open_store
-from tests.faults.conftest import wait_for_file
+from tests.faults.conftest import batch_held, hold_env
 from tests.utils.archive import make_phantoms, upload_archive
 from tests.utils.servers import RedisServer, SeaweedServer, TcpProxy
 from tests.utils.stack import run_cli, workers
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-
-def _hold_env(env: dict[str, str], tmp_path) -> tuple[dict[str, str], object]:  # type: ignore[no-untyped-def]
-    hold = tmp_path / "hold"
-    hold.mkdir()
-    return {**env, "HEMOSCAN_FAULT_HOLD": str(hold), "HEMOSCAN_BATCH_SIZE": "8"}, hold
 
 
 def test_redis_restarted_mid_job(fault_env, archive, db, tmp_path):
@@ -33,15 +27,14 @@ def test_redis_restarted_mid_job(fault_env, archive, db, tmp_path):
     the job completes with exactly one prediction per image."""
     redis = RedisServer(tmp_path / "redis")
     redis.start()
-    env, hold = _hold_env({**fault_env, "HEMOSCAN_BROKER_URL": redis.url}, tmp_path)
+    env, hold = hold_env({**fault_env, "HEMOSCAN_BROKER_URL": redis.url}, tmp_path)
     source, keys = archive(32)
     try:
         with workers(env, tmp_path, 1):
             run_cli(["scan", source, "--job", "redis-restart"], env)
-            wait_for_file(hold / "started")
-            redis.stop()
-            redis.start()
-            (hold / "release").write_text("go")
+            with batch_held(hold):
+                redis.stop()
+                redis.start()
             db.wait_done("redis-restart", len(keys), timeout=240)
     finally:
         redis.stop()
@@ -57,13 +50,12 @@ def test_postgres_unreachable_for_a_while(fault_env, archive, db, tmp_path):
     proxy = TcpProxy(pg.port or 5432)
     proxy.restore()
     proxied = fault_env["HEMOSCAN_DATABASE_URL"].replace(f":{pg.port}/", f":{proxy.port}/")
-    env, hold = _hold_env({**fault_env, "HEMOSCAN_DATABASE_URL": proxied}, tmp_path)
+    env, hold = hold_env({**fault_env, "HEMOSCAN_DATABASE_URL": proxied}, tmp_path)
     source, keys = archive(32)
     with workers(env, tmp_path, 1) as (worker,):
         run_cli(["scan", source, "--job", "pg-outage"], fault_env)  # producer: direct link
-        wait_for_file(hold / "started")
-        proxy.cut()
-        (hold / "release").write_text("go")
+        with batch_held(hold):
+            proxy.cut()
         worker.wait_for_log("retrying", timeout=120)  # it hit the outage and backs off
         proxy.restore()
         db.wait_done("pg-outage", len(keys), timeout=240)
@@ -78,7 +70,7 @@ def test_object_store_stopped_and_restarted(fault_env, db, tmp_path):
     number of times, and the job completes: every image scored once, no failure left."""
     weed = SeaweedServer(tmp_path / "weed")
     weed.start()
-    env, hold = _hold_env(
+    env, hold = hold_env(
         {
             **fault_env,
             "HEMOSCAN_S3_ENDPOINT_URL": weed.url,
@@ -97,9 +89,8 @@ def test_object_store_stopped_and_restarted(fault_env, db, tmp_path):
     try:
         with workers(env, tmp_path, 1) as (worker,):
             run_cli(["scan", "s3://outage-in/a", "--job", "s3-outage"], env)
-            wait_for_file(hold / "started")
-            weed.stop()
-            (hold / "release").write_text("go")
+            with batch_held(hold):
+                weed.stop()
             worker.wait_for_log("retrying", timeout=120)  # it hit the outage and backs off
             weed.start()
             db.wait_done("s3-outage", len(keys), timeout=240)
@@ -112,16 +103,15 @@ def test_object_store_stopped_and_restarted(fault_env, db, tmp_path):
 def test_object_deleted_between_listing_and_scoring(fault_env, archive, db, tmp_path, dist_env):
     """Fault: an object is deleted after the producer listed it, before a worker fetches it.
     Checked: it gets one 'missing' failure (attempts 1, no task retry), the rest is scored."""
-    env, hold = _hold_env(fault_env, tmp_path)
+    env, hold = hold_env(fault_env, tmp_path)
     source, keys = archive(16)
     settings = load_settings(s3_endpoint_url=dist_env["HEMOSCAN_S3_ENDPOINT_URL"])
     with workers(env, tmp_path, 1) as (worker,):
         run_cli(["scan", source, "--job", "deleted"], env)
-        wait_for_file(hold / "started")
         gone = keys[-1]  # in the second batch, not yet fetched
-        store = open_store(source, settings)
-        store._client.delete_object(Bucket=store.bucket, Key=store._key(gone))  # type: ignore[attr-defined]
-        (hold / "release").write_text("go")
+        with batch_held(hold):
+            store = open_store(source, settings)
+            store._client.delete_object(Bucket=store.bucket, Key=store._key(gone))  # type: ignore[attr-defined]
         db.wait_done("deleted", len(keys))
         log = worker.log()
     assert db.failures("deleted") == {

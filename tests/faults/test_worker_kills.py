@@ -7,7 +7,7 @@ from collections import Counter
 
 import pytest
 
-from tests.faults.conftest import wait_for_file
+from tests.faults.conftest import batch_held, hold_env
 from tests.utils.stack import Worker, run_cli, workers
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -68,16 +68,13 @@ def test_worker_sigterm_mid_batch_is_a_warm_shutdown(fault_env, archive, db, tmp
     the first batch running until the test releases it). Checked: the worker finishes that
     batch and exits cleanly, the batches it had not started go to a second worker, and every
     image ends with exactly one prediction."""
-    hold = tmp_path / "hold"
-    hold.mkdir()
-    env = {**fault_env, "HEMOSCAN_FAULT_HOLD": str(hold), "HEMOSCAN_BATCH_SIZE": "8"}
+    env, hold = hold_env(fault_env, tmp_path)
     source, keys = archive(24)
     first = Worker("first@hemoscan-test", env, tmp_path)
     first.wait_ready()
     run_cli(["scan", source, "--job", "sigterm"], env)
-    wait_for_file(hold / "started")
-    first.proc.send_signal(signal.SIGTERM)  # to the main process: warm shutdown
-    (hold / "release").write_text("go")
+    with batch_held(hold):
+        first.proc.send_signal(signal.SIGTERM)  # to the main process: warm shutdown
     assert first.proc.wait(120) == 0
     log = first.log()
     assert "warm shutdown" in log.lower()
