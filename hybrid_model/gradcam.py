@@ -17,6 +17,39 @@ import numpy as np
 EPSILON = 1e-12
 
 
+def gradcam_model(model, layer_name: str = "last_conv"):
+    """A functional view of ``model`` (same layers and weights, the model itself untouched)
+    returning (activations of ``layer_name``, score, probability).
+
+    The score is the pre-sigmoid logit when the model exposes it (our network has a linear
+    "logit" layer before the sigmoid): the sigmoid saturates for confident predictions, so
+    d(probability)/dA -> 0 and the maps of the clearest bleeds would vanish; the logit is
+    monotone in the probability, so it ranks the same evidence.
+    """
+    import keras
+
+    names = {layer.name for layer in model.layers}
+    score = model.get_layer("logit").output if "logit" in names else model.output
+    return keras.Model(model.inputs, [model.get_layer(layer_name).output, score, model.output])
+
+
+def weighted_activations(view, images):
+    """The Grad-CAM map BEFORE its ReLU, at the layer's resolution (N, h, w), with the scores
+    and probabilities: alpha_k = spatial mean of d(score)/dA_k, map = sum_k alpha_k A_k.
+
+    ``view`` is a ``gradcam_model``. Called under an enclosing gradient tape (training with
+    Grad-CAM guidance), the map stays differentiable in the weights through both A and alpha.
+    """
+    import tensorflow as tf
+
+    with tf.GradientTape() as tape:
+        acts, score, prob = view(images, training=False)
+        total = tf.reduce_sum(score)
+    grads = tape.gradient(total, acts)  # (N, h, w, C), each image's own gradient
+    alpha = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
+    return tf.reduce_sum(alpha * acts, axis=-1), score, prob
+
+
 class GradCam:
     """Probabilities and Grad-CAM maps for a batch in one call; never mutates ``model``.
 
@@ -28,32 +61,19 @@ class GradCam:
     """
 
     def __init__(self, model, layer_name: str = "last_conv", batch_size: int | None = None):
-        import keras
         import tensorflow as tf
 
         self.batch_size = batch_size
         self.input_shape = tuple(int(d) for d in model.input_shape[1:])
-        target = model.get_layer(layer_name).output
-        # The score we differentiate is the pre-sigmoid logit when the model exposes it (our
-        # network has a linear "logit" layer before the sigmoid): the sigmoid saturates for
-        # confident predictions, so d(probability)/dA -> 0 and the maps of the clearest bleeds
-        # would vanish; the logit is monotone in the probability, so it ranks the same evidence.
-        names = {layer.name for layer in model.layers}
-        score = model.get_layer("logit").output if "logit" in names else model.output
-        # A new functional view over the same layers and weights: the model itself is untouched.
-        self._grad_model = keras.Model(model.inputs, [target, score, model.output])
+        self._grad_model = gradcam_model(model, layer_name)
         spec = tf.TensorSpec((batch_size, *self.input_shape), tf.float32)
         self._compute = tf.function(self._maps, input_signature=[spec], reduce_retracing=True)
 
     def _maps(self, images):
         import tensorflow as tf
 
-        with tf.GradientTape() as tape:
-            acts, score, prob = self._grad_model(images, training=False)
-            total = tf.reduce_sum(score)
-        grads = tape.gradient(total, acts)  # (N, h, w, C), each image's own gradient
-        weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)  # alpha_k per image
-        cam = tf.nn.relu(tf.reduce_sum(weights * acts, axis=-1, keepdims=True))
+        weighted, _, prob = weighted_activations(self._grad_model, images)
+        cam = tf.nn.relu(weighted)[..., None]
         cam = tf.image.resize(cam, self.input_shape[:2], method="bilinear")[..., 0]
         peak = tf.reduce_max(cam, axis=(1, 2), keepdims=True)
         cam = cam / (peak + EPSILON)

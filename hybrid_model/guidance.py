@@ -74,10 +74,6 @@ class GuidanceResult:
     history: list[dict[str, float]] = field(default_factory=list)
     best_epoch: int = 0
 
-    @property
-    def best(self) -> dict[str, float]:
-        return self.history[self.best_epoch - 1] if self.best_epoch else {}
-
 
 def cell_targets(masks, factor: int, tolerance: int = TOLERANCE_PX):
     """(N, H, W, 1) masks in [0, 1] -> (N, H/factor, W/factor) pointing targets in [0, 1].
@@ -126,44 +122,20 @@ def pointing_loss(cam, target, temperature: float = DEFAULT_TEMPERATURE, margin:
     return mass + tf.nn.relu(best_out - best_in + margin)
 
 
-def cam_and_logit(view, images):
-    """Grad-CAM maps BEFORE the ReLU at ``last_conv`` resolution (N, h, w) and the logits.
-
-    ``view`` maps images to (activations, logit). ``ReLU`` of the map, upsampled and divided by
-    its maximum, is what ``GradCam`` serves. Called under an enclosing tape, the maps are
-    differentiable in the weights through both the activations and the channel weights.
-    """
-    import tensorflow as tf
-
-    with tf.GradientTape() as inner:
-        acts, logit = view(images, training=False)
-        total = tf.reduce_sum(logit)
-    grads = inner.gradient(total, acts)  # recorded by an enclosing tape: second order
-    alpha = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
-    return tf.reduce_sum(alpha * acts, axis=-1), logit
-
-
-def gradcam_view(model, layer: str = "last_conv"):
-    """A functional view of ``model`` (shared layers) returning (activations, logit)."""
-    import keras
-
-    return keras.Model(
-        model.inputs, [model.get_layer(layer).output, model.get_layer("logit").output]
-    )
-
-
 def make_train_step(model, optimizer, cam_weight: float, temperature: float, layer: str):
     """A compiled step: (images, masks, labels, sample weights) -> (bce, pointing loss)."""
     import tensorflow as tf
 
-    view = gradcam_view(model, layer)
+    from hybrid_model.gradcam import gradcam_model, weighted_activations
+
+    view = gradcam_model(model, layer)
     factor = int(model.input_shape[1]) // int(model.get_layer(layer).output.shape[1])
     variables = model.trainable_variables
 
     @tf.function(reduce_retracing=True)
     def step(images, masks, labels, weights):
         with tf.GradientTape() as outer:
-            cam, logit = cam_and_logit(view, images)
+            cam, logit, _ = weighted_activations(view, images)
             cam = tf.nn.relu(cam)  # the served map (see the module docstring)
             target = cell_targets(masks, factor)
             positive = tf.cast(tf.reduce_max(target, axis=(1, 2)) > 0, tf.float32)

@@ -7,13 +7,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from hybrid_model.guidance import (
-    cam_and_logit,
-    cell_targets,
-    gradcam_view,
-    make_train_step,
-    pointing_loss,
-)
+from hybrid_model.gradcam import gradcam_model, weighted_activations
+from hybrid_model.guidance import cell_targets, make_train_step, pointing_loss
 from hybrid_model.network import build_model
 
 
@@ -36,7 +31,7 @@ def test_training_map_is_the_served_gradcam_map(tiny_model):
     from hybrid_model.gradcam import GradCam
 
     images = _images()
-    cam, logit = cam_and_logit(gradcam_view(tiny_model), tf.constant(images))
+    cam, logit, _ = weighted_activations(gradcam_model(tiny_model), tf.constant(images))
     assert cam.shape == (4, 8, 8)  # last_conv resolution of the tiny model
     cam = tf.nn.relu(cam)
     up = tf.image.resize(cam[..., None], (32, 32), method="bilinear")[..., 0].numpy()
