@@ -9,34 +9,25 @@ from typing import Any
 import numpy as np
 
 
-def _timed(fn, images: np.ndarray, seconds: float) -> float:
-    """images/s of ``fn`` called in a loop for about ``seconds`` (at least 2 calls)."""
-    calls, started = 0, time.perf_counter()
-    while True:
-        fn(images)
-        calls += 1
-        elapsed = time.perf_counter() - started
-        if elapsed >= seconds and calls >= 2:
-            return calls * len(images) / elapsed
+def _paired_rates(forward, gradcam, images: np.ndarray, seconds: float):
+    """Rates of ``forward`` and ``gradcam`` from the medians of their per-call times.
 
-
-def _paired_rates(forward, gradcam, images: np.ndarray, seconds: float, rounds: int):
-    """Median rates of ``forward`` and ``gradcam``, measured in alternating short rounds.
-
-    Alternating (forward, Grad-CAM, forward, ...) exposes both to the same load, so their ratio
-    (median of the per-round ratios) survives a machine whose load drifts; a block of one then
-    a block of the other would not.
+    The two are called alternately (forward, Grad-CAM, forward, ...) for about ``seconds``
+    each, so both see the same load at nearly the same moment, and a median ignores the calls
+    that the rest of a busy machine interrupted. Returns (forward images/s, Grad-CAM images/s,
+    their ratio, calls of each).
     """
     forward(images)  # warm-up: trace and allocate
     gradcam(images)
-    per_round = seconds / rounds
-    pairs = [
-        (_timed(forward, images, per_round), _timed(gradcam, images, per_round))
-        for _ in range(rounds)
-    ]
-    fwd = float(np.median([f for f, _ in pairs]))
-    cam = float(np.median([c for _, c in pairs]))
-    return fwd, cam, float(np.median([c / f for f, c in pairs]))
+    times: tuple[list[float], list[float]] = ([], [])
+    started = time.perf_counter()
+    while time.perf_counter() - started < 2 * seconds or len(times[1]) < 3:
+        for fn, spent in zip((forward, gradcam), times, strict=True):
+            t = time.perf_counter()
+            fn(images)
+            spent.append(time.perf_counter() - t)
+    fwd, cam = (float(np.median(spent)) for spent in times)
+    return len(images) / fwd, len(images) / cam, fwd / cam, len(times[0])
 
 
 def run_bench(
@@ -44,12 +35,11 @@ def run_bench(
     batches=(1, 8, 32),
     seconds: float = 3.0,
     show: bool = True,
-    rounds: int = 5,
 ) -> dict[str, Any]:
     """images/s per batch size for forward-only and forward+Grad-CAM; ratio at the largest batch.
 
-    ``seconds`` per method and batch size, split into ``rounds`` alternating rounds; figures
-    are medians over the rounds, the ratio the median of the per-round ratios.
+    About ``seconds`` per method and batch size, the two called alternately; each rate is the
+    batch size over the median time of a call, the ratio that of the two medians.
     """
     import tensorflow as tf
 
@@ -66,14 +56,21 @@ def run_bench(
         spec = tf.TensorSpec((batch, size, size, 3), tf.float32)
         forward_fn = tf.function(lambda x: model(x, training=False), input_signature=[spec])
         cam = GradCam(model, batch_size=batch)
-        forward, with_cam, ratio = _paired_rates(
-            lambda x, f=forward_fn: f(x).numpy(), cam, images, seconds, rounds
+        forward, with_cam, ratio, calls = _paired_rates(
+            lambda x, f=forward_fn: f(x).numpy(), cam, images, seconds
         )
-        rows.append({"batch": batch, "forward": forward, "gradcam": with_cam, "ratio": ratio})
+        rows.append(
+            {
+                "batch": batch,
+                "forward": forward,
+                "gradcam": with_cam,
+                "ratio": ratio,
+                "calls": calls,
+            }
+        )
     result = {
         "device": _device(),
         "model": loaded.metadata.get("version"),
-        "rounds": rounds,
         "load_average": _load_average(),
         "rows": rows,
     }
@@ -82,14 +79,18 @@ def run_bench(
         from rich.table import Table
 
         table = Table(
-            title=f"model-bench ({result['device']}, images/s, medians of {rounds} "
-            "alternating rounds)"
+            title=f"model-bench ({result['device']}, images/s from median call times, the two "
+            "called alternately)"
         )
-        for col in ("batch", "forward only", "forward + Grad-CAM", "ratio"):
+        for col in ("batch", "forward only", "forward + Grad-CAM", "ratio", "calls"):
             table.add_column(col, justify="right")
         for r in rows:
             table.add_row(
-                str(r["batch"]), f"{r['forward']:.1f}", f"{r['gradcam']:.1f}", f"{r['ratio']:.3f}"
+                str(r["batch"]),
+                f"{r['forward']:.1f}",
+                f"{r['gradcam']:.1f}",
+                f"{r['ratio']:.3f}",
+                str(r["calls"]),
             )
         console = Console()
         console.print(table)

@@ -116,6 +116,12 @@ def register(subparsers) -> None:
         help="conv blocks followed by 2x2 max pooling (default 2: last_conv at 1/4 of the input)",
     )
     p.add_argument(
+        "--row-band",
+        type=_positive_int,
+        default=1,
+        help="rows of last_conv max-pooled into one recurrent step (default 1: every row is a step)",
+    )
+    p.add_argument(
         "--cam-weight",
         type=float,
         default=0.0,
@@ -211,6 +217,7 @@ def _train(args) -> int:
         learning_rate=args.learning_rate,
         patience=args.patience,
         pooled_blocks=args.pooled_blocks,
+        row_band=args.row_band,
         cam_weight=args.cam_weight,
         cam_temperature=args.cam_temperature,
     )

@@ -43,6 +43,7 @@ def build_model(
     column_pool: int | None = None,
     batch_norm: bool = True,
     pooled_blocks: int | None = None,
+    row_band: int = 1,
 ) -> keras.Model:
     """Conv blocks (Conv2D + BatchNorm + ReLU + MaxPool) -> rows -> LSTM -> GRU -> Dense -> sigmoid.
 
@@ -50,6 +51,7 @@ def build_model(
     ``batch_norm=False`` gives bias-free convolutions that map empty space (air, letterbox
     padding) to exactly 0 at every layer; on phantoms that variant did not leave chance level
     in two epochs, so the demo model keeps BatchNorm.
+    ``row_band`` > 1 max-pools bands of that many rows too, so the LSTM reads H'/row_band steps.
     The output layer is ``logit`` (linear) followed by ``probability`` (sigmoid), so Grad-CAM can
     differentiate the pre-sigmoid score without editing the model.
     """
@@ -64,13 +66,15 @@ def build_model(
     # last_conv is the activation after ReLU (the conventional Grad-CAM target): name the ReLU.
     x = _conv_block(x, filters[-1], "conv_last", False, batch_norm, relu_name=LAST_CONV)
     rows, cols, channels = x.shape[1], x.shape[2], x.shape[3]
-    if column_pool > 1:
+    if rows % row_band:
+        raise ValueError(f"row_band {row_band} does not divide the {rows} rows of last_conv")
+    if column_pool > 1 or row_band > 1:
         # Max over blocks of columns before the rows are read: a bleed is found wherever it lies
         # in its row (translation invariance the raw W'*C row vector lacks; with it the LSTM sat
         # at chance for epochs on phantoms), while the recurrent layers still read the rows in
         # order and the gradient reaches last_conv at the positions that won the max.
-        x = layers.MaxPooling2D((1, column_pool), name="column_pool")(x)
-        cols = x.shape[2]
+        x = layers.MaxPooling2D((row_band, column_pool), name="column_pool")(x)
+        rows, cols = x.shape[1], x.shape[2]
     x = layers.Reshape((rows, cols * channels), name="rows")(x)
     x = layers.LSTM(lstm_units, return_sequences=True, name="lstm")(x)
     # The GRU returns every row and the strongest row response is kept (max over rows): the

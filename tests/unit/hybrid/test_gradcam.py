@@ -100,3 +100,71 @@ def test_matches_independent_definition(cam, tiny_model, images):
         nonzero += ref.max() > 0
         np.testing.assert_allclose(maps[i], ref, atol=2e-3)
     assert nonzero > 0
+
+
+@pytest.mark.parametrize(("n_in", "n_out"), [(64, 256), (5, 17), (8, 8), (32, 12)])
+def test_bilinear_matrix_matches_tf_resize(n_in, n_out):
+    from hybrid_model.gradcam import bilinear_matrix
+
+    x = np.random.default_rng(n_in * n_out).random((n_in, 3), dtype=np.float32)
+    expected = tf.image.resize(x[None, :, :, None], (n_out, 3), method="bilinear")
+    np.testing.assert_allclose(bilinear_matrix(n_in, n_out) @ x, expected[0, :, :, 0], atol=1e-6)
+
+
+def _with_head(pool_layer, *, second_consumer: bool = False):
+    """last_conv followed by ``pool_layer`` (or nothing) and a tiny dense head."""
+    import keras
+    from keras import layers
+
+    keras.utils.set_random_seed(7)
+    inputs = keras.Input((16, 16, 3))
+    acts = layers.Conv2D(4, 3, padding="same", activation="relu", name="last_conv")(inputs)
+    x = pool_layer(acts) if pool_layer is not None else acts
+    x = layers.Flatten()(x)
+    if second_consumer:
+        x = layers.Concatenate()([x, layers.GlobalAveragePooling2D()(acts)])
+    logit = layers.Dense(1, name="logit")(x)
+    return keras.Model(inputs, layers.Activation("sigmoid")(logit))
+
+
+@pytest.mark.parametrize(
+    ("make", "shortcut"),
+    [
+        (lambda L: _with_head(L.MaxPooling2D((2, 4))), True),
+        (lambda L: _with_head(L.MaxPooling2D(3, strides=1)), False),  # windows overlap
+        (lambda L: _with_head(L.MaxPooling2D((2, 4)), second_consumer=True), False),
+        (lambda L: _with_head(L.AveragePooling2D(2)), False),
+        (lambda L: _with_head(None), False),
+    ],
+)
+def test_gradient_target_and_maps_follow_the_definition(make, shortcut, images):
+    """The gradient is taken at a max pooling's output only where that pooling tiles last_conv
+    and is its only consumer; on every head the maps equal the independent definition."""
+    from keras import layers
+
+    from hybrid_model.gradcam import gradcam_model
+
+    model = make(layers)
+    view = gradcam_model(model)
+    acts, target = view.outputs[0], view.outputs[1]
+    assert (target is not acts) == shortcut
+    imgs = tf.image.resize(images, (16, 16)).numpy()
+    _, maps = GradCam(model)(imgs)
+    for i in range(len(imgs)):
+        np.testing.assert_allclose(maps[i], _definition(model, imgs[i]), atol=2e-3)
+
+
+def _definition(model, image: np.ndarray) -> np.ndarray:
+    """Grad-CAM by the book on a whole model: d(logit)/dA by autodiff of the logit sub-model."""
+    import keras
+
+    to_logit = keras.Model(
+        model.inputs, [model.get_layer("last_conv").output, model.get_layer("logit").output]
+    )
+    with tf.GradientTape() as tape:
+        acts, logit = to_logit(image[None], training=False)
+    grad = tape.gradient(logit, acts).numpy()[0].astype(np.float64)
+    alpha = grad.mean(axis=(0, 1))
+    coarse = np.maximum((acts.numpy()[0] * alpha).sum(axis=-1), 0).astype(np.float32)
+    fine = cv2.resize(coarse, image.shape[1::-1], interpolation=cv2.INTER_LINEAR)
+    return fine / (fine.max() + 1e-12) if fine.max() > 0 else fine

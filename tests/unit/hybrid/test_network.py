@@ -36,3 +36,18 @@ def test_last_conv_keeps_resolution_and_feeds_rows():
 
 def test_logit_layer_is_linear(tiny_model):
     assert tiny_model.get_layer("logit").activation is keras.activations.linear
+
+
+def test_row_bands_shorten_the_sequence():
+    model = build_model((256, 256, 3), row_band=4)
+    assert model.get_layer(LAST_CONV).output.shape[1:] == (64, 64, 64)
+    assert model.get_layer("rows").output.shape[1:] == (16, 64)  # one vector per band of 4 rows
+    # Same weights as the unbanded network (pooling carries none), so one warm-starts the other.
+    assert [w.shape for w in model.weights] == [w.shape for w in build_model().weights]
+
+
+def test_row_band_must_divide_the_rows():
+    import pytest
+
+    with pytest.raises(ValueError, match="row_band 3"):
+        build_model((256, 256, 3), row_band=3)
