@@ -116,10 +116,12 @@ def register(subparsers) -> None:
         help="conv blocks followed by 2x2 max pooling (default 2: last_conv at 1/4 of the input)",
     )
     p.add_argument(
-        "--row-band",
+        "--row-steps",
         type=_positive_int,
-        default=1,
-        help="rows of last_conv max-pooled into one recurrent step (default 1: every row is a step)",
+        default=8,
+        help="recurrent steps: last_conv is read as this many bands of rows, each max-pooled "
+        "(default 8; it must divide last_conv's rows, e.g. 64 for 256 x 256 input to read every "
+        "row)",
     )
     p.add_argument(
         "--cam-weight",
@@ -217,7 +219,7 @@ def _train(args) -> int:
         learning_rate=args.learning_rate,
         patience=args.patience,
         pooled_blocks=args.pooled_blocks,
-        row_band=args.row_band,
+        row_steps=args.row_steps,
         cam_weight=args.cam_weight,
         cam_temperature=args.cam_temperature,
     )

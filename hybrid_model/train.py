@@ -137,7 +137,7 @@ def train(
     phantom_trained: bool | None = None,
     initial_model: str | Path | None = None,
     pooled_blocks: int | None = None,
-    row_band: int = 1,
+    row_steps: int | None = 8,
     cam_weight: float = 0.0,
     cam_temperature: float | None = None,
     pointing_subset: int = 200,
@@ -173,7 +173,7 @@ def train(
     if guided and not data.masks:
         raise DatasetError(f"{data_dir}: Grad-CAM guidance needs masks/ beside the images")
 
-    model = build_model((size, size, 3), pooled_blocks=pooled_blocks, row_band=row_band)
+    model = build_model((size, size, 3), pooled_blocks=pooled_blocks, row_steps=row_steps)
     if initial_model is not None:
         _warm_start(model, initial_model)
     if guided:

@@ -26,7 +26,7 @@ def test_layer_order_conv_lstm_gru_dense():
 def test_last_conv_keeps_resolution_and_feeds_rows():
     model = build_model((256, 256, 3))
     assert model.get_layer(LAST_CONV).output.shape[1:] == (64, 64, 64)
-    assert model.get_layer("rows").output.shape[1:] == (64, 64)  # one vector per row
+    assert model.get_layer("rows").output.shape[1:] == (8, 64)  # one vector per band of 8 rows
     coarse = build_model((256, 256, 3), pooled_blocks=3)
     assert coarse.get_layer(LAST_CONV).output.shape[1:] == (32, 32, 64)
     convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
@@ -38,16 +38,16 @@ def test_logit_layer_is_linear(tiny_model):
     assert tiny_model.get_layer("logit").activation is keras.activations.linear
 
 
-def test_row_bands_shorten_the_sequence():
-    model = build_model((256, 256, 3), row_band=4)
-    assert model.get_layer(LAST_CONV).output.shape[1:] == (64, 64, 64)
-    assert model.get_layer("rows").output.shape[1:] == (16, 64)  # one vector per band of 4 rows
-    # Same weights as the unbanded network (pooling carries none), so one warm-starts the other.
-    assert [w.shape for w in model.weights] == [w.shape for w in build_model().weights]
+def test_row_steps_set_the_sequence_length():
+    every_row = build_model((256, 256, 3), row_steps=None)
+    assert every_row.get_layer("rows").output.shape[1:] == (64, 64)
+    assert build_model((256, 256, 3), row_steps=16).get_layer("rows").output.shape[1:] == (16, 64)
+    # Same weights whatever the bands (pooling carries none), so one warm-starts the other.
+    assert [w.shape for w in every_row.weights] == [w.shape for w in build_model().weights]
 
 
-def test_row_band_must_divide_the_rows():
+def test_row_steps_must_divide_the_rows():
     import pytest
 
-    with pytest.raises(ValueError, match="row_band 3"):
-        build_model((256, 256, 3), row_band=3)
+    with pytest.raises(ValueError, match="row_steps 3"):
+        build_model((256, 256, 3), row_steps=3)
