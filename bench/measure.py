@@ -343,7 +343,8 @@ def distributed(ctx: Context, n_images: int, n_long: int, n_naive: int) -> None:
             before, cpu_snapshot(worker.pool_pid()), main["images"]
         )
         out["pipeline"] = main
-        done, repeats = 100 + main["images"], []
+        done = 100 + main["images"]
+        repeats: list[float] = []
         series = [(100, out["rss_after_100_mib"]["VmRSS"])]
         series.append((100 + main["images"], worker.memory_mib()["VmRSS"]))
         while done < n_long:

@@ -16,6 +16,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,10 @@ from bench.pipeline_bench import BUCKET, DB_URL, REDIS_URL, S3_URL, SCRATCH, loa
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "hemoscan")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "hemoscan-secret")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _get_body(client: Any, key: str) -> bytes:
+    return client.get_object(Bucket=BUCKET, Key=key)["Body"].read()
 
 
 def _rounds(variants: dict[str, Callable[[], Any]], rounds: int, calls: int) -> dict[str, float]:
@@ -96,10 +101,10 @@ def render() -> dict[str, Any]:
         ],
     }
     sizes = {}
-    variants = {}
+    variants: dict[str, Callable[[], Any]] = {}
     for name, params in encoders.items():
         sizes[name] = int(np.mean([len(cv2.imencode(".png", blended, params)[1]) for _ in (0,)]))
-        variants[name] = lambda p=params: cv2.imencode(".png", blended, p)
+        variants[name] = partial(cv2.imencode, ".png", blended, params)
 
     # Whole overlays over 16 different images (the function the workers call).
     i = [0]
@@ -197,14 +202,12 @@ def s3() -> dict[str, Any]:
         c.put_object(Bucket=BUCKET, Key="micro/source.dcm", Body=source)
     variants: dict[str, Callable[[], Any]] = {}
     for name, c in clients.items():
-        variants[f"GET source, {name}"] = lambda c=c: c.get_object(
-            Bucket=BUCKET, Key="micro/source.dcm"
-        )["Body"].read()
-        variants[f"PUT 60 kB, {name}"] = lambda c=c: c.put_object(
-            Bucket=BUCKET, Key="micro/o.png", Body=png, ContentType="image/png"
+        variants[f"GET source, {name}"] = partial(_get_body, c, "micro/source.dcm")
+        variants[f"PUT 60 kB, {name}"] = partial(
+            c.put_object, Bucket=BUCKET, Key="micro/o.png", Body=png, ContentType="image/png"
         )
-        variants[f"PUT 128 kB, {name}"] = lambda c=c: c.put_object(
-            Bucket=BUCKET, Key="micro/m.npy", Body=npy
+        variants[f"PUT 128 kB, {name}"] = partial(
+            c.put_object, Bucket=BUCKET, Key="micro/m.npy", Body=npy
         )
     store = S3Store(BUCKET, "micro", settings)
     variants["S3Store.get (as committed now)"] = lambda: store.get("source.dcm")
