@@ -37,6 +37,19 @@ def _conv_block(x, filters: int, name: str, pool: bool, batch_norm: bool, relu_n
     return x
 
 
+def rows_per_step(rows: int, row_steps: int | None) -> int:
+    """Rows of last_conv pooled into each recurrent step; ValueError unless ``row_steps``
+    divides ``rows`` (None: one row per step)."""
+    steps = rows if row_steps is None else row_steps
+    if steps <= 0 or rows % steps:
+        fits = ", ".join(str(d) for d in range(1, rows + 1) if rows % d == 0)
+        raise ValueError(
+            f"row_steps {row_steps} does not divide the {rows} rows of last_conv; "
+            f"choose one of {fits}"
+        )
+    return rows // steps
+
+
 def build_model(
     input_shape: tuple[int, int, int] = (256, 256, 3),
     *,
@@ -72,10 +85,7 @@ def build_model(
     # last_conv is the activation after ReLU (the conventional Grad-CAM target): name the ReLU.
     x = _conv_block(x, filters[-1], "conv_last", False, batch_norm, relu_name=LAST_CONV)
     rows, cols, channels = x.shape[1], x.shape[2], x.shape[3]
-    steps = rows if row_steps is None else row_steps
-    if steps <= 0 or rows % steps:
-        raise ValueError(f"row_steps {row_steps} does not divide the {rows} rows of last_conv")
-    row_band = rows // steps
+    row_band = rows_per_step(rows, row_steps)
     if column_pool > 1 or row_band > 1:
         # Max over blocks of columns before the rows are read: a bleed is found wherever it lies
         # in its row (translation invariance the raw W'*C row vector lacks; with it the LSTM sat

@@ -64,6 +64,13 @@ def test_missing_model_is_one_clean_line(images, tmp_path, capsys):
     assert "model file not found" in capsys.readouterr().err
 
 
+def test_row_steps_that_do_not_fit_fail_before_reading_data(tmp_path, capsys):
+    args = ["train", "--data", str(tmp_path), "--out", str(tmp_path / "m.keras")]  # no images
+    assert main([*args, "--row-steps", "3"]) == 1
+    err = capsys.readouterr().err
+    assert "--row-steps" in err and "choose one of 1, 2, 4, 8, 16, 32, 64" in err
+
+
 def test_registration_does_not_import_tensorflow():
     code = "import sys, hemoscan.cli as c; c.build_parser(); assert 'tensorflow' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
