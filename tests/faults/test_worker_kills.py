@@ -35,6 +35,24 @@ def test_pool_process_sigkilled_mid_batch(fault_env, archive, db, tmp_path):
     assert db.failures("sigkill") == {}
 
 
+def test_pool_process_sigkilled_before_the_task_body_three_times(fault_env, archive, db, tmp_path):
+    """Fault: the pool process dies as the task starts, before its body runs (so before the
+    task counts its deliveries), three times in a row (the injector's KILL_PRERUN hook). Checked:
+    the batch is delivered again after every death, and every image ends with exactly one
+    prediction and no failure."""
+    kills = tmp_path / "kills"
+    kills.mkdir()
+    env = {**fault_env, "HEMOSCAN_FAULT_KILL_PRERUN": f"{kills}:3", "HEMOSCAN_BATCH_SIZE": "16"}
+    source, keys = archive(16)  # one batch
+    with workers(env, tmp_path, 1) as (worker,):
+        run_cli(["scan", source, "--job", "prerun", "--wait"], env, timeout=300)
+        log = worker.log()
+    assert sorted(p.name for p in kills.iterdir()) == ["kill-0", "kill-1", "kill-2"]
+    assert log.count("exited with 'signal 9 (SIGKILL)'") == 3
+    assert Counter(db.predictions("prerun")) == Counter(keys), "each image exactly once"
+    assert db.failures("prerun") == {}
+
+
 def test_poison_batch_is_stopped_and_its_images_fail(fault_env, archive, db, tmp_path):
     """Fault: two images whose batch kills the worker on every delivery (the injector's POISON
     hook SIGKILLs the process for any batch holding either of them; they share the first batch). Checked: the poison images end as 'internal' failures after a bounded

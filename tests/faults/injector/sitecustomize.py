@@ -10,6 +10,9 @@ HEMOSCAN_FAULT_KILL_ONCE=FILE  SIGKILL the pool process while it renders the fir
 HEMOSCAN_FAULT_POISON=A,B      SIGKILL the pool process when it decodes an object whose key holds
                                one of the comma-separated texts (a decoder that crashes the
                                interpreter): a batch that kills its worker on every delivery.
+HEMOSCAN_FAULT_KILL_PRERUN=DIR:N  SIGKILL the pool process as a task starts, before the task
+                               body runs, the first N times (across processes: DIR/kill-<i>
+                               records each kill).
 HEMOSCAN_FAULT_HOLD=DIR        the first batch a pool process runs writes DIR/started and waits
                                (at most 120 s) for DIR/release: the test acts while the batch is
                                known to be in flight, with no sleeps and no races.
@@ -29,8 +32,21 @@ if any(name.startswith("HEMOSCAN_FAULT_") for name in os.environ):
     def _die() -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
+    def _kill_before_body(spec: str) -> None:
+        folder, _, times = spec.rpartition(":")
+        for i in range(int(times)):
+            try:
+                fd = os.open(Path(folder, f"kill-{i}"), os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                continue
+            os.close(fd)
+            _die()
+
     @task_prerun.connect(weak=False)
     def _inject(sender=None, args=None, **_):  # type: ignore[no-untyped-def]
+        prerun = os.environ.get("HEMOSCAN_FAULT_KILL_PRERUN")
+        if prerun:
+            _kill_before_body(prerun)
         poison = [p for p in os.environ.get("HEMOSCAN_FAULT_POISON", "").split(",") if p]
         if poison:
             import workers.pipeline as pipeline
