@@ -17,7 +17,7 @@ def compose() -> dict[str, Any]:
 
 
 def k8s_documents() -> list[tuple[Path, dict[str, Any]]]:
-    docs = []
+    docs: list[tuple[Path, dict[str, Any]]] = []
     for path in sorted(K8S.glob("*.yaml")):
         docs.extend((path, doc) for doc in yaml.safe_load_all(path.read_text()) if doc)
     return docs

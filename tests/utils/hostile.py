@@ -48,7 +48,7 @@ def hostile_objects(dcm: Path, png: Path, size_limit: int) -> dict[str, tuple[by
     multi = _dataset(dcm)
     multi.NumberOfFrames = 2
     multi.PixelData = multi.PixelData * 2
-    grey = cv2.imread(str(png), cv2.IMREAD_UNCHANGED)
+    grey = np.asarray(cv2.imread(str(png), cv2.IMREAD_UNCHANGED), dtype=np.uint16)
     rgb = cv2.cvtColor((grey >> 8).astype(np.uint8), cv2.COLOR_GRAY2BGR)
     rgb[..., 2] = np.clip(rgb[..., 2].astype(int) + 40, 0, 255).astype(np.uint8)
     ok, jpeg = cv2.imencode(".jpg", rgb)
