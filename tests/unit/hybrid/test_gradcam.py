@@ -111,8 +111,9 @@ def test_bilinear_matrix_matches_tf_resize(n_in, n_out):
     np.testing.assert_allclose(bilinear_matrix(n_in, n_out) @ x, expected[0, :, :, 0], atol=1e-6)
 
 
-def _with_head(pool_layer, *, second_consumer: bool = False):
-    """last_conv followed by ``pool_layer`` (or nothing) and a tiny dense head."""
+def _with_head(pool_layer, second_use=None):
+    """last_conv, then ``pool_layer`` (or nothing) and a tiny dense head; ``second_use(inputs,
+    acts)`` adds another use of last_conv's output, concatenated into the head."""
     import keras
     from keras import layers
 
@@ -121,34 +122,70 @@ def _with_head(pool_layer, *, second_consumer: bool = False):
     acts = layers.Conv2D(4, 3, padding="same", activation="relu", name="last_conv")(inputs)
     x = pool_layer(acts) if pool_layer is not None else acts
     x = layers.Flatten()(x)
-    if second_consumer:
-        x = layers.Concatenate()([x, layers.GlobalAveragePooling2D()(acts)])
+    if second_use is not None:
+        x = layers.Concatenate()([x, second_use(inputs, acts)])
     logit = layers.Dense(1, name="logit")(x)
     return keras.Model(inputs, layers.Activation("sigmoid")(logit))
 
 
-@pytest.mark.parametrize(
-    ("make", "shortcut"),
-    [
-        (lambda L: _with_head(L.MaxPooling2D((2, 4))), True),
-        (lambda L: _with_head(L.MaxPooling2D(3, strides=1)), False),  # windows overlap
-        (lambda L: _with_head(L.MaxPooling2D((2, 4)), second_consumer=True), False),
-        (lambda L: _with_head(L.AveragePooling2D(2)), False),
-        (lambda L: _with_head(None), False),
-    ],
-)
-def test_gradient_target_and_maps_follow_the_definition(make, shortcut, images):
+def _reused_pooling(inputs, acts):
+    """One GlobalAveragePooling2D called on the input first, then on last_conv."""
+    import keras
+
+    pool = keras.layers.GlobalAveragePooling2D()
+    return keras.layers.Concatenate()([pool(inputs), pool(acts)])
+
+
+def _ops_mean(inputs, acts):
+    import keras
+
+    return keras.ops.mean(acts, axis=(1, 2))
+
+
+HEADS = {
+    "max pool tiling": (lambda L: _with_head(L.MaxPooling2D((2, 4))), True),
+    "max pool 3 on 16 (a valid remainder)": (lambda L: _with_head(L.MaxPooling2D(3)), True),
+    "overlapping windows": (lambda L: _with_head(L.MaxPooling2D(3, strides=1)), False),
+    "second consumer layer": (
+        lambda L: _with_head(L.MaxPooling2D((2, 4)), lambda i, a: L.GlobalAveragePooling2D()(a)),
+        False,
+    ),
+    "second consumer keras.ops": (lambda L: _with_head(L.MaxPooling2D((2, 4)), _ops_mean), False),
+    "second consumer, a reused layer": (
+        lambda L: _with_head(L.MaxPooling2D((2, 4)), _reused_pooling),
+        False,
+    ),
+    "average pooling": (lambda L: _with_head(L.AveragePooling2D(2)), False),
+    "no pooling": (lambda L: _with_head(None), False),
+}
+
+
+@pytest.mark.parametrize("head", HEADS)
+def test_gradient_target_and_maps_follow_the_definition(head, images):
     """The gradient is taken at a max pooling's output only where that pooling tiles last_conv
-    and is its only consumer; on every head the maps equal the independent definition."""
+    and is its only use; on every head the unnormalised map (before the ReLU) and the served map
+    equal the definition computed by autodiff at last_conv."""
+    import keras
     from keras import layers
 
-    from hybrid_model.gradcam import gradcam_model
+    from hybrid_model.gradcam import gradcam_model, weighted_activations
 
+    make, shortcut = HEADS[head]
     model = make(layers)
     view = gradcam_model(model)
-    acts, target = view.outputs[0], view.outputs[1]
-    assert (target is not acts) == shortcut
+    assert (view.outputs[1] is not view.outputs[0]) == shortcut
     imgs = tf.image.resize(images, (16, 16)).numpy()
+    weighted, _, _ = weighted_activations(view, tf.constant(imgs))
+    to_logit = keras.Model(
+        model.inputs, [model.get_layer("last_conv").output, model.get_layer("logit").output]
+    )
+    with tf.GradientTape() as tape:
+        acts, logit = to_logit(imgs, training=False)
+        total = tf.reduce_sum(logit)
+    alpha = tf.reduce_mean(tape.gradient(total, acts), axis=(1, 2))
+    expected = np.einsum("nhwc,nc->nhw", acts.numpy(), alpha.numpy())
+    assert np.abs(expected).max() > 0
+    np.testing.assert_allclose(weighted.numpy(), expected, atol=1e-6 * np.abs(expected).max())
     _, maps = GradCam(model)(imgs)
     for i in range(len(imgs)):
         np.testing.assert_allclose(maps[i], _definition(model, imgs[i]), atol=2e-3)
