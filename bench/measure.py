@@ -258,15 +258,10 @@ def _drop_jobs(db_url: str, names: list[str]) -> None:
 
 def raw_again(ctx: Context) -> None:
     """RAW at the model-call size once more, later in the run: how much the machine moved."""
-    first = ctx.report.get("raw")
-    raw(ctx, sizes=[ctx.model_batch])
-    again = ctx.report.pop("raw")
-    if first is not None:
-        ctx.report["raw"] = first
-    ctx.report["raw_again"] = again
+    raw(ctx, sizes=[ctx.model_batch], key="raw_again")
 
 
-def raw(ctx: Context, sizes: list[int] | None = None) -> None:
+def raw(ctx: Context, sizes: list[int] | None = None, key: str = "raw") -> None:
     """Forward + Grad-CAM on preloaded tensors at the pipeline's model-call size.
 
     The headline is the size the worker's model calls really use (``model_batch``); batch 32,
@@ -298,13 +293,13 @@ def raw(ctx: Context, sizes: list[int] | None = None) -> None:
             "cpu_ms_per_image": round((time.process_time() - cpu0) * 1000 / count, 2),
             "traces": int(cam._compute.experimental_get_tracing_count()),
         }
-    ctx.report["raw"] = {
+    ctx.report[key] = {
         **out[f"batch_{ctx.model_batch}"],
         "batch": ctx.model_batch,
         "by_batch": out,
         "load": load_average(),
     }
-    log(f"raw: {ctx.report['raw']}")
+    log(f"{key}: {ctx.report[key]}")
 
 
 # --- PIPELINE, RSS, NAIVE (distributed) --------------------------------------------------

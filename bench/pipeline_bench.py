@@ -29,6 +29,8 @@ import time
 import uuid
 from pathlib import Path
 
+from hybrid_model.bench import load_average
+
 ROOT = Path(__file__).resolve().parents[1]
 SCRATCH = ROOT / ".scratch" / "bench"
 RESULTS = ROOT / "bench" / "results"
@@ -42,10 +44,6 @@ S3_URL = os.environ.get("HEMOSCAN_BENCH_S3", "http://127.0.0.1:8333")
 
 def log(message: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-def load_average() -> str:
-    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
 def model_path() -> tuple[Path, str]:

@@ -42,6 +42,18 @@ class ObjectStore(Protocol):
     def link(self, key: str, expires_seconds: int = 3600) -> str: ...
 
 
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write then rename: a reader never sees half a file, a retry simply overwrites, and a
+    failed write leaves no temporary file behind."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 class ObjectTooLarge(StorageError):
     """The object is bigger than the configured byte limit (not retried: it is bad input)."""
 
@@ -99,10 +111,7 @@ class LocalStore:
     def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> str:
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        # Write then rename: a reader never sees half a file, a retry simply overwrites.
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
+        write_atomic(path, data)
         return self.uri(key)
 
     def exists(self, key: str) -> bool:

@@ -12,8 +12,8 @@ import numpy as np
 def _paired_rates(forward, gradcam, images: np.ndarray, seconds: float):
     """Rates of ``forward`` and ``gradcam`` from the medians of their per-call times.
 
-    The two are called alternately (forward, Grad-CAM, forward, ...) for about ``seconds``
-    each, so both see the same load at nearly the same moment, and a median ignores the calls
+    The two are called alternately (forward, Grad-CAM, forward, ...) for about 2 x ``seconds``
+    in all, so both see the same load at nearly the same moment, and a median ignores the calls
     that the rest of a busy machine interrupted. Returns (forward images/s, Grad-CAM images/s,
     their ratio, calls of each).
     """
@@ -38,7 +38,7 @@ def run_bench(
 ) -> dict[str, Any]:
     """images/s per batch size for forward-only and forward+Grad-CAM; ratio at the largest batch.
 
-    About ``seconds`` per method and batch size, the two called alternately; each rate is the
+    About 2 x ``seconds`` per batch size, the two called alternately; each rate is the
     batch size over the median time of a call, the ratio that of the two medians.
     """
     import tensorflow as tf
@@ -71,7 +71,7 @@ def run_bench(
     result = {
         "device": _device(),
         "model": loaded.metadata.get("version"),
-        "load_average": _load_average(),
+        "load_average": load_average(),
         "rows": rows,
     }
     if show:
@@ -109,7 +109,8 @@ def _device() -> str:
     return f"GPU x{len(gpus)}" if gpus else "CPU"
 
 
-def _load_average() -> str:
+def load_average() -> str:
+    """The 1, 5 and 15 minute load averages, for figures measured on a shared machine."""
     import os
 
     try:

@@ -205,32 +205,31 @@ def _phantoms(args) -> int:
 def _train(args) -> int:
     if args.out.suffix != ".keras":
         raise ModelCommandError(f"--out must end in .keras: {args.out}")
-    from hybrid_model.network import RowStepsError, build_model
+    from hybrid_model.network import RowStepsError
     from hybrid_model.train import metrics_path, train
 
-    try:  # the network's shape is checked before any data is read
-        build_model(pooled_blocks=args.pooled_blocks, row_steps=args.row_steps)
-    except RowStepsError as exc:
+    try:
+        metrics = train(
+            args.data,
+            args.out,
+            args.epochs,
+            args.batch_size,
+            args.val_split,
+            args.seed,
+            training_data=args.notes,
+            initial_model=args.init,
+            learning_rate=args.learning_rate,
+            patience=args.patience,
+            pooled_blocks=args.pooled_blocks,
+            row_steps=args.row_steps,
+            cam_weight=args.cam_weight,
+            cam_temperature=args.cam_temperature,
+        )
+    except RowStepsError as exc:  # raised before any data is read
         raise ModelCommandError(f"--row-steps: {exc}") from None
-
-    metrics = train(
-        args.data,
-        args.out,
-        args.epochs,
-        args.batch_size,
-        args.val_split,
-        args.seed,
-        training_data=args.notes,
-        initial_model=args.init,
-        learning_rate=args.learning_rate,
-        patience=args.patience,
-        pooled_blocks=args.pooled_blocks,
-        row_steps=args.row_steps,
-        cam_weight=args.cam_weight,
-        cam_temperature=args.cam_temperature,
-    )
     print(
-        f"saved {args.out} and {metrics_path(args.out)} (validation ROC AUC {metrics['roc_auc']:.4f})"
+        f"saved {args.out} and {metrics_path(args.out)} "
+        f"(validation ROC AUC {metrics['roc_auc']:.4f})"
     )
     return 0
 

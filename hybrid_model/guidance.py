@@ -245,7 +245,7 @@ def guided_fine_tune(
     for epoch in range(1, epochs + 1):
         started = time.time()
         rng.shuffle(order)
-        bar = keras.utils.Progbar(steps, verbose=_verbosity(show), unit_name="batch")
+        bar = keras.utils.Progbar(steps, verbose=keras_verbosity(show), unit_name="batch")
         sums = np.zeros(2)
         for i in range(steps):
             idx = np.sort(order[i * batch_size : (i + 1) * batch_size])
@@ -282,7 +282,7 @@ def guided_fine_tune(
     return result
 
 
-def _verbosity(show: bool) -> int:
+def keras_verbosity(show: bool) -> int:
     """Keras progress bar: live on a terminal, one line per epoch in a log, none if not shown."""
     import sys
 

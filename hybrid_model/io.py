@@ -54,7 +54,10 @@ def model_note(metadata: dict[str, Any]) -> str:
     """One line saying what a model file's weights are, from its metadata."""
     version = metadata.get("version", "?")
     if metadata.get("phantom_trained") or not metadata.get("clinically_valid"):
-        return f"model {version}: trained on synthetic phantoms, NOT clinically valid; research use only"
+        return (
+            f"model {version}: trained on synthetic phantoms, NOT clinically valid; "
+            "research use only"
+        )
     return f"model {version}: research and triage tool, not a diagnosis"
 
 

@@ -14,8 +14,9 @@ one step at a time, small sequential operations that dominated its cost (forward
 32, same Grad-CAM code), while on phantoms the banded network classifies and points as well
 (the map itself keeps last_conv's full 64 x 64 resolution). Reading raw W'*C row vectors (no
 column pooling) and keeping only the GRU's last state left the network at chance for several
-epochs on the phantoms: the comments below say why each pooling is there. The gradient of the score reaches ``last_conv`` at
-the positions that won the maxima, so Grad-CAM keeps spatial detail.
+epochs on the phantoms: the comments below say why each pooling is there. The gradient of the
+score reaches ``last_conv`` at the positions that won the maxima, so Grad-CAM keeps spatial
+detail.
 """
 
 from __future__ import annotations

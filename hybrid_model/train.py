@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -159,6 +158,9 @@ def train(
 
     keras.utils.set_random_seed(seed)
     started = time.time()
+    # Built first: a network that cannot be built (network.RowStepsError) fails before any data
+    # is read.
+    model = build_model((size, size, 3), pooled_blocks=pooled_blocks, row_steps=row_steps)
     data = load_labelled(data_dir, size)
     if len(np.unique(data.labels)) < 2:
         raise DatasetError(f"{data_dir}: training needs both classes, found only one")
@@ -173,7 +175,6 @@ def train(
     if guided and not data.masks:
         raise DatasetError(f"{data_dir}: Grad-CAM guidance needs masks/ beside the images")
 
-    model = build_model((size, size, 3), pooled_blocks=pooled_blocks, row_steps=row_steps)
     if initial_model is not None:
         _warm_start(model, initial_model)
     if guided:
@@ -267,6 +268,8 @@ def _fit(
     """
     import keras
 
+    from hybrid_model.guidance import keras_verbosity
+
     train_ds, val_ds = _datasets(data.images, data.labels, *split, batch_size, seed)
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate),
@@ -291,7 +294,7 @@ def _fit(
         epochs=epochs,
         class_weight={0: float(weights[0]), 1: float(weights[1])},
         callbacks=callbacks,
-        verbose=1 if sys.stdout.isatty() else 2,
+        verbose=keras_verbosity(True),
     )
     if checkpoint.exists():
         model.load_weights(checkpoint)

@@ -1,4 +1,6 @@
-"""`hemoscan scan | status | results | report | demo`. Nothing here imports TensorFlow at import time."""
+"""`hemoscan scan | status | results | report | demo`.
+
+Nothing here imports TensorFlow at import time."""
 
 from __future__ import annotations
 

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import base64
 import html
-import os
-import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,7 +27,7 @@ from sqlalchemy.orm import Session
 
 from hemoscan.errors import HemoscanError, StorageError
 from hemoscan.settings import Settings
-from hemoscan.storage import open_object
+from hemoscan.storage import open_object, write_atomic
 from producer.report import (
     DISCLAIMER,
     failure_examples,
@@ -136,7 +134,10 @@ def _metrics_html(metrics: dict[str, Any]) -> str:
         ("threshold used", f"{metrics.get('threshold', float('nan')):.4f}"),
         ("sensitivity / specificity", f"{metrics.get('sensitivity', float('nan')):.3f} / "
          f"{metrics.get('specificity', float('nan')):.3f}"),
-        ("confusion (tn fp; fn tp)", f"{cm.get('tn')} {cm.get('fp')}; {cm.get('fn')} {cm.get('tp')}"),
+        (
+            "confusion (tn fp; fn tp)",
+            f"{cm.get('tn')} {cm.get('fp')}; {cm.get('fn')} {cm.get('tp')}",
+        ),
     ]  # fmt: skip
     return f"<table>{head}{body}</table>" + _table(summary)
 
@@ -217,14 +218,5 @@ def build_report(
         f"<p class=dim>written {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC by hemoscan report</p>",
         "</body></html>\n",
     ]
-    text = "".join(parts)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide the report from its readers
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(out, "".join(parts).encode("utf-8"))
     return ReportSummary(out, shown, state.positives, fetch.embedded, fetch.missing)

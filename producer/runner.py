@@ -3,6 +3,8 @@ bar over the database's counts with ``--wait`` in the distributed mode."""
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -29,7 +31,7 @@ def scan_with_progress(
 
         from producer.report import latest_result_update, wait_for_job
 
-        before: list = []  # newest result of the job before this pass sends anything
+        before: list[datetime | None] = []  # the job's newest result before this pass sends
 
         def on_start(o: ScanOutcome) -> None:
             console.print(f"job [bold]{o.job_name}[/bold] ({'new' if o.created else 'resumed'})")
@@ -44,13 +46,12 @@ def scan_with_progress(
         )
         if not wait:
             return outcome, None
-        after = before[0] if before else None
-        if after is not None and outcome.sent:  # the job's counts are complete: wait for this pass
-            state = wait_for_job(
-                sessions, uuid.UUID(outcome.job_id), console, after=after, expected=outcome.sent
-            )
-        else:
-            state = wait_for_job(sessions, uuid.UUID(outcome.job_id), console)
+        # A rescore pass over a job with results: its counts are complete, so wait for the
+        # rows this pass rewrites instead.
+        after = before[0] if before and outcome.sent else None
+        state = wait_for_job(
+            sessions, uuid.UUID(outcome.job_id), console, after=after, expected=outcome.sent
+        )
         console.print(
             f"job done: {state.scored} scored ({state.positives} flagged), {state.failed} failed"
         )

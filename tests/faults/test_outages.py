@@ -12,7 +12,7 @@ from urllib.parse import urlparse
 import pytest
 
 from hemoscan.settings import load_settings
-from hemoscan.storage import S3Store, open_store
+from hemoscan.storage import S3Store, open_store, s3_client
 from tests.faults.conftest import batch_held, hold_env
 from tests.utils.archive import make_phantoms, upload_archive
 from tests.utils.servers import RedisServer, SeaweedServer, TcpProxy
@@ -110,8 +110,8 @@ def test_object_deleted_between_listing_and_scoring(fault_env, archive, db, tmp_
         run_cli(["scan", source, "--job", "deleted"], env)
         gone = keys[-1]  # in the second batch, not yet fetched
         with batch_held(hold):
-            store = open_store(source, settings)
-            store._client.delete_object(Bucket=store.bucket, Key=store._key(gone))  # type: ignore[attr-defined]
+            where = urlparse(open_store(source, settings).uri(gone))
+            s3_client(settings).delete_object(Bucket=where.netloc, Key=where.path.lstrip("/"))
         db.wait_done("deleted", len(keys))
         log = worker.log()
     assert db.failures("deleted") == {

@@ -55,8 +55,9 @@ def test_pool_process_sigkilled_before_the_task_body_three_times(fault_env, arch
 
 def test_poison_batch_is_stopped_and_its_images_fail(fault_env, archive, db, tmp_path):
     """Fault: two images whose batch kills the worker on every delivery (the injector's POISON
-    hook SIGKILLs the process for any batch holding either of them; they share the first batch). Checked: the poison images end as 'internal' failures after a bounded
-    number of deliveries, every other image of their batch is scored, and the job ends."""
+    hook SIGKILLs the process for any batch holding either of them; they share the first
+    batch). Checked: the poison images end as 'internal' failures after a bounded number of
+    deliveries, every other image of their batch is scored, and the job ends."""
     env = {
         **fault_env,
         "HEMOSCAN_FAULT_POISON": "phantom_00001.,phantom_00002.",

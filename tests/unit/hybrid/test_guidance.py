@@ -1,4 +1,4 @@
-"""Grad-CAM guidance: its map is the served Grad-CAM map, its loss points, training keeps the net."""
+"""Grad-CAM guidance: its map is the served Grad-CAM map, its loss points, the net is kept."""
 
 from __future__ import annotations
 
