@@ -285,7 +285,7 @@ def producer(n_keys: int = 100_000, chunk: int = 2000) -> dict[str, Any]:
                     sender._app.conf.task_send_sent_event = event
                     t0 = time.perf_counter()
                     for start in range(0, n_send, per_task):
-                        sender.send(job, keys[start : start + per_task])
+                        sender.send(job, keys[start : start + per_task], 1)
                     rate = n_send / (time.perf_counter() - t0)
                     sender.close()
                     name = f"{per_task} keys per task, sent event {'on' if event else 'off'}"

@@ -21,3 +21,7 @@ class ObjectMissing(HemoscanError):
     def __init__(self, uri: str) -> None:
         super().__init__(f"object not found: {uri}")
         self.uri = uri
+
+
+class InvalidKey(ConfigurationError):
+    """An object key this store can never read (e.g. one that escapes the source folder)."""

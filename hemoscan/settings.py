@@ -33,6 +33,22 @@ def _default_model_path() -> str:
     return str(Path(__file__).resolve().parent.parent / "hybrid_model" / "weights" / "demo.keras")
 
 
+class Png16(StrEnum):
+    """How a 16-bit greyscale PNG's values are read (hybrid_model.preprocess.DecodeOptions)."""
+
+    AUTO = "auto"
+    WINDOWED = "windowed"
+    HU1024 = "hu1024"
+
+
+class DecoderIsolation(StrEnum):
+    """Which DICOM decoders run in subprocesses (hybrid_model.preprocess.DecodeOptions)."""
+
+    GDCM = "gdcm"
+    COMPRESSED = "compressed"
+    OFF = "off"
+
+
 class S3Checksums(StrEnum):
     """When botocore computes request checksums and validates response checksums."""
 
@@ -112,6 +128,22 @@ class Settings(BaseSettings):
     )
     allow_non_ct: bool = Field(
         default=False, description="Score DICOM of other modalities instead of rejecting them."
+    )
+    png16: Png16 = Field(
+        default=Png16.AUTO,
+        description="16-bit PNG values: auto (detect HU+1024 exports), windowed (already "
+        "windowed, scaled by 65535) or hu1024 (value - 1024 = HU). docs/decoding.md.",
+    )
+    isolate_decoders: DecoderIsolation = Field(
+        default=DecoderIsolation.GDCM,
+        description="Which DICOM decoders run in helper subprocesses, where a crash costs one "
+        "image: gdcm (the GDCM fallback only), compressed (every compressed transfer syntax) "
+        "or off (GDCM never used). docs/decoding.md.",
+    )
+    log_keys: bool = Field(
+        default=False,
+        description="Show full object keys in logs and failure messages (keys may hold "
+        "identifiers; default: a short hash of the key). For de-identified archives.",
     )
     # --- limits ----------------------------------------------------------------------------
     max_object_bytes: int = Field(

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import unquote, urlparse
 
-from hemoscan.errors import ConfigurationError, ObjectMissing, StorageError
+from hemoscan.errors import ConfigurationError, InvalidKey, ObjectMissing, StorageError
 from hemoscan.settings import Settings
 
 
@@ -75,9 +75,12 @@ class LocalStore:
         self.location = str(self.root)
 
     def _path(self, key: str) -> Path:
-        path = (self.root / key).resolve()
+        try:
+            path = (self.root / key).resolve()
+        except (ValueError, OSError) as exc:  # a NUL byte, a name too long for the OS
+            raise InvalidKey(f"the key is not a valid path here ({type(exc).__name__})") from None
         if path != self.root and self.root not in path.parents:
-            raise ConfigurationError(f"key escapes the store's folder: {key!r}")
+            raise InvalidKey("the key escapes the store's folder")
         return path
 
     def list(self, prefix: str = "", page_size: int = 1000) -> Iterator[ObjectInfo]:
@@ -205,6 +208,8 @@ class S3Store:
         code = getattr(exc, "response", {}).get("Error", {}).get("Code", "")
         if code in ("NoSuchKey", "404", "NotFound"):
             return ObjectMissing(self.uri(key))
+        if code in ("KeyTooLongError", "InvalidObjectName"):
+            return InvalidKey(f"the store rejects this key ({code})")
         if code == "NoSuchBucket":
             return ConfigurationError(f"bucket does not exist: s3://{self.bucket}")
         return StorageError(f"cannot {action} {self.uri(key)}: {exc}")

@@ -11,10 +11,7 @@ from sqlalchemy.orm import Session
 
 from hemoscan.errors import HemoscanError
 from schema import results
-from schema.models import Failure, Job, Prediction, Scan, utcnow
-
-# Failure reasons that another pass may cure: transient trouble that outlasted the retries.
-RETRYABLE_REASONS = ("internal",)
+from schema.models import RETRYABLE_REASONS, Failure, Job, Prediction, Scan, utcnow
 
 
 class JobError(HemoscanError):
@@ -86,6 +83,14 @@ def register_and_select(
         pending.extend(session.scalars(query))
     order = {k: i for i, k in enumerate(keys)}
     return sorted(pending, key=order.__getitem__)
+
+
+def start_pass(session: Session, job: Job) -> int:
+    """Begin a new pass of ``job`` (``--rescore``): every result written from now on carries it,
+    and results of earlier passes still in flight can no longer overwrite them."""
+    job.pass_number = (job.pass_number or 1) + 1
+    session.flush()
+    return job.pass_number
 
 
 def mark_running(session: Session, job: Job) -> None:

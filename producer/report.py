@@ -7,7 +7,6 @@ import csv
 import sys
 import time
 import uuid
-from datetime import datetime
 from typing import Any
 
 from rich.console import Console
@@ -17,8 +16,9 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from hemoscan.privacy import key_ref
 from schema import results
-from schema.models import Failure, Job, Prediction, Scan
+from schema.models import RETRYABLE_REASONS, Failure, Job, Prediction, Scan
 
 STALL_HINT_SECONDS = 30
 DISCLAIMER = "Research and triage tool: these scores are not a diagnosis."
@@ -91,7 +91,10 @@ def summary_rows(job: Job, state: results.Progress, rate: float | None) -> list[
 
 
 def failure_examples(session: Session, job_id: uuid.UUID) -> list[tuple[str, int, str]]:
-    """(reason, count, one example "key: message") per failure reason of the job."""
+    """(reason, count, one example "key:<hash>: message") per failure reason of the job.
+
+    Keys may hold identifiers, so the example names its key by hash (``hemoscan results``
+    lists the keys themselves)."""
     rows = []
     for reason, count in results.failures_by_reason(session, job_id).items():
         key, message = session.execute(
@@ -100,7 +103,8 @@ def failure_examples(session: Session, job_id: uuid.UUID) -> list[tuple[str, int
             .where(Failure.job_id == job_id, Failure.reason == reason)
             .limit(1)
         ).one()
-        rows.append((reason, count, message if message.startswith(key) else f"{key}: {message}"))
+        ref = key_ref(key)
+        rows.append((reason, count, message if message.startswith(ref) else f"{ref}: {message}"))
     return rows
 
 
@@ -117,9 +121,11 @@ def print_status(console: Console, session: Session, job: Job) -> dict[str, Any]
         by_reason = Table(title="failures by reason")
         by_reason.add_column("reason")
         by_reason.add_column("count", justify="right")
+        by_reason.add_column("a rerun", justify="center")
         by_reason.add_column("example")
         for reason, count, text in examples:
-            by_reason.add_row(reason, str(count), text)
+            rerun = "resends" if reason in RETRYABLE_REASONS else "keeps"
+            by_reason.add_row(reason, str(count), rerun, text)
         console.print(by_reason)
     reasons = {reason: count for reason, count, _ in examples}
     metrics = labelled_metrics(session, job.id)
@@ -169,29 +175,19 @@ def write_results(
     return count
 
 
-def latest_result_update(session: Session, job_id: uuid.UUID) -> datetime | None:
-    """The newest ``updated_at`` of the job's predictions and failures (None: no results)."""
-    values = [
-        session.scalar(select(func.max(table.updated_at)).where(table.job_id == job_id))
-        for table in (Prediction, Failure)
-    ]
-    present = [v for v in values if v is not None]
-    return max(present) if present else None
+def pass_progress(session: Session, job: Job, expected: int) -> results.Progress:
+    """Progress of the job's current pass (a ``--rescore``): rows of that pass, of ``expected``.
 
-
-def _pass_progress(session: Session, job: Job, after: datetime, expected: int) -> results.Progress:
-    """Progress of one ``--rescore`` pass: rows rewritten after ``after``, out of ``expected``.
-
-    ``after`` is the newest row of the job before the pass began, read from the rows themselves
-    (written with the workers' clocks), so the producer's own clock plays no part.
+    Rows carry the pass they were computed in, so no clock is compared: neither the producer's
+    nor the workers'.
     """
     scored, positives = session.execute(
         select(func.count(), func.count().filter(Prediction.label.is_(True))).where(
-            Prediction.job_id == job.id, Prediction.updated_at > after
+            Prediction.job_id == job.id, Prediction.pass_number >= job.pass_number
         )
     ).one()
     failed = session.scalar(
-        select(func.count()).where(Failure.job_id == job.id, Failure.updated_at > after)
+        select(func.count()).where(Failure.job_id == job.id, Failure.pass_number >= job.pass_number)
     )
     return results.Progress(
         total=expected, scored=int(scored), failed=int(failed or 0), positives=int(positives)
@@ -204,13 +200,12 @@ def wait_for_job(
     console: Console,
     poll: float = 1.0,
     *,
-    after: datetime | None = None,
     expected: int | None = None,
 ) -> results.Progress:
     """A live progress bar (done, failed, total, images/s, time left) until the job is done.
 
-    With ``after`` and ``expected`` (a ``--rescore`` pass, whose job counts are complete from
-    the start), it waits for ``expected`` results written after ``after`` instead.
+    With ``expected`` (a ``--rescore`` pass, whose job counts are complete from the start), it
+    waits for ``expected`` results of the job's current pass instead.
     """
     columns = (
         TextColumn("[bold]scoring"),
@@ -230,8 +225,8 @@ def wait_for_job(
                     assert job is not None
                     # Always refreshed: the job row's counters and done state stay current.
                     state = results.refresh_job(session, job)
-                    if after is not None and expected is not None:
-                        state = _pass_progress(session, job, after, expected)
+                    if expected is not None:
+                        state = pass_progress(session, job, expected)
             except OperationalError:
                 # The database is away for a moment; the workers back off too. Keep waiting.
                 bar.console.print("[yellow]database unreachable; still waiting[/yellow]")

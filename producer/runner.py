@@ -3,8 +3,6 @@ bar over the database's counts with ``--wait`` in the distributed mode."""
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -29,15 +27,13 @@ def scan_with_progress(
     if settings.distributed:
         import uuid
 
-        from producer.report import latest_result_update, wait_for_job
-
-        before: list[datetime | None] = []  # the job's newest result before this pass sends
+        from producer.report import wait_for_job
 
         def on_start(o: ScanOutcome) -> None:
-            console.print(f"job [bold]{o.job_name}[/bold] ({'new' if o.created else 'resumed'})")
-            if plan.rescore and wait:
-                with sessions.begin() as session:
-                    before.append(latest_result_update(session, uuid.UUID(o.job_id)))
+            shown = "new" if o.created else "resumed"
+            if plan.rescore and not o.created:
+                shown += f", pass {o.pass_number}"
+            console.print(f"job [bold]{o.job_name}[/bold] ({shown})")
 
         outcome = run_scan(settings, plan, on_start=on_start)
         console.print(
@@ -47,10 +43,13 @@ def scan_with_progress(
         if not wait:
             return outcome, None
         # A rescore pass over a job with results: its counts are complete, so wait for the
-        # rows this pass rewrites instead.
-        after = before[0] if before and outcome.sent else None
+        # rows of this pass instead.
+        rescoring = plan.rescore and not outcome.created and outcome.sent
         state = wait_for_job(
-            sessions, uuid.UUID(outcome.job_id), console, after=after, expected=outcome.sent
+            sessions,
+            uuid.UUID(outcome.job_id),
+            console,
+            expected=outcome.sent if rescoring else None,
         )
         console.print(
             f"job done: {state.scored} scored ({state.positives} flagged), {state.failed} failed"

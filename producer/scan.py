@@ -49,6 +49,7 @@ class ScanOutcome:
     batches: int = 0
     created: bool = False
     seconds: float = 0.0
+    pass_number: int = 1  # the pass these batches belong to (a new one with --rescore)
 
 
 def _chunks(items: Iterable[SourceItem], size: int) -> Iterator[list[SourceItem]]:
@@ -104,14 +105,14 @@ def run_scan(
         "threshold": settings.threshold,
     }
     try:
-        with sessions.begin() as session:
-            job, created = jobs.open_job(session, name, source, params, model_version)
+        job, created = _open(sessions, name, source, params, model_version, plan.rescore)
     except IntegrityError:
         # Another producer created the same job a moment ago: resume that one.
-        with sessions.begin() as session:
-            job, created = jobs.open_job(session, name, source, params, model_version)
+        job, created = _open(sessions, name, source, params, model_version, plan.rescore)
     job_id, job_name = str(job.id), job.name
-    outcome = ScanOutcome(job_id=job_id, job_name=job_name, created=created)
+    outcome = ScanOutcome(
+        job_id=job_id, job_name=job_name, created=created, pass_number=job.pass_number
+    )
     if on_start:
         on_start(outcome)
 
@@ -163,6 +164,15 @@ def run_scan(
     return outcome
 
 
+def _open(sessions, name, source, params, model_version, rescore: bool):  # type: ignore[no-untyped-def]
+    """The job (created or resumed); a rescore of an existing job starts its next pass."""
+    with sessions.begin() as session:
+        job, created = jobs.open_job(session, name, source, params, model_version)
+        if rescore and not created:
+            jobs.start_pass(session, job)
+    return job, created
+
+
 def _register(session, job_id, rows, rescore: bool, created: bool) -> list[str]:  # type: ignore[no-untyped-def]
     """Register a chunk of the listing; return its keys that still need scoring."""
     if created and not rescore:
@@ -186,14 +196,15 @@ class _Sends:
 
     def __init__(self, sender: Sender, outcome: ScanOutcome, on_batch, depth: int = 64) -> None:  # type: ignore[no-untyped-def]
         self._sender, self._outcome, self._on_batch, self._depth = sender, outcome, on_batch, depth
+        self._pass = outcome.pass_number
         self._pool = None if sender.in_process else ThreadPoolExecutor(1, "hemoscan-send")
         self._inflight: deque[tuple[int, Future[Any]]] = deque()
 
     def __call__(self, keys: list[str]) -> None:
         if self._pool is None:
-            self._done(len(keys), self._sender.send(self._outcome.job_id, keys))
+            self._done(len(keys), self._sender.send(self._outcome.job_id, keys, self._pass))
             return
-        future = self._pool.submit(self._sender.send, self._outcome.job_id, keys)
+        future = self._pool.submit(self._sender.send, self._outcome.job_id, keys, self._pass)
         self._inflight.append((len(keys), future))
         while len(self._inflight) > self._depth or (self._inflight and self._inflight[0][1].done()):
             count, oldest = self._inflight.popleft()

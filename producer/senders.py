@@ -16,12 +16,12 @@ from hemoscan.settings import Settings
 class Sender(Protocol):
     in_process: bool
 
-    def send(self, job_id: str, keys: Sequence[str]) -> dict[str, Any] | None: ...
+    def send(self, job_id: str, keys: Sequence[str], pass_number: int) -> dict[str, Any] | None: ...
     def close(self) -> None: ...
 
 
 class BrokerSender:
-    """Publishes ``hemoscan.score_batch`` messages (object keys only) to the queue."""
+    """Publishes ``hemoscan.score_batch`` messages (job id, object keys, pass) to the queue."""
 
     in_process = False
 
@@ -34,10 +34,10 @@ class BrokerSender:
         self._conn = self._app.connection_for_write()
         self._producer = self._app.amqp.Producer(self._conn)
 
-    def send(self, job_id: str, keys: Sequence[str]) -> None:
+    def send(self, job_id: str, keys: Sequence[str], pass_number: int) -> None:
         self._app.send_task(
             self._name,
-            args=[job_id, list(keys)],
+            args=[job_id, list(keys), pass_number],
             queue=self._queue,
             producer=self._producer,
             # Read by workers/metrics.py: the queue wait is task start minus this.
@@ -64,8 +64,8 @@ class InProcessSender:
             on_load(runtime.loaded.note)
         self._task = score_batch
 
-    def send(self, job_id: str, keys: Sequence[str]) -> dict[str, Any]:
-        result = self._task.apply(args=[job_id, list(keys)], throw=True)
+    def send(self, job_id: str, keys: Sequence[str], pass_number: int) -> dict[str, Any]:
+        result = self._task.apply(args=[job_id, list(keys), pass_number], throw=True)
         return dict(result.get())
 
     def close(self) -> None:

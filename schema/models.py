@@ -2,7 +2,10 @@
 
 A scan ends with exactly one of: a prediction row, or a failure row carrying a reason code.
 Writes are idempotent upserts keyed by the scan (itself unique per job and object key), so a
-batch delivered twice leaves the same rows. Works on PostgreSQL and SQLite.
+batch delivered twice leaves the same rows. Every result row carries the job's *pass* it was
+computed in (``hemoscan scan --rescore`` starts a new pass), and ``schema.rules`` decides which
+write wins. Row timestamps come from the database's clock, never a worker's. Works on
+PostgreSQL and SQLite.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     Uuid,
+    func,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -39,15 +43,25 @@ NAMING_CONVENTION = {
 }
 
 JOB_STATES = ("created", "running", "done", "cancelled")
-FAILURE_REASONS = (
-    "missing",
-    "empty",
-    "unreadable",
-    "unsupported",
-    "too_large",
-    "not_ct",
-    "internal",
+# Why an image has no prediction. Permanent reasons describe the input (or a key that can never
+# be read) and are never retried; a rerun of the job (``hemoscan scan JOB``) resends only the
+# retryable ones. README, "Reliability", has what each means and the test that shows it.
+PERMANENT_REASONS = (
+    "missing",  # the object no longer exists in the store
+    "empty",  # zero bytes
+    "unreadable",  # truncated, corrupt, inconsistent header, a decoder crashed on it
+    "unsupported",  # a valid file hemoscan does not score (colour, multi-frame, unknown format)
+    "too_large",  # over HEMOSCAN_MAX_OBJECT_BYTES or HEMOSCAN_MAX_PIXELS
+    "not_ct",  # DICOM of another modality
+    "bad_key",  # a key this store can never read (e.g. it escapes the source folder)
+    "poison",  # killed its worker process HEMOSCAN_MAX_DELIVERIES times
 )
+RETRYABLE_REASONS = (
+    "gave_up",  # transient errors (object store, database) outlasted HEMOSCAN_MAX_RETRIES
+    "config",  # the store refused the job's configuration (e.g. no such bucket): fix, rerun
+    "internal",  # a bug in hemoscan (the message names it): upgrade, rerun
+)
+FAILURE_REASONS = PERMANENT_REASONS + RETRYABLE_REASONS
 
 # SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL gets BIGINT identities.
 BigId = BigInteger().with_variant(Integer, "sqlite")
@@ -81,6 +95,8 @@ class Job(Base):
     scored_count: Mapped[int] = mapped_column(BigInteger, default=0)
     failed_count: Mapped[int] = mapped_column(BigInteger, default=0)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # Incremented by ``hemoscan scan --rescore``: rows of an older pass never overwrite newer.
+    pass_number: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
@@ -129,16 +145,17 @@ class Prediction(Base):
     raw_map_uri: Mapped[str | None] = mapped_column(Text)
     timings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     worker_host: Mapped[str | None] = mapped_column(String(255))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), default=utcnow, onupdate=utcnow
-    )
+    # Decode notes a reader should know, e.g. ["no_rescale"] (hybrid_model.preprocess.Decoded).
+    flags: Mapped[list[str] | None] = mapped_column(JSON, default=list)
+    pass_number: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
     scan: Mapped[Scan] = relationship(back_populates="prediction")
 
 
 class Failure(Base):
-    """Why a scan has no prediction (at most one per scan; ``attempts`` counts recurrences)."""
+    """Why a scan has no prediction (at most one per scan); ``reason`` is in FAILURE_REASONS."""
 
     __tablename__ = "failures"
     __table_args__ = (
@@ -152,10 +169,13 @@ class Failure(Base):
     job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
     reason: Mapped[str] = mapped_column(String(16))
     message: Mapped[str] = mapped_column(Text)
+    # Real attempts at this image in this pass: a redelivery of the same message is not one.
     attempts: Mapped[int] = mapped_column(Integer, default=1)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), default=utcnow, onupdate=utcnow
-    )
+    # The Celery task id that recorded it: a second record from the same task is the same
+    # attempt delivered again (schema.rules).
+    attempt_key: Mapped[str | None] = mapped_column(String(64))
+    pass_number: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
     scan: Mapped[Scan] = relationship(back_populates="failure")

@@ -17,7 +17,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from hemoscan.errors import ConfigurationError
-from schema.models import Failure, Job, Prediction, Scan, utcnow
+from schema import rules
+from schema.models import PERMANENT_REASONS, Failure, Job, Prediction, Scan, utcnow
 
 # SQLite allows 32766 bound parameters per statement; stay far below on both databases.
 _ROWS_PER_STATEMENT = 500
@@ -139,47 +140,119 @@ def scan_ids(session: Session, job_id: uuid.UUID, keys: Sequence[str]) -> dict[s
     return found
 
 
+def _current_results(session: Session, scan_ids: Sequence[int]) -> dict[int, rules.Existing]:
+    """What each scan holds now, read under a row lock on its scan (PostgreSQL).
+
+    The lock (taken in id order, so two batches never deadlock) makes "read, decide, write" of
+    two workers writing the same scan at once happen one after the other. SQLite serialises
+    writers on its own.
+    """
+    current: dict[int, rules.Existing] = {}
+    postgres = session.get_bind().dialect.name == "postgresql"
+    ordered = sorted(set(scan_ids))
+    for start in range(0, len(ordered), _ROWS_PER_STATEMENT):
+        part = ordered[start : start + _ROWS_PER_STATEMENT]
+        if postgres:
+            lock = select(Scan.id).where(Scan.id.in_(part)).order_by(Scan.id).with_for_update()
+            session.execute(lock).all()
+        query = (
+            select(
+                Scan.id,
+                Prediction.pass_number,
+                Failure.pass_number,
+                Failure.reason,
+                Failure.attempts,
+                Failure.attempt_key,
+            )
+            .outerjoin(Prediction, Prediction.scan_id == Scan.id)
+            .outerjoin(Failure, Failure.scan_id == Scan.id)
+            .where(Scan.id.in_(part))
+        )
+        for sid, p_pass, f_pass, reason, attempts, key in session.execute(query):
+            current[sid] = rules.Existing(p_pass, f_pass, reason, attempts or 0, key)
+    return current
+
+
 def record_batch(
     session: Session,
     job_id: uuid.UUID,
     predictions: Sequence[dict[str, Any]],
     failures: Sequence[dict[str, Any]],
-) -> None:
-    """Upsert the predictions and failures of one batch (call inside one transaction).
+    pass_number: int = 1,
+) -> rules.WritePlan:
+    """Write the predictions and failures of one batch of ``pass_number`` (one transaction).
 
-    A scan ends with a prediction or a failure, never both: scoring an image removes its old
-    failure, and failing it removes its old prediction.
+    A scan ends with a prediction or a failure, never both; which result wins follows
+    ``schema.rules`` (a stale pass never overwrites a newer one, a failure never replaces a
+    prediction of the same pass). ``updated_at`` is the database's clock. Returns the plan
+    that was carried out (``stale`` counts the results not written).
     """
-    now = utcnow()
-    if predictions:
-        rows = [{**p, "job_id": job_id, "created_at": now, "updated_at": now} for p in predictions]
+    ids = [r["scan_id"] for r in (*predictions, *failures)]
+    plan = rules.plan_writes(pass_number, predictions, failures, _current_results(session, ids))
+    if plan.predictions:
+        rows = [{**p, "job_id": job_id} for p in plan.predictions]
         stmt = _insert(session, _core(Prediction))
-        updated = {
-            c: stmt.excluded[c] for c in rows[0] if c not in ("scan_id", "job_id", "created_at")
+        updated: dict[str, Any] = {
+            c: stmt.excluded[c] for c in rows[0] if c not in ("scan_id", "job_id")
         }
+        updated["updated_at"] = func.now()
         stmt = stmt.on_conflict_do_update(index_elements=["scan_id"], set_=updated)
         session.execute(stmt.returning(_core(Prediction).c.scan_id), rows)  # see add_scans
-        ids = [p["scan_id"] for p in predictions]
-        session.execute(delete(Failure).where(Failure.scan_id.in_(ids)))
-    if failures:
-        rows = [
-            {**f, "job_id": job_id, "attempts": 1, "created_at": now, "updated_at": now}
-            for f in failures
-        ]
-        table = _core(Failure)
-        stmt = _insert(session, table)
+        scored = [p["scan_id"] for p in plan.predictions]
+        session.execute(delete(Failure).where(Failure.scan_id.in_(scored)))
+    if plan.failures:
+        rows = [{**f, "job_id": job_id} for f in plan.failures]
+        stmt = _insert(session, _core(Failure))
         stmt = stmt.on_conflict_do_update(
             index_elements=["scan_id"],
             set_={
                 "reason": stmt.excluded.reason,
                 "message": stmt.excluded.message,
-                "attempts": table.c.attempts + 1,
-                "updated_at": stmt.excluded.updated_at,
+                "attempts": stmt.excluded.attempts,
+                "attempt_key": stmt.excluded.attempt_key,
+                "pass_number": stmt.excluded.pass_number,
+                "updated_at": func.now(),
             },
         )
-        session.execute(stmt.returning(table.c.scan_id), rows)  # see add_scans
-        ids = [f["scan_id"] for f in failures]
-        session.execute(delete(Prediction).where(Prediction.scan_id.in_(ids)))
+        session.execute(stmt.returning(_core(Failure).c.scan_id), rows)  # see add_scans
+        failed = [f["scan_id"] for f in plan.failures]
+        session.execute(delete(Prediction).where(Prediction.scan_id.in_(failed)))
+    return plan
+
+
+def done_in_pass(
+    session: Session, job_id: uuid.UUID, keys: Sequence[str], pass_number: int
+) -> set[str]:
+    """Keys of a job that already have a final result of ``pass_number`` (or newer).
+
+    Final: a prediction, or a permanent failure. A batch delivered again skips these keys, so a
+    redelivery costs no fetch and cannot disturb what is done.
+    """
+    done: set[str] = set()
+    for start in range(0, len(keys), _ROWS_PER_STATEMENT):
+        part = keys[start : start + _ROWS_PER_STATEMENT]
+        scored = (
+            select(Scan.object_key)
+            .join(Prediction, Prediction.scan_id == Scan.id)
+            .where(Scan.job_id == job_id, Scan.object_key.in_(part))
+            .where(Prediction.pass_number >= pass_number)
+        )
+        failed = (
+            select(Scan.object_key)
+            .join(Failure, Failure.scan_id == Scan.id)
+            .where(Scan.job_id == job_id, Scan.object_key.in_(part))
+            .where(Failure.pass_number >= pass_number, Failure.reason.in_(PERMANENT_REASONS))
+        )
+        done.update(session.scalars(scored.union_all(failed)))
+    return done
+
+
+def job_pass(session: Session, job_id: uuid.UUID) -> int:
+    """The job's current pass (read fresh for every batch: ``--rescore`` changes it)."""
+    value = session.scalar(select(Job.pass_number).where(Job.id == job_id))
+    if value is None:
+        raise LookupError(f"job {job_id} does not exist")
+    return int(value)
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ import os
 import socket
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from urllib.parse import urlparse
 
 import pytest
@@ -42,23 +43,40 @@ def pg_admin_url() -> str:
     return PG_URL
 
 
-@pytest.fixture(scope="session")
-def pg_database(pg_admin_url: str) -> Iterator[str]:
-    """A fresh PostgreSQL database for this test session, dropped afterwards."""
+@contextmanager
+def _new_pg_database(admin_url: str) -> Iterator[str]:
     from sqlalchemy import create_engine, text
     from sqlalchemy.engine import make_url
 
     name = f"hemoscan_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    admin = create_engine(pg_admin_url, isolation_level="AUTOCOMMIT")
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
-    yield make_url(pg_admin_url).set(database=name).render_as_string(hide_password=False)
-    from schema.db import forget_engines
+    url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    try:
+        yield url
+    finally:
+        from schema.db import engine_for, forget_engines
 
-    forget_engines()
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+        engine_for(url).dispose()
+        forget_engines()
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def pg_database(pg_admin_url: str) -> Iterator[str]:
+    """A fresh PostgreSQL database for this test session, dropped afterwards."""
+    with _new_pg_database(pg_admin_url) as url:
+        yield url
+
+
+@pytest.fixture
+def empty_pg_database(pg_admin_url: str) -> Iterator[str]:
+    """A PostgreSQL database of this test's own, with no tables (for migration tests)."""
+    with _new_pg_database(pg_admin_url) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

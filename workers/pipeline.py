@@ -1,9 +1,12 @@
-"""One batch, end to end: fetch -> decode -> ONE model + Grad-CAM call -> heatmaps -> ONE commit.
+"""One batch, end to end: fetch -> decode -> model + Grad-CAM calls -> heatmaps -> ONE commit.
 
-Per-image problems become failure rows and the rest of the batch is scored. Transient I/O
-errors (object store, database) surface as ``TransientBatchError`` so the task can retry with
-backoff; bad input is never retried. Heatmaps are written before the database rows, under keys
-derived from the job and the object key, so a redelivered batch overwrites the same objects.
+Per-image problems (bad input, a key the store can never read) become failure rows and the
+rest of the batch is scored. Transient I/O errors (object store, database) surface as
+``TransientBatchError`` so the task can retry with backoff; bad input is never retried.
+Heatmaps are written before the database rows, under keys derived from the job and the object
+key, so a redelivered batch overwrites the same objects. Keys already done in the message's
+pass are skipped, and a message of a pass older than the job's is dropped (``schema.rules``).
+Logs and failure messages show a key as its hash unless ``HEMOSCAN_LOG_KEYS`` is set.
 """
 
 from __future__ import annotations
@@ -20,11 +23,12 @@ from typing import Any
 
 import numpy as np
 
-from hemoscan.errors import ObjectMissing, StorageError
-from hemoscan.settings import HeatmapPolicy
+from hemoscan.errors import ConfigurationError, InvalidKey, ObjectMissing, StorageError
+from hemoscan.privacy import scrub, shown_key
+from hemoscan.settings import HeatmapPolicy, Settings
 from hemoscan.storage import ObjectStore, ObjectTooLarge
 from hybrid_model.errors import ImageError
-from hybrid_model.preprocess import decode
+from hybrid_model.preprocess import DecodeOptions, decode_image
 from hybrid_model.render import overlay_png, raw_map_npy
 from schema import results
 from workers.runtime import Runtime, release_free_memory
@@ -47,7 +51,9 @@ class Item:
 
     key: str
     scan_id: int
+    shown: str = ""  # the key as logs and messages may show it (hemoscan.privacy)
     image: np.ndarray | None = None
+    flags: tuple[str, ...] = ()
     reason: str | None = None
     message: str | None = None
     transient: str | None = None
@@ -65,36 +71,51 @@ def heatmap_keys(job_id: uuid.UUID, object_key: str) -> tuple[str, str]:
     return f"{base}.overlay.png", f"{base}.map.npy"
 
 
-def _load(rt: Runtime, store: ObjectStore, item: Item) -> Item:
-    settings = rt.settings
-    started = time.perf_counter()
+def decode_options(settings: Settings) -> DecodeOptions:
+    return DecodeOptions(
+        max_pixels=settings.max_pixels,
+        max_bytes=settings.max_object_bytes,
+        allow_non_ct=settings.allow_non_ct,
+        png16=settings.png16.value,
+        isolate=settings.isolate_decoders.value,
+    )
+
+
+def _fetch(store: ObjectStore, item: Item, max_bytes: int) -> bytes | None:
+    """The object's bytes, or None with the item's failure (or transient error) set."""
     try:
-        data = store.get(item.key, max_bytes=settings.max_object_bytes)
+        return store.get(item.key, max_bytes=max_bytes)
     except ObjectMissing:
         item.reason, item.message = "missing", "the object no longer exists in the store"
-        return item
     except ObjectTooLarge as exc:
         item.reason = "too_large"
         item.message = f"object is {exc.size} bytes, over the {exc.limit}-byte limit"
-        return item
+    except InvalidKey as exc:
+        item.reason, item.message = "bad_key", f"{item.shown}: {exc}"
+    except ConfigurationError as exc:  # e.g. the bucket is gone: every key of it fails alike
+        item.reason = "config"
+        item.message = scrub(f"{exc}; fix it and run `hemoscan scan` again", item.key, item.shown)
     except StorageError as exc:
-        item.transient = str(exc)
+        item.transient = scrub(str(exc), item.key, item.shown, store.uri(item.key))
+    return None
+
+
+def _load(rt: Runtime, store: ObjectStore, item: Item, options: DecodeOptions) -> Item:
+    started = time.perf_counter()
+    data = _fetch(store, item, rt.settings.max_object_bytes)
+    if data is None:
         return item
     fetched = time.perf_counter()
     item.timings["fetch_ms"] = (fetched - started) * 1000
     try:
-        item.image = decode(
-            data,
-            item.key,
-            size=rt.input_size,
-            max_pixels=settings.max_pixels,
-            allow_non_ct=settings.allow_non_ct,
-        )
+        decoded = decode_image(data, item.shown, size=rt.input_size, options=options)
+        item.image, item.flags = decoded.pixels, decoded.flags
     except ImageError as exc:
         item.reason, item.message = exc.reason, str(exc)
-    except Exception as exc:  # a decoder bug must not take the batch down with it
-        log.exception("unexpected error decoding an object of the batch")
-        item.reason, item.message = "internal", f"decoder failed: {type(exc).__name__}"
+    except Exception as exc:  # a decoder bug on a corrupt file: the file's problem, not ours
+        log.exception("unexpected error decoding %s", item.shown)
+        item.reason = "unreadable"
+        item.message = f"{item.shown}: the decoder failed on this file ({type(exc).__name__})"
     item.timings["decode_ms"] = (time.perf_counter() - fetched) * 1000
     return item
 
@@ -128,7 +149,13 @@ def _micro_batches(n: int, size: int) -> list[range]:
     return [range(start, min(start + size, n)) for start in range(0, n, size)]
 
 
-def process_batch(rt: Runtime, job_id: uuid.UUID, keys: Sequence[str]) -> dict[str, Any]:
+def process_batch(
+    rt: Runtime,
+    job_id: uuid.UUID,
+    keys: Sequence[str],
+    pass_number: int | None = None,
+    attempt_key: str | None = None,
+) -> dict[str, Any]:
     """Score one batch of object keys of a job; returns a small summary for the task.
 
     The batch runs as a short pipeline of micro-batches (``rt.micro_batch`` images, a fixed
@@ -140,14 +167,28 @@ def process_batch(rt: Runtime, job_id: uuid.UUID, keys: Sequence[str]) -> dict[s
     started = time.perf_counter()
     job = rt.job(job_id)
     store = rt.store(job.source_uri)
+    keys = list(dict.fromkeys(keys))
     with rt.sessions.begin() as session:
+        current = results.job_pass(session, job_id)
+        pass_number = pass_number or current
+        if pass_number < current:
+            log.info(
+                "batch of job %s: pass %d is stale (job at %d): dropped",
+                job_id,
+                pass_number,
+                current,
+            )
+            return {"job": str(job_id), "scored": 0, "failed": 0, "reasons": {}, "stale": True}
         ids = results.scan_ids(session, job_id, keys)
         unknown = [k for k in keys if k not in ids]
         if unknown:  # sent by something other than our producer: register them
             results.add_scans(session, job_id, [{"object_key": k} for k in unknown])
             ids.update(results.scan_ids(session, job_id, unknown))
+        done = results.done_in_pass(session, job_id, keys, pass_number)
 
-    items = [Item(key=k, scan_id=ids[k]) for k in dict.fromkeys(keys)]
+    full = rt.settings.log_keys
+    options = decode_options(rt.settings)
+    items = [Item(key=k, scan_id=ids[k], shown=shown_key(k, full)) for k in keys if k not in done]
     parts = _micro_batches(len(items), rt.micro_batch or rt.settings.batch_size)
     # Fetches are queued (FIFO) READ_AHEAD model calls ahead of the model, so the threads run
     # ahead of it while a task of many calls holds at most that many calls' decoded images;
@@ -156,7 +197,9 @@ def process_batch(rt: Runtime, job_id: uuid.UUID, keys: Sequence[str]) -> dict[s
 
     def fetch_through(call: int) -> None:
         end = parts[min(call, len(parts) - 1)].stop if parts else 0
-        loads.extend(rt.pool.submit(_load, rt, store, it) for it in items[len(loads) : end])
+        loads.extend(
+            rt.pool.submit(_load, rt, store, it, options) for it in items[len(loads) : end]
+        )
 
     fetch_through(READ_AHEAD)
     writes: list[tuple[Item, float, bool, Future[tuple[str | None, str | None]]]] = []
@@ -203,17 +246,24 @@ def process_batch(rt: Runtime, job_id: uuid.UUID, keys: Sequence[str]) -> dict[s
                 "raw_map_uri": raw_uri,
                 "timings": timings,
                 "worker_host": rt.hostname,
+                "flags": list(it.flags),
             }
         )
     failures = [
-        {"scan_id": it.scan_id, "reason": it.reason, "message": it.message}
+        {
+            "scan_id": it.scan_id,
+            "reason": it.reason,
+            "message": it.message,
+            "attempts": 1,
+            "attempt_key": attempt_key,
+        }
         for it in items
         if it.reason is not None
     ]
     # Database outages (OperationalError) propagate: the task retries the whole batch, and
     # the heatmaps already written are simply overwritten with the same bytes.
     with rt.sessions.begin() as session:
-        results.record_batch(session, job_id, predictions, failures)
+        written = results.record_batch(session, job_id, predictions, failures, pass_number)
     release_free_memory()  # keeps the worker's RSS flat over thousands of batches
 
     transient = [it.key for it in items if it.transient] + [it.key for it, _ in upload_errors]
@@ -223,6 +273,8 @@ def process_batch(rt: Runtime, job_id: uuid.UUID, keys: Sequence[str]) -> dict[s
         "failed": len(failures),
         "positives": sum(1 for p in predictions if p["label"]),
         "reasons": dict(Counter(f["reason"] for f in failures)),
+        "skipped": len(done),
+        "stale": written.stale,
         "seconds": round(time.perf_counter() - started, 3),
     }
     if transient:
@@ -232,11 +284,30 @@ def process_batch(rt: Runtime, job_id: uuid.UUID, keys: Sequence[str]) -> dict[s
     return summary
 
 
-def record_internal_failures(
-    rt: Runtime, job_id: uuid.UUID, keys: Sequence[str], message: str
+def record_failures(
+    rt: Runtime,
+    job_id: uuid.UUID,
+    keys: Sequence[str],
+    pass_number: int | None,
+    reason: str,
+    message: str,
+    *,
+    attempts: int,
+    attempt_key: str,
 ) -> None:
-    """Give up on ``keys``: each gets an ``internal`` failure row saying why."""
+    """Give up on ``keys``: each gets a ``reason`` failure row saying why (schema.rules decide
+    whether it may replace what the key holds)."""
     with rt.sessions.begin() as session:
+        pass_number = pass_number or results.job_pass(session, job_id)
         ids = results.scan_ids(session, job_id, keys)
-        rows = [{"scan_id": ids[k], "reason": "internal", "message": message} for k in ids]
-        results.record_batch(session, job_id, [], rows)
+        rows = [
+            {
+                "scan_id": ids[k],
+                "reason": reason,
+                "message": message,
+                "attempts": attempts,
+                "attempt_key": attempt_key,
+            }
+            for k in ids
+        ]
+        results.record_batch(session, job_id, [], rows, pass_number)

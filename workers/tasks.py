@@ -1,9 +1,8 @@
 """The Celery task. Thin: validate the arguments, run the pipeline, return a small summary.
 
-Delivery is at least once (``acks_late`` + ``task_reject_on_worker_lost``), so a batch whose
-pool process died is delivered again. A batch delivered again after such a death is split in
-two and re-sent, until the image that kills the worker is alone; a single image that has killed
-its worker ``max_deliveries`` times gets an ``internal`` failure row instead of a fourth try.
+Delivery is at least once (``acks_late`` + ``task_reject_on_worker_lost``); what a delivery
+does (score, split, give an image up as ``poison``) is decided in ``workers.delivery``. Bad
+input is never retried; transient errors are, with backoff, until ``gave_up``.
 """
 
 from __future__ import annotations
@@ -18,13 +17,12 @@ from celery.signals import worker_init, worker_process_init
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 import workers.metrics  # noqa: F401  (connects the Prometheus signal handlers)
+from workers import delivery
 from workers.celery_app import SCORE_BATCH, app
-from workers.pipeline import TransientBatchError, process_batch, record_internal_failures
-from workers.runtime import Runtime, get_runtime, reset_after_fork
+from workers.pipeline import TransientBatchError, process_batch, record_failures
+from workers.runtime import get_runtime, reset_after_fork
 
 log = logging.getLogger(__name__)
-
-DELIVERY_TTL = 7 * 24 * 3600
 
 
 @worker_init.connect
@@ -51,10 +49,6 @@ def _load_model_in_child(**_: Any) -> None:
     get_runtime()
 
 
-def _backoff(retries: int) -> int:
-    return int(min(2 ** (retries + 1), 60))
-
-
 @lru_cache(maxsize=1)
 def _redis(url: str):  # type: ignore[no-untyped-def]
     import redis
@@ -62,78 +56,100 @@ def _redis(url: str):  # type: ignore[no-untyped-def]
     return redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
 
 
-def _delivery_count(task: Task, broker_url: str | None) -> int:
-    """How many times this message (this retry of this task) has started, this one included."""
+def _deliveries(task: Task, broker_url: str | None) -> int:
     if task.request.is_eager or not broker_url or not broker_url.startswith("redis"):
-        return 1
-    key = f"hemoscan:deliveries:{task.request.id}:{task.request.retries}"
+        return 1  # the embedded mode runs in-process: no redelivery, nothing to count
     try:
         client = _redis(broker_url)
-        count = int(client.incr(key))
-        client.expire(key, DELIVERY_TTL)
-        return count
-    except Exception:  # counting is a safety net; never let it stop the scoring
-        log.warning("could not count deliveries of a batch", exc_info=True)
-        return 1
+    except Exception:
+        log.warning("could not connect to count deliveries", exc_info=True)
+        client = None
+    return delivery.count_delivery(client, str(task.request.id), int(task.request.retries or 0))
 
 
-def _after_worker_death(
-    task: Task, rt: Runtime, job: uuid.UUID, keys: list[str], deliveries: int
-) -> dict[str, Any] | None:
-    """Handle a batch that was delivered again because its worker process died."""
-    if len(keys) > 1:
-        half = len(keys) // 2
-        for part in (keys[:half], keys[half:]):
-            task.app.send_task(SCORE_BATCH, args=[str(job), part], queue=rt.settings.queue)
-        log.warning(
-            "batch of %d images of job %s was delivered %d times (its worker died): "
-            "split in two to isolate the cause",
-            len(keys),
-            job,
-            deliveries,
-        )
-        return {"job": str(job), "scored": 0, "failed": 0, "split": True}
-    if deliveries > rt.settings.max_deliveries:
-        message = (
-            f"scoring this image killed the worker process {deliveries - 1} times; "
-            "not retried (HEMOSCAN_MAX_DELIVERIES)"
-        )
-        log.error(
-            "job %s: an image killed its worker %d times; recorded as failed", job, deliveries - 1
-        )
-        record_internal_failures(rt, job, keys, message)
-        return {"job": str(job), "scored": 0, "failed": 1, "poison": True}
-    return None
+def _summary(job: uuid.UUID, failed: int = 0, reason: str | None = None, **extra: Any) -> dict:  # type: ignore[type-arg]
+    reasons = {reason: failed} if reason and failed else {}
+    return {"job": str(job), "scored": 0, "failed": failed, "reasons": reasons, **extra}
 
 
 @app.task(name=SCORE_BATCH, bind=True, acks_late=True, max_retries=None)
-def score_batch(self: Task, job_id: str, object_keys: list[str]) -> dict[str, Any]:
-    """Score ``object_keys`` of job ``job_id``: predictions and failures land in the database."""
+def score_batch(
+    self: Task, job_id: str, object_keys: list[str], pass_number: int | None = None
+) -> dict[str, Any]:
+    """Score ``object_keys`` of job ``job_id`` in pass ``pass_number`` (None: the job's current
+    pass, for messages of round 1): predictions and failures land in the database."""
     if not isinstance(object_keys, list) or not all(isinstance(k, str) for k in object_keys):
         raise TypeError("object_keys must be a list of strings")
+    if pass_number is not None and (not isinstance(pass_number, int) or pass_number < 1):
+        raise TypeError("pass_number must be a positive integer")
     job = uuid.UUID(str(job_id))
     rt = get_runtime()
-    deliveries = _delivery_count(self, rt.settings.broker_url)
-    if deliveries > 1:
-        handled = _after_worker_death(self, rt, job, object_keys, deliveries)
-        if handled is not None:
-            return handled
+    settings = rt.settings
+    attempt = str(self.request.id or "eager")
+    decision = delivery.decide(
+        object_keys, _deliveries(self, settings.broker_url), settings.max_deliveries
+    )
+    if decision.action is delivery.Action.SPLIT:
+        for part in decision.parts:
+            self.app.send_task(
+                SCORE_BATCH, args=[str(job), part, pass_number], queue=settings.queue
+            )
+        log.warning(
+            "batch of %d images of job %s started %d times before (its worker died?): "
+            "split in two to isolate the cause",
+            len(object_keys),
+            job,
+            decision.deaths,
+        )
+        return _summary(job, split=True)
+    if decision.action is delivery.Action.POISON:
+        message = (
+            f"scoring this image killed the worker process {decision.deaths} times; "
+            "not retried (HEMOSCAN_MAX_DELIVERIES)"
+        )
+        log.error("job %s: an image killed its worker %d times: poison", job, decision.deaths)
+        record_failures(
+            rt,
+            job,
+            object_keys,
+            pass_number,
+            "poison",
+            message,
+            attempts=decision.deaths,
+            attempt_key=attempt,
+        )
+        return _summary(job, len(object_keys), "poison", poison=True)
     try:
-        return process_batch(rt, job, object_keys)
+        return process_batch(rt, job, object_keys, pass_number, attempt_key=attempt)
     except (TransientBatchError, OperationalError, InterfaceError) as exc:
         if not isinstance(exc, TransientBatchError):
             exc = TransientBatchError(object_keys, f"database: {type(exc.orig).__name__}")
-        if self.request.retries >= rt.settings.max_retries:
-            message = f"gave up after {self.request.retries + 1} attempts: {exc.cause}"
+        tries = int(self.request.retries or 0) + 1
+        if tries > settings.max_retries:
+            message = f"gave up after {tries} attempts: {exc.cause}"
             log.warning("batch of job %s: %s", job, message)
-            record_internal_failures(rt, job, exc.keys, message)  # raises if the DB is down
-            return {"job": str(job), "scored": 0, "failed": len(exc.keys), "gave_up": True}
+            # Raises if the database is down too: the message stays unacknowledged.
+            record_failures(
+                rt,
+                job,
+                exc.keys,
+                pass_number,
+                "gave_up",
+                message,
+                attempts=tries,
+                attempt_key=attempt,
+            )
+            return _summary(job, len(exc.keys), "gave_up", gave_up=True)
         log.info("batch of job %s: %s; retrying", job, exc)
         raise self.retry(
-            args=(job_id, exc.keys), countdown=_backoff(self.request.retries)
+            args=(job_id, exc.keys, pass_number), countdown=delivery.backoff(tries - 1)
         ) from None
     except Exception as exc:
-        # A bug, not bad input and not an outage: record it rather than lose the images.
+        # A bug, not bad input and not an outage: record it (retryable) rather than lose
+        # the images; the log has the traceback.
         log.exception("batch of job %s failed", job)
-        record_internal_failures(rt, job, object_keys, f"internal error: {type(exc).__name__}")
-        return {"job": str(job), "scored": 0, "failed": len(object_keys), "error": True}
+        message = f"internal error: {type(exc).__name__} (see the worker's log)"
+        record_failures(
+            rt, job, object_keys, pass_number, "internal", message, attempts=1, attempt_key=attempt
+        )
+        return _summary(job, len(object_keys), "internal", error=True)

@@ -56,7 +56,7 @@ def test_pool_process_sigkilled_before_the_task_body_three_times(fault_env, arch
 def test_poison_batch_is_stopped_and_its_images_fail(fault_env, archive, db, tmp_path):
     """Fault: two images whose batch kills the worker on every delivery (the injector's POISON
     hook SIGKILLs the process for any batch holding either of them; they share the first
-    batch). Checked: the poison images end as 'internal' failures after a bounded number of
+    batch). Checked: the poison images end as 'poison' failures after a bounded number of
     deliveries, every other image of their batch is scored, and the job ends."""
     env = {
         **fault_env,
@@ -73,7 +73,7 @@ def test_poison_batch_is_stopped_and_its_images_fail(fault_env, archive, db, tmp
     failures = db.failures("poison")
     assert set(failures) == poison
     assert all(
-        reason == "internal" and "killed the worker" in msg for reason, msg, _ in failures.values()
+        reason == "poison" and "killed the worker" in msg for reason, msg, _ in failures.values()
     )
     assert Counter(db.predictions("poison")) == Counter(set(keys) - poison)
     # Bounded: the batch of 4 dies once; it is split into [0, 1] and [2, 3], each holding one

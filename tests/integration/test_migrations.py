@@ -17,7 +17,7 @@ TABLES = {"jobs", "scans", "predictions", "failures"}
 @pytest.fixture(params=["postgresql", "sqlite"])
 def db_url(request, tmp_path):
     if request.param == "postgresql":
-        return request.getfixturevalue("pg_database")
+        return request.getfixturevalue("empty_pg_database")
     return f"sqlite:///{tmp_path}/migrations.db"
 
 
@@ -52,3 +52,68 @@ def test_constraints_and_indexes_are_named(db_url):
     assert {"ix_predictions_job_label_probability", "ix_failures_job_reason"} <= indexes
     uniques = {u["name"] for t in TABLES for u in insp.get_unique_constraints(t)}
     assert {"uq_scans_job_id_object_key", "uq_predictions_scan_id"} <= uniques
+
+
+def test_0002_keeps_round_1_rows_and_relabels_internal_failures(db_url):
+    """A database of round 1 (one job, four failures all called 'internal' or not) upgraded:
+    every row is kept, at pass 1, and each 'internal' row gets the reason its message names."""
+    import uuid
+
+    from sqlalchemy import text
+
+    upgrade(db_url, "0001")
+    job = uuid.uuid4()
+    messages = {
+        "a": ("internal", "scoring this image killed the worker process 3 times; not retried"),
+        "b": ("internal", "gave up after 6 attempts: object store: cannot get s3://b/k"),
+        "c": ("internal", "decoder failed: ValueError"),
+        "d": ("internal", "internal error: KeyError"),
+        "e": ("unreadable", "x.dcm: truncated"),
+    }
+    stamp = "2026-11-30 12:00:00"
+    with engine_for(db_url).begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO jobs (id, name, source_uri, state, parameters, total_objects, "
+                "scored_count, failed_count, created_at) "
+                "VALUES (:id, 'old', 's3://b', 'done', '{}', 5, 0, 5, :t)"
+            ),
+            {"id": job.hex if db_url.startswith("sqlite") else str(job), "t": stamp},
+        )
+        job_value = conn.scalar(text("SELECT id FROM jobs"))
+        for key, (reason, message) in messages.items():
+            scan = conn.execute(
+                text(
+                    "INSERT INTO scans (job_id, object_key, created_at) VALUES (:j, :k, :t) "
+                    "RETURNING id"
+                ),
+                {"j": job_value, "k": key, "t": stamp},
+            ).scalar_one()
+            conn.execute(
+                text(
+                    "INSERT INTO failures (scan_id, job_id, reason, message, attempts, "
+                    "created_at, updated_at) VALUES (:s, :j, :r, :m, 4, :t, :t)"
+                ),
+                {"s": scan, "j": job_value, "r": reason, "m": message, "t": stamp},
+            )
+    upgrade(db_url)
+    with engine_for(db_url).connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT s.object_key, f.reason, f.attempts, f.pass_number FROM failures f "
+                "JOIN scans s ON s.id = f.scan_id"
+            )
+        ).all()
+        job_pass = conn.scalar(text("SELECT pass_number FROM jobs"))
+    assert job_pass == 1
+    assert {r[0]: r[1:] for r in rows} == {
+        "a": ("poison", 4, 1),
+        "b": ("gave_up", 4, 1),
+        "c": ("unreadable", 4, 1),
+        "d": ("internal", 4, 1),
+        "e": ("unreadable", 4, 1),
+    }
+    downgrade(db_url, "0001")  # and back: the new words fold into round 1's 'internal'
+    with engine_for(db_url).connect() as conn:
+        reasons = sorted(conn.scalars(text("SELECT reason FROM failures")))
+    assert reasons == ["internal", "internal", "internal", "unreadable", "unreadable"]

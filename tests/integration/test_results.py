@@ -47,3 +47,120 @@ def test_add_scans_returns_only_new_keys_and_keeps_every_field(sessions):
     expected = {r["object_key"]: (r["size"], r["etag"], r.get("true_label")) for r in rows}
     expected[AWKWARD[2]] = (20, None, 0)
     assert stored == {**expected, "new.dcm": (None, None, None)}
+
+
+def _job_with_scans(sessions, name: str, keys: list[str]):  # type: ignore[no-untyped-def]
+    with sessions.begin() as session:
+        job, _ = jobs.open_job(session, name, "s3://b/p", {}, "v")
+        results.add_scans(session, job.id, [{"object_key": k} for k in keys])
+        ids = results.scan_ids(session, job.id, keys)
+    return job.id, ids
+
+
+def _prediction(scan_id: int, probability: float = 0.25) -> dict:
+    return {
+        "scan_id": scan_id,
+        "probability": probability,
+        "label": probability >= 0.5,
+        "threshold": 0.5,
+        "model_version": "v",
+        "timings": {},
+        "flags": [],
+    }
+
+
+def _failure(scan_id: int, reason: str, attempts: int = 1, task: str = "t1") -> dict:
+    return {
+        "scan_id": scan_id,
+        "reason": reason,
+        "message": f"{reason} happened",
+        "attempts": attempts,
+        "attempt_key": task,
+    }
+
+
+def _rows(sessions, job_id):  # type: ignore[no-untyped-def]
+    from schema.models import Failure, Prediction
+
+    with sessions() as session:
+        preds = {
+            p.scan_id: (p.pass_number, p.probability)
+            for p in session.scalars(select(Prediction).where(Prediction.job_id == job_id))
+        }
+        fails = {
+            f.scan_id: (f.pass_number, f.reason, f.attempts)
+            for f in session.scalars(select(Failure).where(Failure.job_id == job_id))
+        }
+    return preds, fails
+
+
+def test_a_redelivery_that_gives_up_does_not_undo_scores(sessions):
+    """The round-1 bug: a scored batch delivered again to a worker that cannot reach the store
+    recorded 'gave up' failures and deleted the predictions. Now the predictions stay."""
+    job_id, ids = _job_with_scans(sessions, "redelivery", ["a", "b", "c"])
+    with sessions.begin() as session:
+        results.record_batch(session, job_id, [_prediction(i) for i in ids.values()], [], 1)
+    with sessions.begin() as session:
+        plan = results.record_batch(
+            session, job_id, [], [_failure(i, "gave_up", 6) for i in ids.values()], 1
+        )
+    assert plan.stale == 3
+    preds, fails = _rows(sessions, job_id)
+    assert preds == {i: (1, 0.25) for i in ids.values()} and fails == {}
+
+
+def test_a_stale_pass_does_not_overwrite_the_new_one(sessions):
+    """A message sent before --rescore arrives after the new pass scored the images."""
+    job_id, ids = _job_with_scans(sessions, "stale", ["a", "b"])
+    a, b = ids["a"], ids["b"]
+    with sessions.begin() as session:
+        results.record_batch(session, job_id, [_prediction(a, 0.9)], [_failure(b, "missing")], 2)
+    with sessions.begin() as session:  # the old pass: other scores, other outcomes
+        results.record_batch(session, job_id, [_prediction(b, 0.1)], [_failure(a, "empty")], 1)
+        results.record_batch(session, job_id, [_prediction(a, 0.1)], [], 1)
+    assert _rows(sessions, job_id) == ({a: (2, 0.9)}, {b: (2, "missing", 1)})
+    with sessions.begin() as session:  # the new pass itself may update its rows
+        results.record_batch(session, job_id, [_prediction(b, 0.7)], [], 2)
+    assert _rows(sessions, job_id) == ({a: (2, 0.9), b: (2, 0.7)}, {})
+
+
+def test_attempts_grow_with_reruns_not_with_redeliveries(sessions):
+    job_id, ids = _job_with_scans(sessions, "attempts", ["a"])
+    a = ids["a"]
+    for task in ("t1", "t1", "t2"):  # t1 delivered twice, then a rerun's task t2
+        with sessions.begin() as session:
+            results.record_batch(session, job_id, [], [_failure(a, "gave_up", 6, task)], 1)
+    assert _rows(sessions, job_id)[1] == {a: (1, "gave_up", 12)}
+    with sessions.begin() as session:  # the rerun after that scores it
+        results.record_batch(session, job_id, [_prediction(a)], [], 1)
+    assert _rows(sessions, job_id) == ({a: (1, 0.25)}, {})
+
+
+def test_timestamps_come_from_the_database(sessions):
+    """updated_at is the server's clock: rewriting a row in a later transaction moves it on
+    even though no worker clock was sent."""
+    from sqlalchemy import func as sqlfunc
+
+    from schema.models import Prediction
+
+    job_id, ids = _job_with_scans(sessions, "clock", ["a"])
+    with sessions.begin() as session:
+        results.record_batch(session, job_id, [_prediction(ids["a"])], [], 1)
+        stamped = session.scalar(select(Prediction.updated_at))
+        now = session.scalar(select(sqlfunc.now()))
+    assert stamped is not None and now is not None
+    assert abs((now.replace(tzinfo=None) - stamped.replace(tzinfo=None)).total_seconds()) < 5
+
+
+def test_done_in_pass_counts_scores_and_permanent_failures_only(sessions):
+    job_id, ids = _job_with_scans(sessions, "done", ["a", "b", "c", "d"])
+    with sessions.begin() as session:
+        results.record_batch(
+            session,
+            job_id,
+            [_prediction(ids["a"])],
+            [_failure(ids["b"], "unreadable"), _failure(ids["c"], "gave_up")],
+            1,
+        )
+        assert results.done_in_pass(session, job_id, ["a", "b", "c", "d"], 1) == {"a", "b"}
+        assert results.done_in_pass(session, job_id, ["a", "b", "c", "d"], 2) == set()

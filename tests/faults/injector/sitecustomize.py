@@ -7,7 +7,7 @@ process, and it hooks Celery's ``task_prerun`` signal, so only worker pool proce
 HEMOSCAN_FAULT_KILL_ONCE=FILE  SIGKILL the pool process while it renders the first heatmap of a
                                batch (after some heatmaps may be written, before any row is
                                committed), once: FILE records that the kill happened.
-HEMOSCAN_FAULT_POISON=A,B      SIGKILL the pool process when it decodes an object whose key holds
+HEMOSCAN_FAULT_POISON=A,B      SIGKILL the pool process when it loads an object whose key holds
                                one of the comma-separated texts (a decoder that crashes the
                                interpreter): a batch that kills its worker on every delivery.
 HEMOSCAN_FAULT_KILL_PRERUN=DIR:N  SIGKILL the pool process as a task starts, before the task
@@ -51,16 +51,16 @@ if any(name.startswith("HEMOSCAN_FAULT_") for name in os.environ):
         if poison:
             import workers.pipeline as pipeline
 
-            decode = getattr(pipeline.decode, "__wrapped__", pipeline.decode)
+            load = getattr(pipeline._load, "__wrapped__", pipeline._load)
 
-            def decode_or_die(data, name, **kw):  # type: ignore[no-untyped-def]
-                # Like a decoder that crashes the interpreter on one particular file.
-                if any(p in name for p in poison):
+            def load_or_die(rt, store, item, *a, **kw):  # type: ignore[no-untyped-def]
+                # Like a decoder that crashes the interpreter on one particular object.
+                if any(p in item.key for p in poison):
                     _die()
-                return decode(data, name, **kw)
+                return load(rt, store, item, *a, **kw)
 
-            decode_or_die.__wrapped__ = decode  # type: ignore[attr-defined]
-            pipeline.decode = decode_or_die
+            load_or_die.__wrapped__ = load  # type: ignore[attr-defined]
+            pipeline._load = load_or_die
         marker = os.environ.get("HEMOSCAN_FAULT_KILL_ONCE")
         if marker and not Path(marker).exists():
             import workers.pipeline as pipeline

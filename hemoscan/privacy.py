@@ -1,0 +1,31 @@
+"""What of an object key may appear in logs and failure messages.
+
+Object keys of clinical archives often carry identifiers (a patient ID or an accession number
+as a folder name), so by default a key is shown as a short hash of itself: stable, so one key
+can be followed through the logs, and ``hemoscan results`` maps it back for whoever may see
+the database. ``HEMOSCAN_LOG_KEYS=true`` shows full keys, for archives known to be
+de-identified.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+
+def key_ref(key: str) -> str:
+    """``key:`` and the first 12 hex digits of the key's SHA-256 (never the key itself)."""
+    return "key:" + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+
+
+def shown_key(key: str, full: bool) -> str:
+    """The key as logs and messages may show it: itself when ``full``, else its ``key_ref``."""
+    return key if full else key_ref(key)
+
+
+def scrub(text: str, key: str, shown: str, *extra: str) -> str:
+    """``text`` with every occurrence of ``key`` (and of ``extra`` spellings, such as the
+    object's URI) replaced by ``shown``: for messages of libraries that quote the key."""
+    for spelling in sorted((key, *extra), key=len, reverse=True):
+        if spelling and spelling != shown:
+            text = text.replace(spelling, shown)
+    return text
