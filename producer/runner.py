@@ -18,6 +18,13 @@ from producer.scan import ScanOutcome, ScanPlan, run_scan
 from schema.results import Progress as JobProgress
 
 
+def _job_line(outcome: ScanOutcome, plan: ScanPlan) -> str:
+    shown = "new" if outcome.created else "resumed"
+    if plan.rescore and not outcome.created:
+        shown += f", rescoring as pass {outcome.pass_number}"
+    return f"job [bold]{outcome.job_name}[/bold] ({shown})"
+
+
 def scan_with_progress(
     settings: Settings, plan: ScanPlan, console: Console, wait: bool = False
 ) -> tuple[ScanOutcome, JobProgress | None]:
@@ -30,10 +37,7 @@ def scan_with_progress(
         from producer.report import wait_for_job
 
         def on_start(o: ScanOutcome) -> None:
-            shown = "new" if o.created else "resumed"
-            if plan.rescore and not o.created:
-                shown += f", pass {o.pass_number}"
-            console.print(f"job [bold]{o.job_name}[/bold] ({shown})")
+            console.print(_job_line(o, plan))
 
         outcome = run_scan(settings, plan, on_start=on_start)
         console.print(
@@ -77,7 +81,7 @@ def scan_with_progress(
             bar.update(task, advance=n, failed=failed)
 
         def on_start(o: ScanOutcome) -> None:
-            console.print(f"job [bold]{o.job_name}[/bold] ({'new' if o.created else 'resumed'})")
+            console.print(_job_line(o, plan))
 
         outcome = run_scan(settings, plan, sender=sender, on_batch=on_batch, on_start=on_start)
         bar.update(task, total=outcome.sent)
