@@ -10,11 +10,19 @@ de-identified.
 from __future__ import annotations
 
 import hashlib
+import re
+
+
+_SUFFIX = re.compile(r"\.[A-Za-z0-9]{1,8}(\.gz)?$")
 
 
 def key_ref(key: str) -> str:
-    """``key:`` and the first 12 hex digits of the key's SHA-256 (never the key itself)."""
-    return "key:" + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+    """``key:``, the first 12 hex digits of the key's SHA-256 and the key's file suffix
+    (``key:1a2b3c4d5e6f.dcm``): never the key itself. The suffix stays because decoding reads
+    it as a hint (a ``.dcm`` of random bytes is unreadable DICOM, not an unknown format)."""
+    digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+    suffix = _SUFFIX.search(key.rsplit("/", 1)[-1])
+    return f"key:{digest}{suffix.group(0).lower() if suffix else ''}"
 
 
 def shown_key(key: str, full: bool) -> str:

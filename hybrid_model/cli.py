@@ -159,8 +159,13 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "predict",
         help="score images (files or folders) with Grad-CAM heatmaps",
-        description="Score DICOM/PNG/JPEG slices. Prints a table, or with --json one JSON "
-        "object per image. Unreadable files are reported and the others still scored.",
+        description="Score DICOM/PNG/JPEG slices. Folders are walked recursively; a file is "
+        "an image by its suffix (.dcm .dicom .png .jpg .jpeg) or by its first bytes (PACS "
+        "exports such as IM00001 have no suffix); masks/ folders are skipped. Prints a table, or "
+        "with --json one JSON object per image. A file that cannot be read or decoded gets one "
+        "row with an error reason and a message, and the others are still scored.",
+        epilog="Exit status: 0 when at least one image was scored, even if others failed; 1 when "
+        "none was (no image found, every file unreadable) or the model is missing.",
     )
     p.add_argument("paths", nargs="+", help="image files or folders")
     p.add_argument(
@@ -244,43 +249,53 @@ def _evaluate(args) -> int:
 
 
 def _predict(args) -> int:
-    from hybrid_model.predict import predict_paths
+    from hybrid_model.predict import expand_paths, predict_paths
 
-    rows = predict_paths(args.paths, _model(args), args.heatmaps, batch_size=args.batch_size)
+    files = expand_paths(args.paths)
+    if not files:
+        raise ModelCommandError(f"no image files found in {' '.join(args.paths)}")
+    rows = predict_paths(files, _model(args), args.heatmaps, batch_size=args.batch_size)
     if args.json:
-        failed = 0
+        scored = 0
         for row in rows:
-            failed += "error" in row
+            scored += "error" not in row
             print(json.dumps(row), flush=True)
-        return 1 if failed else 0
-    return _print_table(rows)
+        return 0 if scored else 1
+    return _print_table(rows, len(files))
 
 
-def _print_table(rows) -> int:
+def _print_table(rows, total: int) -> int:
     from rich.console import Console
+    from rich.progress import Progress
     from rich.table import Table
 
     table = Table(title="hemoscan predict")
     for col in ("image", "probability", "label", "peak (row, col)", "heatmap"):
         table.add_column(col)
-    failed, note = 0, ""
-    for row in rows:
-        note = row.get("model_note", note)
-        if "error" in row:
-            failed += 1
-            table.add_row(row["image"], "-", f"error: {row['error']}", "-", row["message"])
-            continue
-        table.add_row(
-            row["image"],
-            f"{row['probability']:.4f}",
-            row["label"],
-            f"{row['peak'][0]}, {row['peak'][1]}" if row["peak"] else "none (all-zero map)",
-            row["heatmap"] or "-",
-        )
+    scored, note = 0, ""
+    progress_console = Console(stderr=True)  # stdout carries only the table
+    with Progress(
+        console=progress_console, transient=True, disable=not progress_console.is_terminal
+    ) as progress:
+        task = progress.add_task("scoring", total=total)
+        for row in rows:
+            progress.advance(task)
+            note = row.get("model_note", note)
+            if "error" in row:
+                table.add_row(row["image"], "-", f"error: {row['error']}", "-", row["message"])
+                continue
+            scored += 1
+            table.add_row(
+                row["image"],
+                f"{row['probability']:.4f}",
+                row["label"],
+                f"{row['peak'][0]}, {row['peak'][1]}" if row["peak"] else "none (all-zero map)",
+                row["heatmap"] or "-",
+            )
     console = Console()
     console.print(table)
     console.print(note)
-    return 1 if failed else 0
+    return 0 if scored else 1
 
 
 def _bench(args) -> int:

@@ -8,14 +8,30 @@ from typing import Any
 
 import numpy as np
 
-from hybrid_model.errors import ImageError
-from hybrid_model.preprocess import decode_native, resize_to_model
+from hybrid_model.errors import ImageError, UnreadableImage
+from hybrid_model.preprocess import DEFAULT_MAX_BYTES, decode_native, resize_to_model, sniff
 
 IMAGE_SUFFIXES = (".dcm", ".dicom", ".png", ".jpg", ".jpeg")
+HEAD_BYTES = 4096  # sniff needs the first 132 bytes; reading a page costs the same
+
+
+def _looks_like_image(path: Path) -> bool:
+    """An image suffix, or first bytes that are DICOM/PNG/JPEG (PACS exports have no suffix)."""
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        return True
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(HEAD_BYTES)
+    except OSError:
+        return True  # cannot tell: reported as unreadable rather than skipped in silence
+    return sniff(head) is not None
 
 
 def expand_paths(paths: Iterable[str | Path]) -> list[Path]:
-    """Files as given; folders walked recursively for image files (sorted, masks/ skipped)."""
+    """Files as given; folders walked recursively (sorted) for images by suffix or content.
+
+    A ``masks/`` folder inside a walked folder holds lesion masks, not slices: skipped.
+    """
     out: list[Path] = []
     for raw in paths:
         path = Path(raw)
@@ -23,11 +39,36 @@ def expand_paths(paths: Iterable[str | Path]) -> list[Path]:
             out.extend(
                 p
                 for p in sorted(path.rglob("*"))
-                if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and "masks" not in p.parts
+                if p.is_file() and "masks" not in p.relative_to(path).parts and _looks_like_image(p)
             )
         else:
             out.append(path)
     return out
+
+
+def _load(path: Path, size: int) -> tuple[np.ndarray, tuple[int, int]]:
+    """(model input, native height x width) of one file; every failure is an ``ImageError``.
+
+    The read stops one byte past the size limit, so a huge file (or /dev/zero) is refused
+    as too_large by ``decode_native`` instead of being read whole.
+    """
+    try:
+        with path.open("rb") as fh:
+            data = fh.read(DEFAULT_MAX_BYTES + 1)
+        native = decode_native(data, path.name)
+        if not np.isfinite(native).all():  # e.g. RescaleSlope NaN: a NaN score is no answer
+            raise UnreadableImage(
+                f"{path.name}: decoded pixels are not finite (NaN or infinity); "
+                "check RescaleSlope / RescaleIntercept"
+            )
+        return resize_to_model(native, size), (int(native.shape[0]), int(native.shape[1]))
+    except ImageError:
+        raise
+    except OSError as exc:
+        raise UnreadableImage(f"{path}: {exc.strerror or exc}") from exc
+    except Exception as exc:  # MemoryError on a hostile header, a decoder's own exception types
+        # Only the type: a decoder's message may quote header values, and those may be PHI.
+        raise UnreadableImage(f"{path.name}: could not be decoded ({type(exc).__name__})") from exc
 
 
 def _unique_stem(path: Path, used: set[str]) -> str:
@@ -52,7 +93,8 @@ def predict_paths(
     Scored: image, probability, label, threshold, heatmap, raw_heatmap (paths or None when no
     ``heatmap_dir``), peak [row, col] in native pixels (null for an all-zero map),
     model_version, model_note.
-    Not readable: image, error (reason code), message; the other images are still scored.
+    Not readable, for any reason: image, error (a reason code of ``hybrid_model.errors``),
+    message; no exception escapes for one bad file and the other images are still scored.
     """
     from hybrid_model.gradcam import GradCam
     from hybrid_model.io import DEMO_MODEL_PATH, load_model
@@ -73,14 +115,9 @@ def predict_paths(
         for i, path in enumerate(chunk):
             results.append({"image": str(path)})
             try:
-                native = decode_native(path.read_bytes(), path.name)
+                good.append((i, *_load(path, size)))
             except ImageError as exc:
                 results[i].update(error=exc.reason, message=str(exc))
-                continue
-            except OSError as exc:
-                results[i].update(error="unreadable", message=f"{path}: {exc.strerror or exc}")
-                continue
-            good.append((i, resize_to_model(native, size), native.shape[:2]))
         if good:
             probs, maps = cam(np.stack([g[1] for g in good]))
             for (i, image, shape), prob, cam_map in zip(good, probs, maps, strict=True):
