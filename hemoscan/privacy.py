@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import re
 
-
 _SUFFIX = re.compile(r"\.[A-Za-z0-9]{1,8}(\.gz)?$")
 
 

@@ -1,41 +1,94 @@
 """DICOM bytes -> Hounsfield units (one frame), with header checks before pixel decoding.
 
-Never logs header values: patient name, ID and dates are PHI (DESIGN.md, reliability rules).
+Order: read the dataset -> header checks (modality, size, frames; the pixel module and the pixel
+data against each other, ``dicom_checks``) -> decode with an explicit plugin (``decoders``; GDCM
+only in a helper process) -> exactly (Rows, Columns) -> HU.
+
+HU semantics (docs/decoding.md):
+* Stored values, MONOCHROME1 inverted within BitsStored, then HU = stored x RescaleSlope +
+  RescaleIntercept (PS3.3 C.7.6.3.1.2, C.11.1.1.2).
+* No RescaleSlope or no RescaleIntercept (both are Type 1 in the CT Image module): the missing
+  one is taken as identity (slope 1, intercept 0) and the slice carries flag ``no_rescale``.
+  Signed data with air (values below -500) is then already HU-like. If no pixel is below -500
+  (no air: unsigned data such as HU + 1024) it carries ``not_hu_like`` too: its score is suspect.
+  Nothing is guessed: the flags go into the result row.
+* PixelPaddingValue (and PixelPaddingRangeLimit, inclusive; PS3.3 C.7.5.1.1.2) marks pixels
+  outside the scanned field: they become air (-1000 HU). A padding value written in unsigned
+  form for signed data (63536 for -2000) or negative for unsigned data is read in the stored
+  two's complement. Padding is found on stored values, before MONOCHROME1 inversion.
+* Below -1024 HU (e.g. -2000 or -3024 outside the field of view) clamps to -1024: nothing below
+  air may become bright after any later arithmetic.
+
+Never logs or quotes header values other than pixel-module numbers: patient name, ID, dates
+and UIDs are PHI (DESIGN.md, reliability rules).
 """
 
 from __future__ import annotations
 
+import functools
 import io
+import logging
+import math
 import warnings
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
+from hybrid_model.decoders import PixelModule, decode_frame
+from hybrid_model.dicom_checks import check_pixel_data, pixel_module
 from hybrid_model.errors import ImageTooLarge, NotCT, UnreadableImage, UnsupportedImage
 
+AIR_HU = -1000.0
+MIN_HU = -1024.0
+# Below this no stored value of a rescale-less slice is air: the values are probably not HU.
+_AIR_EVIDENCE_HU = -500.0
 
-def _read_dataset(data: bytes, name: str):
+
+@dataclass(frozen=True)
+class DicomSlice:
+    """HU of one frame and the flags that qualify it (``no_rescale``, ``not_hu_like``)."""
+
+    hu: np.ndarray
+    flags: tuple[str, ...] = ()
+
+
+@functools.cache
+def _quiet_pydicom() -> None:
+    """Keep header values out of logs: pydicom's validation warnings quote the invalid value
+    (a patient name, a date), and its logger records them; hemoscan reports the file's
+    problem itself, naming no value (DESIGN.md, no PHI in logs)."""
+    import pydicom.config
+
+    pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
+    logging.getLogger("pydicom").propagate = False
+
+
+def _read_dataset(data: bytes, name: str) -> Any:
     import pydicom
     from pydicom.errors import InvalidDicomError
 
+    _quiet_pydicom()
+
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            # force=True: files named .dcm without the 128-byte preamble are still read.
-            return pydicom.dcmread(io.BytesIO(data), force=True)
+        # force=True: files without the 128-byte preamble (PACS exports) are still read.
+        return pydicom.dcmread(io.BytesIO(data), force=True)
     except InvalidDicomError as exc:
         raise UnreadableImage(f"{name}: not a DICOM file ({exc})") from exc
     except Exception as exc:  # pydicom raises a wide range of types on garbage input
         raise UnreadableImage(f"{name}: not a readable DICOM file ({type(exc).__name__})") from exc
 
 
-def _check_header(ds, name: str, max_pixels: int, allow_non_ct: bool) -> None:
-    if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
+def _check_header(ds: Any, name: str, max_pixels: int, allow_non_ct: bool) -> None:
+    if "PixelData" not in ds:
+        if "FloatPixelData" in ds or "DoubleFloatPixelData" in ds:
+            raise UnsupportedImage(f"{name}: float pixel data (a parametric map) is not a CT slice")
         raise UnreadableImage(
             f"{name}: the DICOM file has no pixel data (truncated, or not an image)"
         )
     modality = str(ds.get("Modality", "") or "").upper()
     if not allow_non_ct and modality != "CT":
-        shown = modality or "missing"
+        shown = modality if modality.isalnum() and len(modality) <= 16 else "missing or invalid"
         raise NotCT(f"{name}: modality is {shown}, not CT (pass allow_non_ct to score it anyway)")
     try:
         rows, cols = int(ds.Rows), int(ds.Columns)
@@ -51,65 +104,120 @@ def _check_header(ds, name: str, max_pixels: int, allow_non_ct: bool) -> None:
         raise UnreadableImage(f"{name}: image has zero rows or columns")
     if rows * cols > max_pixels:
         raise ImageTooLarge(f"{name}: {rows}x{cols} pixels is over the limit of {max_pixels}")
-    if int(ds.get("SamplesPerPixel", 1) or 1) != 1:
-        raise UnsupportedImage(f"{name}: colour DICOM is not a CT slice this model can score")
 
 
-def _check_transfer_syntax(ds, name: str) -> None:
-    from pydicom.pixels.decoders.base import get_decoder
-
-    file_meta = getattr(ds, "file_meta", None)
-    tsyntax = file_meta.get("TransferSyntaxUID") if file_meta is not None else None
-    if tsyntax is None or not tsyntax.is_compressed:
-        return
-    try:
-        decoder = get_decoder(tsyntax)
-    except NotImplementedError as exc:
-        raise UnsupportedImage(
-            f"{name}: transfer syntax {tsyntax.name} ({tsyntax}) is not supported"
-        ) from exc
-    if not decoder.is_available:
-        raise UnsupportedImage(
-            f"{name}: no installed plugin decodes {tsyntax.name} ({tsyntax}); "
-            "install pylibjpeg-libjpeg / pylibjpeg-openjpeg / pylibjpeg-rle or gdcm"
-        )
-
-
-def _stored_values(ds, name: str) -> np.ndarray:
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            raw = ds.pixel_array
-    except (NotImplementedError, RuntimeError) as exc:
-        raise UnsupportedImage(f"{name}: pixel data could not be decoded: {exc}") from exc
-    except Exception as exc:  # truncated or corrupt pixel data
-        raise UnreadableImage(f"{name}: pixel data is truncated or corrupt ({exc})") from exc
-    if raw.ndim != 2:
-        raise UnsupportedImage(f"{name}: expected one greyscale frame, got shape {raw.shape}")
-    return raw
-
-
-def _invert_monochrome1(raw: np.ndarray, ds) -> np.ndarray:
+def _invert_monochrome1(raw: np.ndarray, module: PixelModule) -> np.ndarray:
     """MONOCHROME1 shows low values bright; flip stored values so higher = denser.
 
     Done on stored values, before the rescale (PS3.3 C.7.6.3.1.2), within the BitsStored range.
     """
-    bits = int(ds.get("BitsStored", raw.dtype.itemsize * 8) or 16)
-    if int(ds.get("PixelRepresentation", 0) or 0) == 1:
+    if module.pixel_representation == 1:
         return -1 - raw.astype(np.int64)  # two's complement inversion keeps the signed range
-    return (2**bits - 1) - raw.astype(np.int64)
+    return (2**module.bits_stored - 1) - raw.astype(np.int64)
+
+
+def padding_in_stored_form(value: int, module: PixelModule) -> int:
+    """A PixelPaddingValue as the decoded stored values hold it.
+
+    The element is US or SS "as Pixel Data", and files get it wrong both ways: signed data with
+    the value in unsigned form (63536 or, 12 bits stored, 2096 for -2000), unsigned data with a
+    negative value. Both are read in the stored two's complement.
+    """
+    bits = module.bits_stored
+    if module.pixel_representation == 1:
+        if value >= 2 ** (bits - 1):
+            width = bits if value < 2**bits else 16 if value < 2**16 else 32
+            value -= 2**width
+        return value
+    return value & (2**bits - 1) if value < 0 else value
+
+
+def _padding_value(ds: Any, keyword: str, module: PixelModule) -> int | None:
+    value = ds.get(keyword, None)
+    if isinstance(value, bytes | bytearray) and len(value) == 2:  # VR UN: raw little endian
+        value = int.from_bytes(value, "little", signed=module.pixel_representation == 1)
+    try:
+        return padding_in_stored_form(int(value), module) if value is not None else None
+    except (TypeError, ValueError):  # multi-valued or malformed: not a usable padding value
+        return None
+
+
+def _padding_mask(raw: np.ndarray, ds: Any, module: PixelModule) -> np.ndarray | None:
+    value = _padding_value(ds, "PixelPaddingValue", module)
+    if value is None:
+        return None
+    limit = _padding_value(ds, "PixelPaddingRangeLimit", module)
+    low, high = sorted((value, value if limit is None else limit))
+    return (raw >= low) & (raw <= high)
+
+
+def _rescale(ds: Any, name: str) -> tuple[float, float, bool]:
+    """(slope, intercept, complete): a missing or empty element counts as identity."""
+    slope_value, intercept_value = ds.get("RescaleSlope", None), ds.get("RescaleIntercept", None)
+    complete = slope_value not in (None, "") and intercept_value not in (None, "")
+    try:
+        # A zero slope would flatten the slice; it is as invalid as a missing one.
+        slope, intercept = float(slope_value or 1), float(intercept_value or 0)
+    except (TypeError, ValueError) as exc:  # multi-valued or malformed
+        raise UnreadableImage(f"{name}: RescaleSlope/RescaleIntercept is not a number") from exc
+    if not (math.isfinite(slope) and math.isfinite(intercept)):
+        raise UnreadableImage(f"{name}: RescaleSlope/RescaleIntercept is NaN or infinite")
+    return slope, intercept, complete
+
+
+def to_hu(raw: np.ndarray, ds: Any, module: PixelModule, name: str = "image") -> DicomSlice:
+    """Stored values (HxW) -> HU with padding as air, clamped at -1024, plus flags."""
+    padding = _padding_mask(raw, ds, module)
+    if module.photometric == "MONOCHROME1":
+        raw = _invert_monochrome1(raw, module)
+    slope, intercept, complete = _rescale(ds, name)
+    with np.errstate(over="ignore", invalid="ignore"):
+        hu = raw.astype(np.float32) * np.float32(slope) + np.float32(intercept)
+    if not np.isfinite(hu).all():  # e.g. RescaleSlope 1e308: a NaN/inf score is no answer
+        raise UnreadableImage(f"{name}: RescaleSlope/RescaleIntercept put HU out of range")
+    flags: list[str] = []
+    if not complete:
+        flags.append("no_rescale")
+        scanned = hu if padding is None else hu[~padding]
+        if scanned.size and float(scanned.min()) > _AIR_EVIDENCE_HU:
+            flags.append("not_hu_like")
+    if padding is not None:
+        hu[padding] = AIR_HU
+    np.maximum(hu, np.float32(MIN_HU), out=hu)
+    return DicomSlice(hu, tuple(flags))
+
+
+def decode_dicom(
+    data: bytes,
+    name: str,
+    *,
+    max_pixels: int,
+    allow_non_ct: bool = False,
+    isolate: str = "gdcm",
+) -> DicomSlice:
+    """Single-frame DICOM bytes -> float32 HxW Hounsfield units and flags.
+
+    Raises an ``ImageError`` subclass for bad input (``reason`` is the failure code).
+    """
+    # pydicom converts values lazily and warns with the offending value: keep them out of logs.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds = _read_dataset(data, name)
+        _check_header(ds, name, max_pixels, allow_non_ct)
+        module = pixel_module(ds, name)
+        pixel_data = bytes(ds.PixelData)
+        check_pixel_data(module, pixel_data, name)
+        raw = decode_frame(module, pixel_data, name, isolate=isolate)
+        if raw.shape != (module.rows, module.columns):
+            raise UnreadableImage(
+                f"{name}: the decoder returned {'x'.join(map(str, raw.shape))} values, the "
+                f"header says {module.rows}x{module.columns}"
+            )
+        return to_hu(raw, ds, module, name)
 
 
 def decode_dicom_hu(
     data: bytes, name: str, *, max_pixels: int, allow_non_ct: bool = False
 ) -> np.ndarray:
-    """Single-frame DICOM bytes -> float32 HxW Hounsfield units."""
-    ds = _read_dataset(data, name)
-    _check_header(ds, name, max_pixels, allow_non_ct)
-    _check_transfer_syntax(ds, name)
-    raw = _stored_values(ds, name)
-    if str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip() == "MONOCHROME1":
-        raw = _invert_monochrome1(raw, ds)
-    slope = float(ds.get("RescaleSlope", 1) or 1)
-    intercept = float(ds.get("RescaleIntercept", 0) or 0)
-    return (raw.astype(np.float32) * np.float32(slope) + np.float32(intercept)).astype(np.float32)
+    """Single-frame DICOM bytes -> float32 HxW Hounsfield units (``decode_dicom(...).hu``)."""
+    return decode_dicom(data, name, max_pixels=max_pixels, allow_non_ct=allow_non_ct).hu

@@ -1,9 +1,18 @@
 """Bytes in, numpy out: decode a CT slice and prepare it for the network.
 
-DICOM: stored values -> (MONOCHROME1 inverted) -> Hounsfield units via RescaleSlope/Intercept
--> three CT windows stacked as channels (brain, subdural, soft tissue).
-PNG/JPEG: assumed already windowed (a PNG carries no HU), so the grey image, scaled by its dtype
-maximum, is replicated to three channels.
+DICOM (recognised by content, ``sniff``, or a .dcm/.dicom name): stored values -> (MONOCHROME1
+inverted) -> Hounsfield units via RescaleSlope/Intercept, padding as air, clamped at -1024 ->
+three CT windows stacked as channels (brain, subdural, soft tissue). See ``dicom``.
+PNG/JPEG: 8-bit ones are already windowed; a 16-bit PNG follows ``DecodeOptions.png16`` (an
+HU + 1024 export gets the three windows like DICOM). See ``raster``.
+
+``decode_image`` returns the pixels with ``flags`` that qualify them (docs/decoding.md):
+* ``no_rescale``: a DICOM slice without RescaleSlope/RescaleIntercept, read as identity.
+* ``not_hu_like``: with ``no_rescale``, no pixel is air (below -500): the values are probably
+  not HU (e.g. HU + 1024 without its intercept); the score is suspect.
+* ``png16_hu1024``: a 16-bit PNG read as HU + 1024.
+Every failure is an ``ImageError`` subclass; a decoder's unexpected exception on a corrupt file
+becomes ``UnreadableImage`` naming the exception type (the file's problem, not a transient one).
 
 Limits are checked from the header (PNG IHDR, JPEG SOF, DICOM Rows x Columns) before any pixel
 is decoded, so a hostile header cannot make a worker allocate gigabytes.
@@ -11,11 +20,12 @@ is decoded, so a hostile header cannot make a worker allocate gigabytes.
 
 from __future__ import annotations
 
-import struct
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
+from hybrid_model.decoders import ISOLATE_MODES
 from hybrid_model.errors import (
     EmptyImage,
     ImageError,
@@ -23,17 +33,14 @@ from hybrid_model.errors import (
     UnreadableImage,
     UnsupportedImage,
 )
+from hybrid_model.raster import PNG16_MODES, decode_raster
+from hybrid_model.sniff import SNIFF_BYTES, sniff
 
 # (name, level, width) in HU. Brain and subdural windows follow common radiology practice; the
 # soft-tissue window gives the network context (scalp, skull edge) the two narrow ones saturate.
 WINDOWS = (("brain", 40, 80), ("subdural", 80, 200), ("soft_tissue", 40, 380))
 DEFAULT_MAX_PIXELS = 50_000_000
 DEFAULT_MAX_BYTES = 512 * 1024 * 1024
-
-_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-_JPEG_MAGIC = b"\xff\xd8\xff"
-# JPEG start-of-frame markers: C0..CF except DHT (C4), JPG (C8) and DAC (CC) (ITU T.81, B.1.1.3).
-_JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 
 
 def window(hu: np.ndarray, level: float, width: float) -> np.ndarray:
@@ -56,10 +63,106 @@ def hu_to_channels(hu: np.ndarray) -> np.ndarray:
     return np.stack([window(hu, level, width) for _, level, width in WINDOWS], axis=-1)
 
 
+def _kind(data: bytes, name: str) -> str | None:
+    """'dicom' / 'png' / 'jpeg' by content; a .dcm/.dicom name counts when content says nothing."""
+    kind = sniff(data[:SNIFF_BYTES])
+    if kind is None and name.lower().endswith((".dcm", ".dicom")):
+        return "dicom"
+    return kind
+
+
 def is_dicom(data: bytes, name: str = "") -> bool:
-    """True for the 'DICM' preamble marker or a .dcm/.dicom file name."""
-    lowered = name.lower()
-    return data[128:132] == b"DICM" or lowered.endswith((".dcm", ".dicom"))
+    """True for DICOM content (``sniff``), or unrecognised content named .dcm/.dicom."""
+    return _kind(data, name) == "dicom"
+
+
+@dataclass(frozen=True)
+class DecodeOptions:
+    """How to decode; the worker builds one from its settings (hybrid_model reads none).
+
+    Args:
+        max_pixels: refuse images with more pixels (from the header, before decoding).
+        max_bytes: refuse larger inputs.
+        allow_non_ct: score DICOM whose Modality is not CT.
+        png16: 16-bit PNG reading: "auto" | "windowed" | "hu1024" (see ``raster``).
+        isolate: which DICOM decoders run in helper processes: "gdcm" | "compressed" | "off"
+            (see ``decoders``).
+    """
+
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    max_bytes: int = DEFAULT_MAX_BYTES
+    allow_non_ct: bool = False
+    png16: str = "auto"
+    isolate: str = "gdcm"
+
+    def __post_init__(self) -> None:
+        if self.png16 not in PNG16_MODES:
+            raise ValueError(f"png16 must be one of {', '.join(PNG16_MODES)}, not {self.png16!r}")
+        if self.isolate not in ISOLATE_MODES:
+            raise ValueError(
+                f"isolate must be one of {', '.join(ISOLATE_MODES)}, not {self.isolate!r}"
+            )
+        if self.max_pixels < 1 or self.max_bytes < 1:
+            raise ValueError(f"max_pixels and max_bytes must be >= 1, got {self}")
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """A decoded slice: float32 HxWx3 in [0, 1] (model size when resized), its native shape
+    and flags (empty for a normal slice; see the module docstring)."""
+
+    pixels: np.ndarray
+    native_shape: tuple[int, int]
+    flags: tuple[str, ...] = ()
+
+
+def _decode_channels(
+    data: bytes, name: str, options: DecodeOptions
+) -> tuple[np.ndarray, tuple[str, ...]]:
+    kind = _kind(data, name)
+    if kind == "dicom":
+        from hybrid_model.dicom import decode_dicom
+
+        dicom = decode_dicom(
+            data,
+            name,
+            max_pixels=options.max_pixels,
+            allow_non_ct=options.allow_non_ct,
+            isolate=options.isolate,
+        )
+        return hu_to_channels(dicom.hu), dicom.flags
+    if kind is None:
+        raise UnsupportedImage(f"{name}: not a DICOM, PNG or JPEG file")
+    raster = decode_raster(data, name, max_pixels=options.max_pixels, png16=options.png16)
+    if raster.hu is not None:
+        return hu_to_channels(raster.hu), raster.flags
+    assert raster.grey is not None
+    return np.repeat(raster.grey[:, :, None], 3, axis=2), raster.flags
+
+
+def decode_image(
+    data: bytes, name: str, *, size: int | None = 256, options: DecodeOptions = DecodeOptions()
+) -> Decoded:
+    """Decode one image; ``size`` None keeps the native resolution, else ``resize_to_model``.
+
+    Raises an ``ImageError`` subclass (its ``reason`` is the failure code) for bad input.
+    """
+    if not data:
+        raise EmptyImage(f"{name or 'image'}: the file is empty (0 bytes)")
+    if len(data) > options.max_bytes:
+        raise ImageTooLarge(
+            f"{name}: {len(data)} bytes is over the limit of {options.max_bytes} bytes"
+        )
+    try:
+        native, flags = _decode_channels(data, name, options)
+    except (ImageError, MemoryError):
+        raise
+    except Exception as exc:  # a decoder bug on a corrupt file; only the type: values may be PHI
+        raise UnreadableImage(
+            f"{name}: decoding failed on this file ({type(exc).__name__})"
+        ) from exc
+    pixels = native if size is None else resize_to_model(native, size)
+    return Decoded(pixels, (int(native.shape[0]), int(native.shape[1])), flags)
 
 
 def decode_native(
@@ -70,83 +173,12 @@ def decode_native(
     allow_non_ct: bool = False,
     max_bytes: int = DEFAULT_MAX_BYTES,
 ) -> np.ndarray:
-    """Decode one image to float32 HxWx3 in [0, 1] at its native resolution.
+    """Decode one image to float32 HxWx3 in [0, 1] at its native resolution (default options).
 
     Raises an ``ImageError`` subclass (its ``reason`` is the failure code) for bad input.
     """
-    if not data:
-        raise EmptyImage(f"{name or 'image'}: the file is empty (0 bytes)")
-    if len(data) > max_bytes:
-        raise ImageTooLarge(f"{name}: {len(data)} bytes is over the limit of {max_bytes} bytes")
-    if is_dicom(data, name):
-        from hybrid_model.dicom import decode_dicom_hu
-
-        hu = decode_dicom_hu(data, name, max_pixels=max_pixels, allow_non_ct=allow_non_ct)
-        return hu_to_channels(hu)
-    if data.startswith(_PNG_MAGIC):
-        height, width = _png_size(data, name)
-    elif data.startswith(_JPEG_MAGIC):
-        height, width = _jpeg_size(data, name)
-    else:
-        raise UnsupportedImage(f"{name}: not a DICOM, PNG or JPEG file")
-    _check_pixels(height * width, name, max_pixels)
-    return _decode_raster(data, name)
-
-
-def _check_pixels(pixels: int, name: str, max_pixels: int) -> None:
-    if pixels > max_pixels:
-        raise ImageTooLarge(f"{name}: {pixels} pixels is over the limit of {max_pixels}")
-
-
-def _png_size(data: bytes, name: str) -> tuple[int, int]:
-    # IHDR is always the first chunk: length(4) 'IHDR'(4) width(4) height(4) (PNG spec 11.2.2).
-    if len(data) < 24 or data[12:16] != b"IHDR":
-        raise UnreadableImage(f"{name}: truncated or malformed PNG header")
-    width, height = struct.unpack(">II", data[16:24])
-    return height, width
-
-
-def _jpeg_size(data: bytes, name: str) -> tuple[int, int]:
-    pos = 2
-    while pos + 4 <= len(data):
-        if data[pos] != 0xFF:
-            raise UnreadableImage(f"{name}: malformed JPEG marker stream")
-        marker = data[pos + 1]
-        if marker == 0xFF:  # fill byte
-            pos += 1
-            continue
-        (seg_len,) = struct.unpack(">H", data[pos + 2 : pos + 4])
-        if marker in _JPEG_SOF:
-            if pos + 9 > len(data):
-                break
-            height, width = struct.unpack(">HH", data[pos + 5 : pos + 9])
-            return height, width
-        if marker == 0xDA:  # start of scan before any frame header
-            break
-        pos += 2 + seg_len
-    raise UnreadableImage(f"{name}: truncated JPEG (no frame header found)")
-
-
-def _decode_raster(data: bytes, name: str) -> np.ndarray:
-    img = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
-    if img is None or img.size == 0:
-        raise UnreadableImage(f"{name}: the image data could not be decoded (truncated or corrupt)")
-    if img.ndim == 3:
-        channels = img.shape[2]
-        if channels == 1:
-            img = img[:, :, 0]
-        elif channels in (3, 4):  # OpenCV's BGR(A); BGRA2GRAY drops alpha
-            code = cv2.COLOR_BGR2GRAY if channels == 3 else cv2.COLOR_BGRA2GRAY
-            img = cv2.cvtColor(img, code)
-        else:
-            raise UnsupportedImage(f"{name}: {channels} colour channels are not supported")
-    if img.dtype == np.uint8:
-        grey = img.astype(np.float32) / 255.0
-    elif img.dtype == np.uint16:
-        grey = img.astype(np.float32) / 65535.0
-    else:
-        raise UnsupportedImage(f"{name}: pixel type {img.dtype} is not supported")
-    return np.repeat(grey[:, :, None], 3, axis=2)
+    options = DecodeOptions(max_pixels=max_pixels, max_bytes=max_bytes, allow_non_ct=allow_non_ct)
+    return decode_image(data, name, size=None, options=options).pixels
 
 
 def letterbox_geometry(native_shape: tuple[int, int]) -> tuple[int, int, int]:
@@ -187,18 +219,23 @@ def decode(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     allow_non_ct: bool = False,
 ) -> np.ndarray:
-    """``resize_to_model(decode_native(...))``: float32 size x size x 3 in [0, 1]."""
-    native = decode_native(data, name, max_pixels=max_pixels, allow_non_ct=allow_non_ct)
-    return resize_to_model(native, size)
+    """``decode_image(...).pixels`` at ``size``: float32 size x size x 3 in [0, 1]."""
+    options = DecodeOptions(max_pixels=max_pixels, allow_non_ct=allow_non_ct)
+    return decode_image(data, name, size=size, options=options).pixels
 
 
 __all__ = [
     "WINDOWS",
+    "DecodeOptions",
+    "Decoded",
     "ImageError",
     "decode",
+    "decode_image",
     "decode_native",
     "hu_to_channels",
+    "is_dicom",
     "letterbox_geometry",
     "resize_to_model",
+    "sniff",
     "window",
 ]

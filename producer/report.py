@@ -147,6 +147,7 @@ def write_results(
             Prediction.label,
             Prediction.overlay_uri,
             Prediction.raw_map_uri,
+            Prediction.flags,
         )
         .join(Prediction, Prediction.scan_id == Scan.id)
         .where(Prediction.job_id == job.id)
@@ -155,20 +156,27 @@ def write_results(
     if positives_only:
         query = query.where(Prediction.label.is_(True))
     rows = session.execute(query.execution_options(yield_per=1000))
-    header = ("object_key", "probability", "label", "overlay", "raw_map")
+    # flags: decode notes such as no_rescale (docs/decoding.md), ";"-separated.
+    header = ("object_key", "probability", "label", "overlay", "raw_map", "flags")
     count = 0
     if as_csv:
         writer = csv.writer(sys.stdout)
         writer.writerow(header)
         for row in rows:
-            writer.writerow((row[0], f"{row[1]:.6f}", int(row[2]), row[3] or "", row[4] or ""))
+            flags = ";".join(row[5] or ())
+            writer.writerow(
+                (row[0], f"{row[1]:.6f}", int(row[2]), row[3] or "", row[4] or "", flags)
+            )
             count += 1
         return count
     table = Table(title=f"results of {job.name}" + (" (flagged only)" if positives_only else ""))
     for col in header:
         table.add_column(col)
     for row in rows:
-        table.add_row(row[0], f"{row[1]:.4f}", str(int(row[2])), row[3] or "-", row[4] or "-")
+        flags = ", ".join(row[5] or ()) or "-"
+        table.add_row(
+            row[0], f"{row[1]:.4f}", str(int(row[2])), row[3] or "-", row[4] or "-", flags
+        )
         count += 1
     console.print(table)
     console.print(f"[dim]{count} rows. {DISCLAIMER}[/dim]")

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -93,3 +95,98 @@ def tiny_model_path(tmp_path_factory, tiny_model) -> Path:
         {"training_data": "untrained test model", "phantom_trained": True, "threshold": 0.5},
     )
     return path
+
+
+# --- Decoder tests: real CT files, re-encodings and a subprocess runner (an abort fails a test,
+# it does not kill pytest). ---
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+
+
+def pydicom_file(name: str) -> bytes:
+    """A pydicom bundled test file (CT_small.dcm, 693_J2KI.dcm, ...)."""
+    from pydicom.data import get_testdata_file
+
+    path = get_testdata_file(name)
+    assert path is not None, name
+    return Path(str(path)).read_bytes()
+
+
+def read_dicom(data: bytes):
+    import warnings
+
+    import pydicom
+
+    with warnings.catch_warnings():  # some bundled files are deliberately non-conformant
+        warnings.simplefilter("ignore")
+        return pydicom.dcmread(io.BytesIO(data), force=True)
+
+
+def j2k_ct(**attrs) -> bytes:
+    """CT_small.dcm (128x128, signed, padding -2000) as JPEG 2000 lossless, then ``attrs`` set."""
+    from pydicom.uid import JPEG2000Lossless
+
+    ds = read_dicom(pydicom_file("CT_small.dcm"))
+    ds.compress(JPEG2000Lossless)
+    for key, value in attrs.items():
+        setattr(ds, key, value)
+    return dicom_bytes(ds)
+
+
+def gdcm_encode(data: bytes, tmp_path: Path, syntax: str = "JPEGLosslessProcess14_1") -> bytes:
+    """Re-encode DICOM bytes with python-gdcm (test-only dependency), e.g. JPEG Lossless SV1."""
+    gdcm = pytest.importorskip("gdcm")
+    src, dst = tmp_path / "gdcm-in.dcm", tmp_path / "gdcm-out.dcm"
+    src.write_bytes(data)
+    reader = gdcm.ImageReader()
+    reader.SetFileName(str(src))
+    assert reader.Read()
+    change = gdcm.ImageChangeTransferSyntax()
+    change.SetTransferSyntax(gdcm.TransferSyntax(getattr(gdcm.TransferSyntax, syntax)))
+    change.SetInput(reader.GetImage())
+    assert change.Change()
+    writer = gdcm.ImageWriter()
+    writer.SetFileName(str(dst))
+    writer.SetFile(reader.GetFile())
+    writer.SetImage(change.GetOutput())
+    assert writer.Write()
+    return dst.read_bytes()
+
+
+def run_python(code: str, *args: str, timeout: float = 120.0):
+    """Run ``code`` in a fresh interpreter at the repository root; returns the CompletedProcess."""
+    import subprocess
+    import sys
+
+    return subprocess.run(
+        [sys.executable, "-c", code, *args],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture
+def helper_pools() -> Iterator[list[Any]]:
+    """Pools a test starts, closed afterwards; also restores the shared pool's defaults."""
+    from hybrid_model import isolated_decoder
+
+    pools: list[Any] = []
+    yield pools
+    for pool in pools:
+        pool.close()
+    isolated_decoder.configure_default_pool()
+
+
+def gdcm_abort_cases(tmp_path: Path) -> dict[str, bytes]:
+    """Files that abort python-gdcm 3.x in-process (SIGABRT from a C++ gdcm::Exception):
+    JPEG 2000 whose header says RGB / YBR_FULL with 1 sample, JPEG Lossless claiming 32 bits."""
+    ct = pydicom_file("CT_small.dcm")
+    jpeg_lossless = read_dicom(gdcm_encode(ct, tmp_path))
+    jpeg_lossless.BitsAllocated = 32
+    return {
+        "j2k-rgb": j2k_ct(PhotometricInterpretation="RGB"),
+        "j2k-ybr-full": j2k_ct(PhotometricInterpretation="YBR_FULL"),
+        "jpeg-lossless-ba32": dicom_bytes(jpeg_lossless),
+    }
