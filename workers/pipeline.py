@@ -284,6 +284,21 @@ def process_batch(
     return summary
 
 
+def undone_keys(
+    rt: Runtime, job_id: uuid.UUID, keys: Sequence[str], pass_number: int | None
+) -> list[str]:
+    """``keys`` without those already done in the message's pass (none for a stale pass).
+
+    A batch delivered again looks at this first: what an earlier delivery finished is neither
+    split off, nor scored, nor counted against an image as a death."""
+    with rt.sessions() as session:
+        current = results.job_pass(session, job_id)
+        if (pass_number or current) < current:
+            return []
+        done = results.done_in_pass(session, job_id, list(keys), pass_number or current)
+    return [k for k in dict.fromkeys(keys) if k not in done]
+
+
 def record_failures(
     rt: Runtime,
     job_id: uuid.UUID,

@@ -13,14 +13,15 @@ from functools import lru_cache
 from typing import Any
 
 from celery import Task
+from celery.exceptions import Retry
 from celery.signals import worker_init, worker_process_init
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 import workers.metrics  # noqa: F401  (connects the Prometheus signal handlers)
 from workers import delivery
 from workers.celery_app import SCORE_BATCH, app
-from workers.pipeline import TransientBatchError, process_batch, record_failures
-from workers.runtime import get_runtime, reset_after_fork
+from workers.pipeline import TransientBatchError, process_batch, record_failures, undone_keys
+from workers.runtime import Runtime, get_runtime, reset_after_fork
 
 log = logging.getLogger(__name__)
 
@@ -72,32 +73,28 @@ def _summary(job: uuid.UUID, failed: int = 0, reason: str | None = None, **extra
     return {"job": str(job), "scored": 0, "failed": failed, "reasons": reasons, **extra}
 
 
-@app.task(name=SCORE_BATCH, bind=True, acks_late=True, max_retries=None)
-def score_batch(
-    self: Task, job_id: str, object_keys: list[str], pass_number: int | None = None
+def _run(
+    task: Task, rt: Runtime, job: uuid.UUID, keys: list[str], pass_number: int | None
 ) -> dict[str, Any]:
-    """Score ``object_keys`` of job ``job_id`` in pass ``pass_number`` (None: the job's current
-    pass, for messages of round 1): predictions and failures land in the database."""
-    if not isinstance(object_keys, list) or not all(isinstance(k, str) for k in object_keys):
-        raise TypeError("object_keys must be a list of strings")
-    if pass_number is not None and (not isinstance(pass_number, int) or pass_number < 1):
-        raise TypeError("pass_number must be a positive integer")
-    job = uuid.UUID(str(job_id))
-    rt = get_runtime()
+    """One delivery: score the batch, or split it, or give its one image up as poison."""
+    attempt = str(task.request.id or "eager")
     settings = rt.settings
-    attempt = str(self.request.id or "eager")
-    decision = delivery.decide(
-        object_keys, _deliveries(self, settings.broker_url), settings.max_deliveries
-    )
+    deliveries = _deliveries(task, settings.broker_url)
+    if deliveries > 1:  # started before: keep only what that start did not finish
+        sent = len(keys)
+        keys = undone_keys(rt, job, keys, pass_number)
+        if not keys:
+            return _summary(job, skipped=sent)
+    decision = delivery.decide(keys, deliveries, settings.max_deliveries)
     if decision.action is delivery.Action.SPLIT:
         for part in decision.parts:
-            self.app.send_task(
+            task.app.send_task(
                 SCORE_BATCH, args=[str(job), part, pass_number], queue=settings.queue
             )
         log.warning(
             "batch of %d images of job %s started %d times before (its worker died?): "
             "split in two to isolate the cause",
-            len(object_keys),
+            len(keys),
             job,
             decision.deaths,
         )
@@ -111,24 +108,54 @@ def score_batch(
         record_failures(
             rt,
             job,
-            object_keys,
+            keys,
             pass_number,
             "poison",
             message,
             attempts=decision.deaths,
             attempt_key=attempt,
         )
-        return _summary(job, len(object_keys), "poison", poison=True)
+        return _summary(job, len(keys), "poison", poison=True)
+    return process_batch(rt, job, keys, pass_number, attempt_key=attempt)
+
+
+DATABASE_ERRORS = (OperationalError, InterfaceError)
+
+
+@app.task(name=SCORE_BATCH, bind=True, acks_late=True, max_retries=None)
+def score_batch(
+    self: Task, job_id: str, object_keys: list[str], pass_number: int | None = None
+) -> dict[str, Any]:
+    """Score ``object_keys`` of job ``job_id`` in pass ``pass_number`` (None: the job's current
+    pass, for messages of round 1): predictions and failures land in the database.
+
+    Whatever happens, the message ends in rows or in a retry: a task that raised would be
+    acknowledged (and its images left without a row until a rerun), so a database outage at
+    any step, bookkeeping included, retries with backoff instead.
+    """
+    if not isinstance(object_keys, list) or not all(isinstance(k, str) for k in object_keys):
+        raise TypeError("object_keys must be a list of strings")
+    if pass_number is not None and (not isinstance(pass_number, int) or pass_number < 1):
+        raise TypeError("pass_number must be a positive integer")
+    job = uuid.UUID(str(job_id))
+    rt = get_runtime()
+    tries = int(self.request.retries or 0) + 1
+    attempt = str(self.request.id or "eager")
+
+    def retry(keys: list[str], why: str) -> Exception:
+        log.info("batch of job %s: %s; retrying", job, why)
+        return self.retry(args=(job_id, keys, pass_number), countdown=delivery.backoff(tries - 1))
+
     try:
-        return process_batch(rt, job, object_keys, pass_number, attempt_key=attempt)
-    except (TransientBatchError, OperationalError, InterfaceError) as exc:
-        if not isinstance(exc, TransientBatchError):
-            exc = TransientBatchError(object_keys, f"database: {type(exc.orig).__name__}")
-        tries = int(self.request.retries or 0) + 1
-        if tries > settings.max_retries:
+        try:
+            return _run(self, rt, job, object_keys, pass_number)
+        except (TransientBatchError, *DATABASE_ERRORS) as exc:
+            if not isinstance(exc, TransientBatchError):
+                exc = TransientBatchError(object_keys, f"database: {type(exc.orig).__name__}")
+            if tries <= rt.settings.max_retries:
+                raise retry(exc.keys, str(exc)) from None
             message = f"gave up after {tries} attempts: {exc.cause}"
             log.warning("batch of job %s: %s", job, message)
-            # Raises if the database is down too: the message stays unacknowledged.
             record_failures(
                 rt,
                 job,
@@ -140,16 +167,23 @@ def score_batch(
                 attempt_key=attempt,
             )
             return _summary(job, len(exc.keys), "gave_up", gave_up=True)
-        log.info("batch of job %s: %s; retrying", job, exc)
-        raise self.retry(
-            args=(job_id, exc.keys, pass_number), countdown=delivery.backoff(tries - 1)
-        ) from None
-    except Exception as exc:
-        # A bug, not bad input and not an outage: record it (retryable) rather than lose
-        # the images; the log has the traceback.
-        log.exception("batch of job %s failed", job)
-        message = f"internal error: {type(exc).__name__} (see the worker's log)"
-        record_failures(
-            rt, job, object_keys, pass_number, "internal", message, attempts=1, attempt_key=attempt
-        )
-        return _summary(job, len(object_keys), "internal", error=True)
+        except Retry:
+            raise
+        except Exception as exc:
+            # A bug, not bad input and not an outage: record it (retryable) rather than lose
+            # the images; the log has the traceback.
+            log.exception("batch of job %s failed", job)
+            message = f"internal error: {type(exc).__name__} (see the worker's log)"
+            record_failures(
+                rt,
+                job,
+                object_keys,
+                pass_number,
+                "internal",
+                message,
+                attempts=1,
+                attempt_key=attempt,
+            )
+            return _summary(job, len(object_keys), "internal", error=True)
+    except DATABASE_ERRORS as exc:  # recording a failure (or a poison) met an outage
+        raise retry(object_keys, f"database: {type(exc.orig).__name__}") from None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import uuid
 from collections import Counter
 
 import pytest
@@ -69,14 +70,15 @@ def test_same_archive_enqueued_twice_at_once(dist_env, archive, db, tmp_path):
         app = make_celery(load_settings(broker_url=dist_env["HEMOSCAN_BROKER_URL"]))
         job_id = str(db.job_id("twice"))
         before = db.updated_at("twice")
+        by_hand = f"by-hand-{uuid.uuid4().hex}"  # task ids are unique (delivery counts)
         app.send_task(
             SCORE_BATCH,
             args=[job_id, keys[:16], 1],
             queue=dist_env["HEMOSCAN_QUEUE"],
-            task_id="by-hand-1",
+            task_id=by_hand,
         )
-        worker.wait_for_log("score_batch[by-hand-1] succeeded", timeout=120)
-        assert "'skipped': 16" in worker.log().split("score_batch[by-hand-1] succeeded")[1]
+        worker.wait_for_log(f"score_batch[{by_hand}] succeeded", timeout=120)
+        assert "'skipped': 16" in worker.log().split(f"score_batch[{by_hand}] succeeded")[1]
         assert db.updated_at("twice") == before, "a row was rewritten by the second delivery"
         result = run_cli(["scan", source, "--job", "twice", "--wait"], dist_env)
         assert "sent 0 of 48" in result.stderr

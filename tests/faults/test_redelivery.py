@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections import Counter
 
 import pytest
@@ -18,6 +19,8 @@ def _send(env: dict[str, str], args: list[object], worker: Worker, task_id: str)
     from workers.celery_app import SCORE_BATCH, make_celery
 
     app = make_celery(load_settings(broker_url=env["HEMOSCAN_BROKER_URL"]))
+    # Celery task ids are unique; delivery counts live in Redis for days, keyed by them.
+    task_id = f"{task_id}-{uuid.uuid4().hex}"
     app.send_task(SCORE_BATCH, args=args, queue=env["HEMOSCAN_QUEUE"], task_id=task_id)
     done = f"score_batch[{task_id}] succeeded"
     worker.wait_for_log(done, timeout=120)

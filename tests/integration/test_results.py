@@ -146,7 +146,7 @@ def test_timestamps_come_from_the_database(sessions):
     job_id, ids = _job_with_scans(sessions, "clock", ["a"])
     with sessions.begin() as session:
         results.record_batch(session, job_id, [_prediction(ids["a"])], [], 1)
-        stamped = session.scalar(select(Prediction.updated_at))
+        stamped = session.scalar(select(Prediction.updated_at).where(Prediction.job_id == job_id))
         now = session.scalar(select(sqlfunc.now()))
     assert stamped is not None and now is not None
     assert abs((now.replace(tzinfo=None) - stamped.replace(tzinfo=None)).total_seconds()) < 5
