@@ -471,8 +471,7 @@ def worker_cpu(ctx: Context, n_images: int) -> None:
     """CPU ms per image of each stage of the worker's process_batch (distributed stores)."""
     import workers.pipeline as pipeline
     from hemoscan.storage import S3Store
-    from producer import jobs
-    from schema import results
+    from schema import jobs, results
     from schema.db import session_factory
     from workers.runtime import get_runtime
 
@@ -676,8 +675,7 @@ def producer(ctx: Context, n_keys: int) -> None:
 
 def db_writes(ctx: Context) -> None:
     """rows/s of results.record_batch, one transaction per batch as the workers write."""
-    from producer import jobs
-    from schema import results
+    from schema import jobs, results
     from schema.db import session_factory
 
     sessions = session_factory(DB_URL)

@@ -242,9 +242,8 @@ def producer(n_keys: int = 100_000, chunk: int = 2000) -> dict[str, Any]:
     import redis
 
     from hemoscan.settings import load_settings
-    from producer import jobs
     from producer.senders import BrokerSender
-    from schema import results
+    from schema import jobs, results
     from schema.db import session_factory, upgrade
     from schema.models import Job
 

@@ -14,8 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hemoscan.errors import HemoscanError
-from hybrid_model.errors import ImageError
+from hybrid_model.errors import ImageError, ModelError
 from hybrid_model.preprocess import decode_native, resize_to_model
 
 log = logging.getLogger(__name__)
@@ -23,7 +22,7 @@ IMAGE_SUFFIXES = (".dcm", ".dicom", ".png", ".jpg", ".jpeg")
 CLASS_DIRS = {"0": 0, "normal": 0, "1": 1, "hemorrhage": 1}
 
 
-class DatasetError(HemoscanError):
+class DatasetError(ModelError):
     """A data folder has no usable labelled images."""
 
 

@@ -7,6 +7,12 @@ workers store in a failure row (DESIGN.md, "Bad input is data, not a crash").
 from __future__ import annotations
 
 
+class ModelError(Exception):
+    """Base of the model library's errors that are a person's to fix (a missing model file, an
+    empty data folder): the command line prints them as one line. hybrid_model imports nothing
+    of hemoscan's other packages, so this is its own base, next to ``HemoscanError``."""
+
+
 class ImageError(Exception):
     """Base class for an input image that cannot be scored."""
 
@@ -43,4 +49,5 @@ class NotCT(ImageError):
     reason = "not_ct"
 
 
+# The reasons an image can fail with (``hemoscan predict``'s ``error`` field).
 REASONS = ("empty", "unreadable", "unsupported", "too_large", "not_ct")

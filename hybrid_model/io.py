@@ -15,19 +15,28 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hemoscan.errors import HemoscanError
-
-METADATA_MEMBER = "hemoscan_metadata.json"
-WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
-DEMO_MODEL_PATH = WEIGHTS_DIR / "demo.keras"
-DISCLAIMER = (
-    "Research and triage tool, not a diagnosis. Weights trained on synthetic phantoms are not "
-    "clinically valid."
+from hybrid_model.metadata import (
+    DEMO_MODEL_PATH,
+    DISCLAIMER,
+    METADATA_MEMBER,
+    WEIGHTS_DIR,
+    ModelLoadError,
+    model_note,
+    read_metadata,
 )
 
-
-class ModelLoadError(HemoscanError):
-    """A model file is missing, corrupt or not a hemoscan model."""
+__all__ = [
+    "DEMO_MODEL_PATH",
+    "DISCLAIMER",
+    "METADATA_MEMBER",
+    "WEIGHTS_DIR",
+    "LoadedModel",
+    "ModelLoadError",
+    "load_model",
+    "model_note",
+    "read_metadata",
+    "save_model",
+]
 
 
 @dataclass
@@ -48,17 +57,6 @@ class LoadedModel:
     def note(self) -> str:
         """One line saying what the weights are; shown next to every score."""
         return model_note(self.metadata)
-
-
-def model_note(metadata: dict[str, Any]) -> str:
-    """One line saying what a model file's weights are, from its metadata."""
-    version = metadata.get("version", "?")
-    if metadata.get("phantom_trained") or not metadata.get("clinically_valid"):
-        return (
-            f"model {version}: trained on synthetic phantoms, NOT clinically valid; "
-            "research use only"
-        )
-    return f"model {version}: research and triage tool, not a diagnosis"
 
 
 def weights_version(model: Any) -> str:
@@ -99,20 +97,6 @@ def save_model(model: Any, path: str | Path, metadata: dict[str, Any]) -> None:
     with zipfile.ZipFile(tmp, "a") as zf:
         zf.writestr(METADATA_MEMBER, json.dumps(meta, indent=2, sort_keys=True, default=float))
     tmp.replace(path)
-
-
-def read_metadata(path: str | Path) -> dict[str, Any]:
-    """The metadata stored in a .keras file (without loading TensorFlow)."""
-    path = Path(path)
-    try:
-        with zipfile.ZipFile(path) as zf:
-            if METADATA_MEMBER not in zf.namelist():
-                return {}
-            return json.loads(zf.read(METADATA_MEMBER))
-    except FileNotFoundError as exc:
-        raise ModelLoadError(f"model file not found: {path}") from exc
-    except (zipfile.BadZipFile, OSError, ValueError) as exc:
-        raise ModelLoadError(f"model file is corrupt or not a .keras file: {path} ({exc})") from exc
 
 
 def load_model(path: str | Path) -> LoadedModel:

@@ -21,9 +21,9 @@ from sqlalchemy.exc import IntegrityError
 from hemoscan.errors import ConfigurationError
 from hemoscan.settings import Settings
 from hemoscan.storage import open_store
-from producer import jobs
-from producer.senders import Sender, make_sender
+from producer.senders import BrokerSender, Sender
 from producer.sources import SourceItem, iter_listing, iter_manifest
+from schema import jobs
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +72,16 @@ def normalise_source(source: str) -> str:
     return str(path.resolve())
 
 
+def check_plan(plan: ScanPlan, settings: Settings) -> str:
+    """Validate a plan's arguments without touching the model or the queue; returns the
+    normalised source. Raises ``ConfigurationError`` (or ``ManifestError``) naming the problem."""
+    source = normalise_source(plan.source)
+    open_store(source, settings)
+    if plan.manifest is not None and not Path(plan.manifest).is_file():
+        raise ConfigurationError(f"manifest does not exist: {plan.manifest}")
+    return source
+
+
 def run_scan(
     settings: Settings,
     plan: ScanPlan,
@@ -84,11 +94,11 @@ def run_scan(
     ``on_start(job, total_pending_unknown)`` is called once the job exists; ``on_batch(n, summary)``
     after each batch is sent (with the task's summary in the embedded mode).
     """
-    from hybrid_model.io import read_metadata  # zip + JSON only, no TensorFlow
+    from hybrid_model.metadata import read_metadata  # zip + JSON only, no TensorFlow
     from schema.db import session_factory, upgrade
 
     started = time.perf_counter()
-    source = normalise_source(plan.source)
+    source = check_plan(plan, settings)
     store = open_store(source, settings)
     batch_size = plan.batch_size or settings.batch_size
     name = plan.job_name or (f"{source}#{plan.manifest.name}" if plan.manifest else source)
@@ -119,7 +129,13 @@ def run_scan(
     items = iter_manifest(plan.manifest, plan.pattern) if plan.manifest else None
     items = items or iter_listing(store, plan.pattern)
     own_sender = sender is None
-    sender = sender or make_sender(settings)
+    if sender is None:
+        if not settings.distributed:
+            raise ConfigurationError(
+                "no broker (HEMOSCAN_BROKER_URL) and no in-process sender: the embedded mode "
+                "runs through `hemoscan scan`"
+            )
+        sender = BrokerSender(settings)
     pending: list[str] = []
     send = _Sends(sender, outcome, on_batch)
     running = False

@@ -1,13 +1,15 @@
-"""How a batch reaches a worker: by task name over the broker, or in this process.
+"""How a batch reaches a worker: the ``Sender`` protocol, and the broker's sender.
 
-The broker path never imports TensorFlow (it sends the task by name). The in-process path,
-the embedded mode, runs the very same Celery task body through ``Task.apply``.
+The broker path never imports TensorFlow: it sends the task by name, and imports only the
+Celery configuration (``workers.celery_app``, TensorFlow-free by contract). The embedded mode's
+sender, which runs the task in this process, lives with the task (``workers.inprocess``); the
+command line picks one (``hemoscan.cli.progress``).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 from hemoscan.settings import Settings
@@ -47,32 +49,3 @@ class BrokerSender:
 
     def close(self) -> None:
         self._conn.release()
-
-
-class InProcessSender:
-    """Runs each batch here and now through the task code (no broker, no worker)."""
-
-    in_process = True
-
-    def __init__(self, settings: Settings, on_load: Callable[[str], None] | None = None) -> None:
-        # Imported lazily: this is where TensorFlow gets loaded, only in the embedded mode.
-        from workers.runtime import get_runtime
-        from workers.tasks import score_batch
-
-        runtime = get_runtime(settings)
-        if on_load is not None:
-            on_load(runtime.loaded.note)
-        self._task = score_batch
-
-    def send(self, job_id: str, keys: Sequence[str], pass_number: int) -> dict[str, Any]:
-        result = self._task.apply(args=[job_id, list(keys), pass_number], throw=True)
-        return dict(result.get())
-
-    def close(self) -> None:
-        pass
-
-
-def make_sender(settings: Settings, on_load: Callable[[str], None] | None = None) -> Sender:
-    if settings.distributed:
-        return BrokerSender(settings)
-    return InProcessSender(settings, on_load)

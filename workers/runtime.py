@@ -202,7 +202,7 @@ def check_model_file(path: os.PathLike[str] | str) -> dict[str, Any]:
     """
     import zipfile
 
-    from hybrid_model.io import ModelLoadError, read_metadata
+    from hybrid_model.metadata import ModelLoadError, read_metadata
 
     metadata = read_metadata(Path(path))  # missing file / not a zip -> ModelLoadError
     with zipfile.ZipFile(path) as archive:

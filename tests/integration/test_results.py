@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from producer import jobs
-from schema import results
+from schema import jobs, results
 from schema.db import session_factory, upgrade
 from schema.models import Scan
 

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 from hemoscan.privacy import key_ref
+from hemoscan.reporting.html_report import ReportError, build_report
 from hemoscan.settings import load_settings
-from producer.html_report import ReportError, build_report
-from producer.jobs import open_job
 from schema import results
 from schema.db import session_factory, upgrade
+from schema.jobs import open_job
 
 HOSTILE_KEY = 'ward<script>alert("x")</script>.png'
 
@@ -64,7 +64,7 @@ def job_db(tmp_path):
 def _report(job_db, tmp_path, **kwargs):
     url, sessions, _ = job_db
     settings = load_settings(database_url=url, data_dir=tmp_path)
-    from producer.jobs import find_job
+    from schema.jobs import find_job
 
     with sessions.begin() as session:
         summary = build_report(
@@ -111,7 +111,7 @@ def test_limit_links_and_bad_options(job_db, tmp_path):
     with pytest.raises(ReportError, match="--images"):
         _report(job_db, tmp_path, images="gif")
     url, sessions, _ = job_db
-    from producer.jobs import find_job
+    from schema.jobs import find_job
 
     with sessions.begin() as session, pytest.raises(ReportError, match="does not exist"):
         settings = load_settings(database_url=url, data_dir=tmp_path)

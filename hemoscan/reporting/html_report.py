@@ -22,21 +22,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from hemoscan.errors import HemoscanError, StorageError
+from hemoscan.reporting.report import DISCLAIMER, failure_examples, labelled_metrics, summary_rows
 from hemoscan.settings import Settings
 from hemoscan.storage import open_object, write_atomic
-from producer.report import (
-    DISCLAIMER,
-    failure_examples,
-    labelled_metrics,
-    summary_rows,
-    throughput,
-)
-from schema import results
-from schema.models import Job, Prediction, Scan
+from schema import reports
+from schema.models import Job
 
 IMAGE_MODES = ("inline", "link", "none")
 
@@ -60,7 +53,7 @@ def _esc(value: Any) -> str:
 
 def _model_note(settings: Settings, version: str | None) -> str:
     """What the job's weights are, when the model file configured here is that version."""
-    from hybrid_model.io import model_note, read_metadata
+    from hybrid_model.metadata import model_note, read_metadata
 
     try:
         meta = read_metadata(settings.model_path)
@@ -160,19 +153,13 @@ def build_report(
     out = Path(out)
     if not out.parent.is_dir():
         raise ReportError(f"output folder does not exist: {out.parent}")
-    state = results.refresh_job(session, job)
-    rate = throughput(session, job.id)
+    status = reports.job_status(session, job)
+    state = status.progress
     metrics = labelled_metrics(session, job.id)
     note = _model_note(settings, job.model_version)
     fetch = _Images(settings, images, presign_seconds)
 
-    flagged = session.execute(
-        select(Scan.object_key, Prediction.probability, Prediction.overlay_uri)
-        .join(Prediction, Prediction.scan_id == Scan.id)
-        .where(Prediction.job_id == job.id, Prediction.label.is_(True))
-        .order_by(Prediction.probability.desc(), Scan.object_key)
-        .limit(limit)
-    ).all()
+    flagged = reports.flagged(session, job.id, limit)
     flagged_rows = "".join(
         f"<tr><td class=num>{rank}</td><td>{_esc(key)}</td><td class=num>{prob:.4f}</td>"
         f"<td>{fetch.html(uri)}</td></tr>"
@@ -184,7 +171,7 @@ def build_report(
     )
     summary = [
         ("job", job.name),
-        *summary_rows(job, state, rate),
+        *summary_rows(status),
         ("created", job.created_at.strftime("%Y-%m-%d %H:%M:%S %Z").strip()),
     ]
     warning = f"<p class=warn><b>{_esc(DISCLAIMER)}</b> {_esc(note)}</p>"

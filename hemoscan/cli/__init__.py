@@ -19,10 +19,10 @@ from hemoscan import __version__
 
 # Modules that expose ``register(subparsers)``; order is the order shown in --help.
 COMMAND_MODULES = (
-    "producer.cli",
-    "hybrid_model.cli",
-    "workers.cli",
-    "hemoscan.db_cli",
+    "hemoscan.cli.scan",
+    "hemoscan.cli.model",
+    "hemoscan.cli.worker",
+    "hemoscan.cli.db",
 )
 
 DISCLAIMER = (
@@ -75,10 +75,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     from hemoscan.errors import HemoscanError
+    from hybrid_model.errors import ModelError
 
     try:
         return int(args.func(args) or 0)
-    except HemoscanError as exc:
+    except (HemoscanError, ModelError) as exc:
         print(f"hemoscan: error: {exc}", file=sys.stderr)
         return 1
     except BrokenPipeError:  # `hemoscan results JOB --csv | head`: the reader has gone

@@ -48,8 +48,8 @@ def build_archive(out: Path, count: int, seed: int) -> Path:
 
 
 def run_demo(settings: Settings, count: int, seed: int, out: Path | None, console: Console) -> int:
-    from producer.report import print_status
-    from producer.runner import scan_with_progress
+    from hemoscan.cli.progress import scan_with_progress
+    from hemoscan.reporting.report import print_status
     from producer.scan import ScanPlan
     from schema.db import session_factory
 
@@ -77,8 +77,8 @@ def run_demo(settings: Settings, count: int, seed: int, out: Path | None, consol
     outcome, _ = scan_with_progress(settings, plan, console)
     sessions = session_factory(settings.effective_database_url)
     with sessions.begin() as session:
-        from producer.html_report import build_report
-        from producer.jobs import find_job
+        from hemoscan.reporting.html_report import build_report
+        from schema.jobs import find_job
 
         job = find_job(session, outcome.job_name)
         print_status(Console(), session, job)

@@ -110,7 +110,7 @@ def _sessions():  # type: ignore[no-untyped-def]
 
 
 def _scan(args: argparse.Namespace) -> int:
-    from producer.runner import scan_with_progress
+    from hemoscan.cli.progress import scan_with_progress
     from producer.scan import ScanPlan
 
     plan = ScanPlan(
@@ -130,8 +130,8 @@ def _scan(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from producer.jobs import find_job
-    from producer.report import print_job_list, print_status
+    from hemoscan.reporting.report import print_job_list, print_status
+    from schema.jobs import find_job
 
     out = Console()
     sessions = _sessions()
@@ -144,8 +144,8 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _results(args: argparse.Namespace) -> int:
-    from producer.jobs import find_job
-    from producer.report import write_results
+    from hemoscan.reporting.report import write_results
+    from schema.jobs import find_job
 
     with _sessions().begin() as session:
         write_results(session, find_job(session, args.job), args.positives, args.csv, Console())
@@ -155,8 +155,8 @@ def _results(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     import re
 
-    from producer.html_report import build_report
-    from producer.jobs import find_job
+    from hemoscan.reporting.html_report import build_report
+    from schema.jobs import find_job
 
     with _sessions().begin() as session:
         job = find_job(session, args.job)
@@ -179,6 +179,6 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from producer.demo import run_demo
+    from hemoscan.cli.demo import run_demo
 
     return run_demo(get_settings(), args.count, args.seed, args.out, Console())

@@ -1,0 +1,5 @@
+import sys
+
+from hemoscan.cli import main
+
+sys.exit(main())
