@@ -105,6 +105,9 @@ def load_model(path: str | Path) -> LoadedModel:
     if not path.is_file():
         raise ModelLoadError(f"model file not found: {path}")
     metadata = read_metadata(path)
+    from hybrid_model.tfenv import load_tensorflow
+
+    load_tensorflow()
     import keras
 
     try:

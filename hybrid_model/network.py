@@ -21,8 +21,12 @@ detail.
 
 from __future__ import annotations
 
-import keras
-from keras import layers
+from hybrid_model.tfenv import load_tensorflow
+
+load_tensorflow()  # before keras: the start-up chatter stays out of the output
+
+import keras  # noqa: E402
+from keras import layers  # noqa: E402
 
 LAST_CONV = "last_conv"
 DEFAULT_FILTERS = (8, 16, 32, 64)

@@ -27,7 +27,9 @@ log = logging.getLogger(__name__)
 
 def configure_tensorflow(settings: Settings) -> None:
     """Thread counts and GPU memory growth; must run before TensorFlow executes any op."""
-    import tensorflow as tf
+    from hybrid_model.tfenv import load_tensorflow
+
+    tf = load_tensorflow()
 
     try:
         if settings.tf_intra_threads:

@@ -1,3 +1,4 @@
+import os
 import subprocess
 import sys
 
@@ -31,3 +32,18 @@ def test_invalid_setting_is_one_clean_line(monkeypatch, capsys):
         get_settings.cache_clear()
     err = capsys.readouterr().err
     assert "HEMOSCAN_DATABASE_URL" in err and "Traceback" not in err
+
+
+def test_scan_of_a_missing_folder_fails_before_loading_the_model(tmp_path):
+    """The argument is checked first: a clear one-line error, and TensorFlow never imported."""
+    code = (
+        "import sys; from hemoscan.cli import main; "
+        "rc = main(['scan', '/missing/folder']); "
+        "assert 'tensorflow' not in sys.modules, 'tensorflow imported'; sys.exit(rc)"
+    )
+    env = {**os.environ, "HEMOSCAN_DATA_DIR": str(tmp_path)}
+    env = {k: v for k, v in env.items() if k not in ("HEMOSCAN_BROKER_URL",)}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert out.returncode == 1, out.stderr
+    assert "source folder does not exist: /missing/folder" in out.stderr
+    assert "Traceback" not in out.stderr
