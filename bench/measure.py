@@ -279,7 +279,7 @@ def raw(ctx: Context, sizes: list[int] | None = None, key: str = "raw") -> None:
     seconds = 4.0 if ctx.quick else 12.0
     out: dict[str, Any] = {}
     for size in sizes:
-        cam = GradCam(loaded.model, batch_size=size)
+        cam = GradCam(loaded.model, model_batch=size)
         batch = images[:size]
         cam(batch)
         cam(batch)
@@ -536,7 +536,7 @@ def worker_cpu(ctx: Context, n_images: int) -> None:
     raw_cpu = ctx.report.get("raw", {}).get("by_batch", {})
     model_cpu = None
     if raw_cpu:
-        model_cpu = raw_cpu.get(f"batch_{rt.micro_batch}", {}).get("cpu_ms_per_image")
+        model_cpu = raw_cpu.get(f"batch_{rt.model_batch}", {}).get("cpu_ms_per_image")
     ctx.report["worker_cpu"] = {
         "images": n,
         "stages_cpu_ms_per_image": per_image,
@@ -549,7 +549,7 @@ def worker_cpu(ctx: Context, n_images: int) -> None:
         "task_thread_cpu_ms_per_image": round(task_thread * 1000 / n, 2),
         "images_per_s_in_process": round(n / wall, 2),
         "model_wall_share": round(model_wall[0] / wall, 3),
-        "micro_batch": rt.micro_batch,
+        "model_batch": rt.model_batch,
         "traces": int(gradcam._compute.experimental_get_tracing_count()),
         "load": load_average(),
         "method": "time.thread_time() around each stage in every thread (I/O pool and task "

@@ -58,7 +58,7 @@ def _images_and_maps(n: int = 16) -> tuple[Any, Any]:
     files = phantoms(n)
     images = np.stack([decode(f.read_bytes(), f.name) for f in files])
     loaded = load_model(model_path()[0])
-    _, maps = GradCam(loaded.model, batch_size=n)(images)
+    _, maps = GradCam(loaded.model, model_batch=n)(images)
     return images, maps
 
 

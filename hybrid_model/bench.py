@@ -55,7 +55,7 @@ def run_bench(
         images = rng.random((batch, size, size, 3), dtype=np.float32)
         spec = tf.TensorSpec((batch, size, size, 3), tf.float32)
         forward_fn = tf.function(lambda x: model(x, training=False), input_signature=[spec])
-        cam = GradCam(model, batch_size=batch)
+        cam = GradCam(model, model_batch=batch)
         forward, with_cam, ratio, calls = _paired_rates(
             lambda x, f=forward_fn: f(x).numpy(), cam, images, seconds
         )

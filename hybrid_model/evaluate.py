@@ -50,7 +50,7 @@ def evaluate(
 
     loaded = load_model(model_path or DEMO_MODEL_PATH)
     data = load_labelled(data_dir, loaded.input_size)
-    cam = GradCam(loaded.model, batch_size=batch_size)
+    cam = GradCam(loaded.model, model_batch=batch_size)
     threshold = loaded.threshold
     probs = np.zeros(len(data.labels), np.float32)
     hits = slices = 0

@@ -104,14 +104,15 @@ class GradCam:
     Args:
         model: a Keras model with a single sigmoid output.
         layer_name: the activation to explain (``last_conv`` in ``network.build_model``).
-        batch_size: when given, every call runs on batches of exactly this size (the last one
-            zero-padded, results sliced back), so the tf.function is traced once, ever.
+        model_batch: when given, every call runs on batches of exactly this size (the last one
+            zero-padded, results sliced back), so the tf.function is traced once, ever (the
+            worker's HEMOSCAN_MODEL_BATCH).
     """
 
-    def __init__(self, model, layer_name: str = "last_conv", batch_size: int | None = None):
+    def __init__(self, model, layer_name: str = "last_conv", model_batch: int | None = None):
         import tensorflow as tf
 
-        self.batch_size = batch_size
+        self.model_batch = model_batch
         self.input_shape = tuple(int(d) for d in model.input_shape[1:])
         self._grad_model = gradcam_model(model, layer_name)
         h, w = (int(d) for d in self._grad_model.outputs[0].shape[1:3])
@@ -120,7 +121,7 @@ class GradCam:
         # at batch 32 in the TF profiler).
         self._rows = tf.constant(bilinear_matrix(h, self.input_shape[0]))
         self._cols = tf.constant(bilinear_matrix(w, self.input_shape[1]))
-        spec = tf.TensorSpec((batch_size, *self.input_shape), tf.float32)
+        spec = tf.TensorSpec((model_batch, *self.input_shape), tf.float32)
         self._compute = tf.function(self._maps, input_signature=[spec], reduce_retracing=True)
 
     def _maps(self, images):
@@ -142,15 +143,15 @@ class GradCam:
         n = images.shape[0]
         if n == 0:
             return np.zeros((0,), np.float32), np.zeros((0, *self.input_shape[:2]), np.float32)
-        if self.batch_size is None:
+        if self.model_batch is None:
             probs, maps = self._compute(images)
             return probs.numpy(), maps.numpy()
         probs_out, maps_out = [], []
-        for start in range(0, n, self.batch_size):
-            chunk = images[start : start + self.batch_size]
+        for start in range(0, n, self.model_batch):
+            chunk = images[start : start + self.model_batch]
             real = chunk.shape[0]
-            if real < self.batch_size:
-                pad = np.zeros((self.batch_size - real, *chunk.shape[1:]), np.float32)
+            if real < self.model_batch:
+                pad = np.zeros((self.model_batch - real, *chunk.shape[1:]), np.float32)
                 chunk = np.concatenate([chunk, pad])
             probs, maps = self._compute(chunk)
             probs_out.append(probs.numpy()[:real])

@@ -233,7 +233,7 @@ def guided_fine_tune(
     step = make_train_step(model, optimizer, cam_weight, temperature, layer)
     result = GuidanceResult()
     # One GradCam for every validation pass: it reads the live weights, so it is traced once.
-    cam = GradCam(model, layer_name=layer, batch_size=batch_size)
+    cam = GradCam(model, layer_name=layer, model_batch=batch_size)
     val_args = (cam, images[val_idx], labels[val_idx], masks[val_idx], batch_size, pointing_subset)
     auc, pointing = validation_scores(model, *val_args)
     log.info("before guidance: validation ROC AUC %.4f, pointing game %.3f", auc, pointing)

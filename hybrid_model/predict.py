@@ -103,7 +103,7 @@ def predict_paths(
     loaded = load_model(model_path or DEMO_MODEL_PATH)
     size = loaded.input_size
     cut = loaded.threshold if threshold is None else float(threshold)
-    cam = GradCam(loaded.model, batch_size=batch_size)
+    cam = GradCam(loaded.model, model_batch=batch_size)
     out_dir = Path(heatmap_dir) if heatmap_dir else None
     if out_dir:
         out_dir.mkdir(parents=True, exist_ok=True)

@@ -145,7 +145,7 @@ def _write_heatmaps(
 READ_AHEAD = 2
 
 
-def _micro_batches(n: int, size: int) -> list[range]:
+def _model_calls(n: int, size: int) -> list[range]:
     return [range(start, min(start + size, n)) for start in range(0, n, size)]
 
 
@@ -158,8 +158,8 @@ def process_batch(
 ) -> dict[str, Any]:
     """Score one batch of object keys of a job; returns a small summary for the task.
 
-    The batch runs as a short pipeline of micro-batches (``rt.micro_batch`` images, a fixed
-    shape, so the compiled model call is traced once): while the model runs on one micro-batch
+    The batch runs as a short pipeline of model calls (``rt.model_batch`` images, a fixed
+    shape, so the compiled model call is traced once): while the model runs on one call
     (TensorFlow releases the GIL), the I/O threads fetch and decode the next ones and render and
     upload the heatmaps of the previous ones. Every heatmap is written before the ONE
     transaction that records the batch's rows, and the task returns only after that commit.
@@ -189,7 +189,7 @@ def process_batch(
     full = rt.settings.log_keys
     options = decode_options(rt.settings)
     items = [Item(key=k, scan_id=ids[k], shown=shown_key(k, full)) for k in keys if k not in done]
-    parts = _micro_batches(len(items), rt.micro_batch or rt.settings.batch_size)
+    parts = _model_calls(len(items), rt.model_batch or rt.settings.batch_size)
     # Fetches are queued (FIFO) READ_AHEAD model calls ahead of the model, so the threads run
     # ahead of it while a task of many calls holds at most that many calls' decoded images;
     # the heatmap writes queued after each call interleave with the fetches still waiting.

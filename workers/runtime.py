@@ -93,7 +93,7 @@ class Runtime:
     sessions: sessionmaker[Session]
     output: ObjectStore
     pool: ThreadPoolExecutor
-    micro_batch: int = 0  # images per model call (0: the batch size); see micro_batch_size()
+    model_batch: int = 0  # images per model call (0: the batch size); see model_batch_size()
     hostname: str = field(default_factory=socket.gethostname)
     _stores: dict[str, ObjectStore] = field(default_factory=dict)
     _jobs: dict[uuid.UUID, JobInfo] = field(default_factory=dict)
@@ -130,7 +130,7 @@ class Runtime:
         return self._jobs[job_id]
 
 
-def micro_batch_size(settings: Settings) -> int:
+def model_batch_size(settings: Settings) -> int:
     """Images per model call: ``model_batch``, but never more than a task holds.
 
     A task of ``batch_size`` keys then runs as several model calls, and the I/O threads fetch
@@ -161,10 +161,10 @@ def _build(settings: Settings) -> Runtime:
     limit_malloc_arenas()
     configure_tensorflow(settings)
     loaded = load_model(settings.model_path)
-    micro = micro_batch_size(settings)
+    model_batch = model_batch_size(settings)
     # A fixed call shape (GradCam zero-pads to it) means the tf.function is traced once; trace
     # and run it now, so the first real batch pays no warm-up.
-    gradcam = GradCam(loaded.model, batch_size=micro)
+    gradcam = GradCam(loaded.model, model_batch=model_batch)
     import numpy as np
 
     size = int(loaded.input_size)
@@ -174,7 +174,7 @@ def _build(settings: Settings) -> Runtime:
         os.getpid(),
         loaded.note,
         settings.batch_size,
-        micro,
+        model_batch,
         settings.threshold if settings.threshold is not None else loaded.threshold,
     )
     return Runtime(
@@ -184,7 +184,7 @@ def _build(settings: Settings) -> Runtime:
         sessions=session_factory(settings.effective_database_url),
         output=open_store(settings.effective_output_location, settings),
         pool=ThreadPoolExecutor(settings.fetch_threads, thread_name_prefix="hemoscan-io"),
-        micro_batch=micro,
+        model_batch=model_batch,
     )
 
 

@@ -22,7 +22,7 @@ def images() -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def cam(tiny_model) -> GradCam:
-    return GradCam(tiny_model, batch_size=4)
+    return GradCam(tiny_model, model_batch=4)
 
 
 def test_shapes_dtypes_and_range(cam, images):
@@ -50,7 +50,7 @@ def test_batched_equals_one_at_a_time(cam, tiny_model, images):
 
 
 def test_fixed_batch_size_traces_once(tiny_model, images):
-    cam = GradCam(tiny_model, batch_size=4)
+    cam = GradCam(tiny_model, model_batch=4)
     for n in (1, 3, 4, 6):
         assert cam(images[:n])[1].shape[0] == n
     assert cam._compute.experimental_get_tracing_count() == 1
