@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from hemoscan.errors import HemoscanError
@@ -65,9 +65,14 @@ def register_and_select(
     rows: Sequence[dict[str, Any]],
     rescore: bool,
 ) -> list[str]:
-    """Insert scan rows for a chunk of the listing; return the keys that still need scoring."""
+    """Insert scan rows for a chunk of the listing; return the keys that still need scoring.
+
+    An object whose ETag (or size) changed since it was listed is new content: its stored
+    result describes bytes that no longer exist, so it is dropped and the key is pending again.
+    """
     results.add_scans(session, job_id, rows)
     keys = [r["object_key"] for r in rows]
+    forget_changed(session, job_id, rows)
     if rescore:
         return keys
     pending: list[str] = []
@@ -83,6 +88,40 @@ def register_and_select(
         pending.extend(session.scalars(query))
     order = {k: i for i, k in enumerate(keys)}
     return sorted(pending, key=order.__getitem__)
+
+
+def forget_changed(
+    session: Session, job_id: uuid.UUID, rows: Sequence[dict[str, Any]]
+) -> list[str]:
+    """Keys of ``rows`` whose listed ETag or size differs from the stored one: their scan rows
+    take the new values and their results are deleted (they are scored again). Rows the
+    listing gives no ETag and no size for (a manifest) are never taken as changed."""
+    listed = {
+        r["object_key"]: (r.get("etag"), r.get("size"))
+        for r in rows
+        if r.get("etag") is not None or r.get("size") is not None
+    }
+    changed: dict[int, str] = {}
+    keys = list(listed)
+    for start in range(0, len(keys), 500):
+        part = keys[start : start + 500]
+        query = select(Scan.id, Scan.object_key, Scan.etag, Scan.size).where(
+            Scan.job_id == job_id, Scan.object_key.in_(part)
+        )
+        for sid, key, etag, size in session.execute(query):
+            new_etag, new_size = listed[key]
+            if (new_etag is not None and etag is not None and new_etag != etag) or (
+                new_size is not None and size is not None and new_size != size
+            ):
+                changed[sid] = key
+                session.execute(
+                    update(Scan).where(Scan.id == sid).values(etag=new_etag, size=new_size)
+                )
+    if changed:
+        ids = list(changed)
+        session.execute(delete(Prediction).where(Prediction.scan_id.in_(ids)))
+        session.execute(delete(Failure).where(Failure.scan_id.in_(ids)))
+    return list(changed.values())
 
 
 def start_pass(session: Session, job: Job) -> int:

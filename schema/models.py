@@ -148,6 +148,9 @@ class Prediction(Base):
     # Decode notes a reader should know, e.g. ["no_rescale"] (hybrid_model.preprocess.Decoded).
     flags: Mapped[list[str] | None] = mapped_column(JSON, default=list)
     pass_number: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    # How many times this row was written: 1 when each image was scored exactly once; a
+    # redelivered batch that scored again, or a rescore, makes it larger (tests read it).
+    writes: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 

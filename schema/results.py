@@ -196,6 +196,7 @@ def record_batch(
             c: stmt.excluded[c] for c in rows[0] if c not in ("scan_id", "job_id")
         }
         updated["updated_at"] = func.now()
+        updated["writes"] = _core(Prediction).c.writes + 1
         stmt = stmt.on_conflict_do_update(index_elements=["scan_id"], set_=updated)
         session.execute(stmt.returning(_core(Prediction).c.scan_id), rows)  # see add_scans
         scored = [p["scan_id"] for p in plan.predictions]

@@ -73,6 +73,17 @@ class Db:
             ).all()
         return dict(rows)  # type: ignore[arg-type]
 
+    def writes(self, name: str) -> dict[str, int]:
+        """Object key -> how many times its prediction row was written (1: scored once)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(Scan.object_key, Prediction.writes)
+                .join(Prediction, Prediction.scan_id == Scan.id)
+                .join(Job, Job.id == Scan.job_id)
+                .where(Job.name == name)
+            ).all()
+        return {key: int(value) for key, value in rows}
+
     def passes(self, name: str) -> dict[str, int]:
         """Object key -> the pass its prediction was computed in."""
         with self.engine.connect() as conn:

@@ -163,3 +163,47 @@ def test_done_in_pass_counts_scores_and_permanent_failures_only(sessions):
         )
         assert results.done_in_pass(session, job_id, ["a", "b", "c", "d"], 1) == {"a", "b"}
         assert results.done_in_pass(session, job_id, ["a", "b", "c", "d"], 2) == set()
+
+
+def test_writes_counts_every_time_a_prediction_row_is_written(sessions):
+    """The exactly-once checks read this: a second scoring of the same image shows as 2."""
+    from schema.models import Prediction
+
+    job_id, ids = _job_with_scans(sessions, "writes", ["a", "b"])
+    with sessions.begin() as session:
+        results.record_batch(session, job_id, [_prediction(i) for i in ids.values()], [], 1)
+    with sessions.begin() as session:
+        results.record_batch(session, job_id, [_prediction(ids["a"], 0.75)], [], 1)
+    with sessions() as session:
+        writes = dict(session.execute(select(Prediction.scan_id, Prediction.writes)).all())
+    assert writes[ids["a"]] == 2 and writes[ids["b"]] == 1
+
+
+def test_a_changed_object_is_scored_again(sessions):
+    """An object listed with another ETag than when it was scored: its result is dropped and
+    the key is pending again; unchanged and manifest keys (no ETag) keep theirs."""
+    rows = [
+        {"object_key": "same", "etag": "e1", "size": 10},
+        {"object_key": "changed", "etag": "e1", "size": 10},
+        {"object_key": "manifest"},
+    ]
+    with sessions.begin() as session:
+        job, _ = jobs.open_job(session, "etag", "s3://b/p", {}, "v")
+        job_id = job.id
+        results.add_scans(session, job_id, rows)
+        ids = results.scan_ids(session, job_id, [r["object_key"] for r in rows])
+        results.record_batch(session, job_id, [_prediction(i) for i in ids.values()], [], 1)
+    relisted = [
+        {"object_key": "same", "etag": "e1", "size": 10},
+        {"object_key": "changed", "etag": "e2", "size": 12},
+        {"object_key": "manifest"},
+    ]
+    with sessions.begin() as session:
+        pending = jobs.register_and_select(session, job_id, relisted, rescore=False)
+    assert pending == ["changed"]
+    with sessions() as session:
+        stored = dict(
+            session.execute(select(Scan.object_key, Scan.etag).where(Scan.job_id == job_id)).all()
+        )
+    assert stored == {"same": "e1", "changed": "e2", "manifest": None}
+    assert set(_rows(sessions, job_id)[0]) == {ids["same"], ids["manifest"]}
