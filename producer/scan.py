@@ -13,7 +13,6 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
@@ -21,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from hemoscan.errors import ConfigurationError
 from hemoscan.settings import Settings
 from hemoscan.storage import open_store
+from producer.plan import ScanPlan, check_plan
 from producer.senders import BrokerSender, Sender
 from producer.sources import SourceItem, iter_listing, iter_manifest
 from schema import jobs
@@ -28,16 +28,6 @@ from schema import jobs
 log = logging.getLogger(__name__)
 
 CHUNK = 2000  # listing entries registered per database round trip
-
-
-@dataclass
-class ScanPlan:
-    source: str
-    job_name: str | None = None
-    batch_size: int | None = None
-    pattern: str | None = None
-    manifest: Path | None = None
-    rescore: bool = False
 
 
 @dataclass
@@ -61,25 +51,6 @@ def _chunks(items: Iterable[SourceItem], size: int) -> Iterator[list[SourceItem]
             chunk = []
     if chunk:
         yield chunk
-
-
-def normalise_source(source: str) -> str:
-    if source.startswith("s3://"):
-        return source.rstrip("/")
-    path = Path(source.removeprefix("file://")).expanduser()
-    if not path.is_dir():
-        raise ConfigurationError(f"source folder does not exist: {path}")
-    return str(path.resolve())
-
-
-def check_plan(plan: ScanPlan, settings: Settings) -> str:
-    """Validate a plan's arguments without touching the model or the queue; returns the
-    normalised source. Raises ``ConfigurationError`` (or ``ManifestError``) naming the problem."""
-    source = normalise_source(plan.source)
-    open_store(source, settings)
-    if plan.manifest is not None and not Path(plan.manifest).is_file():
-        raise ConfigurationError(f"manifest does not exist: {plan.manifest}")
-    return source
 
 
 def run_scan(

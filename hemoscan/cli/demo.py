@@ -50,7 +50,7 @@ def build_archive(out: Path, count: int, seed: int) -> Path:
 def run_demo(settings: Settings, count: int, seed: int, out: Path | None, console: Console) -> int:
     from hemoscan.cli.progress import scan_with_progress
     from hemoscan.reporting.report import print_status
-    from producer.scan import ScanPlan
+    from producer.plan import ScanPlan
     from schema.db import session_factory
 
     if settings.distributed:

@@ -20,7 +20,8 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from hemoscan.settings import Settings
-from producer.scan import ScanOutcome, ScanPlan, check_plan, run_scan
+from producer.plan import ScanPlan, check_plan
+from producer.scan import ScanOutcome, run_scan
 from schema import reports, results
 from schema.models import Job
 from schema.results import Progress as JobProgress

@@ -110,8 +110,7 @@ def _sessions():  # type: ignore[no-untyped-def]
 
 
 def _scan(args: argparse.Namespace) -> int:
-    from hemoscan.cli.progress import scan_with_progress
-    from producer.scan import ScanPlan
+    from producer.plan import ScanPlan, check_plan
 
     plan = ScanPlan(
         source=args.source,
@@ -121,6 +120,9 @@ def _scan(args: argparse.Namespace) -> int:
         manifest=args.manifest,
         rescore=args.rescore,
     )
+    check_plan(plan, get_settings())  # a missing folder fails here, before anything loads
+    from hemoscan.cli.progress import scan_with_progress
+
     outcome, state = scan_with_progress(get_settings(), plan, console, wait=args.wait)
     if state is not None and state.failed:
         console.print(
