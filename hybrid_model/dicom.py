@@ -152,12 +152,15 @@ def _padding_mask(raw: np.ndarray, ds: Any, module: PixelModule) -> np.ndarray |
 
 
 def _rescale(ds: Any, name: str) -> tuple[float, float, bool]:
-    """(slope, intercept, complete): a missing or empty element counts as identity."""
+    """(slope, intercept, complete): a missing or empty element counts as identity, and so does
+    a zero slope (it would flatten the slice); either leaves the rescale incomplete, which the
+    caller flags ``no_rescale``."""
     slope_value, intercept_value = ds.get("RescaleSlope", None), ds.get("RescaleIntercept", None)
     complete = slope_value not in (None, "") and intercept_value not in (None, "")
     try:
-        # A zero slope would flatten the slice; it is as invalid as a missing one.
         slope, intercept = float(slope_value or 1), float(intercept_value or 0)
+        if float(slope_value or 1) == 0.0:
+            slope, complete = 1.0, False
     except (TypeError, ValueError) as exc:  # multi-valued or malformed
         raise UnreadableImage(f"{name}: RescaleSlope/RescaleIntercept is not a number") from exc
     if not (math.isfinite(slope) and math.isfinite(intercept)):
@@ -214,10 +217,3 @@ def decode_dicom(
                 f"header says {module.rows}x{module.columns}"
             )
         return to_hu(raw, ds, module, name)
-
-
-def decode_dicom_hu(
-    data: bytes, name: str, *, max_pixels: int, allow_non_ct: bool = False
-) -> np.ndarray:
-    """Single-frame DICOM bytes -> float32 HxW Hounsfield units (``decode_dicom(...).hu``)."""
-    return decode_dicom(data, name, max_pixels=max_pixels, allow_non_ct=allow_non_ct).hu

@@ -11,8 +11,8 @@ Per positive slice, with A the ``last_conv`` activations (h x w x C):
 - alpha_k = spatial mean of d(logit)/dA_k (Grad-CAM's channel weights), computed by an inner
   gradient tape INSIDE the training tape, so the loss is differentiated through alpha too
   (second order, through the LSTM and GRU): training can change which channels the head
-  weighs, not only where the channels fire. On the demo model a step costs the same as the
-  first-order version (0.71 vs 0.74 s per batch of 32 on 2 cores);
+  weighs, not only where the channels fire; on the demo model a step costs about the same as
+  the first-order version;
 - cam = ReLU(sum_k alpha_k A_k), the served map at ``last_conv`` resolution;
 - p = softmax(temperature x cam / max cam) over the h x w cells (the maximum held constant): a
   soft version of "where the peak is";
@@ -31,24 +31,12 @@ every weight, BatchNorm's scale and offset included, learns. Augmentation: rando
 vertical flips (exact pixel permutations, applied to image and mask together) and intensity
 jitter; no rotation, shift or zoom, whose resampling would blur images that are never blurred at
 inference. The epoch kept is the best by 3 x validation ROC AUC + validation pointing game
-(a 0.01 loss of AUC must buy at least 0.03 of pointing game).
+(a 0.01 loss of AUC must buy more than 0.03 of pointing game).
 
-What was measured on the demo model (validation pointing game 0.59 before, 3000 phantoms):
-
-- this loss, ``cam_weight`` 0.25, learning rate 2e-4: 0.95 after one epoch, 0.97 after three,
-  validation ROC AUC 0.96 -> 0.99 (scripts/train_demo.sh, stage 3);
-- the same again after the recurrent layers were switched to 8 row bands (stage 4, fresh
-  phantoms): 0.950 before, 0.985 at the epoch kept, ROC AUC 0.9956 -> 0.9980; a step now takes
-  0.34 to 0.37 s per batch of 32 (8 recurrent steps instead of 64, and no dense gradient at
-  ``last_conv``: see ``gradcam.gradcam_model``);
-- the same with ``cam_weight`` 1.0: pointing 0.83 after one epoch but ROC AUC 0.66 (the head
-  gave up classifying to point);
-- first order (alpha held constant by ``stop_gradient``), softmax term only: best 0.84 after two
-  epochs, then 0.77, 0.81, 0.59; continuing from there (four variants: the map before the ReLU,
-  the hinge, these targets, the head frozen) only lowered it, to 0.52-0.74;
-- a training-only mask head on ``last_conv`` plus a penalty on activation outside the lesion
-  (the first attempt): the head learned the lesions, the classifier's pointing game fell from
-  0.54 to 0.30 (the classifier did not have to use those channels). Removed.
+The default ``cam_weight`` 0.25 and learning rate 2e-4 are the values the demo weights were
+fine-tuned with (scripts/train_demo.sh, stages 3 and 4). What each variant of this loss measured,
+the ones not kept included (first order, the softmax term alone, a larger ``cam_weight``, a
+frozen head, a training-only mask head): docs/experiments.md, "Grad-CAM guidance loss variants".
 """
 
 from __future__ import annotations

@@ -278,15 +278,6 @@ def default_pool() -> HelperPool:
         return _pool
 
 
-def shutdown() -> None:
-    """Stop the shared pool's helpers (a later decode starts new ones)."""
-    global _pool
-    with _pool_lock:
-        old, _pool = _pool, None
-    if old is not None:
-        old.close()
-
-
 def reset_after_fork() -> None:
     """Forget the parent's helpers in a forked child; the child starts its own on first use."""
     global _pool, _pool_lock

@@ -35,7 +35,6 @@ _MIN_TISSUE_FRACTION = 0.05
 _MAX_PLATEAU_FRACTION = 0.01
 
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-_JPEG_MAGIC = b"\xff\xd8\xff"
 # JPEG start-of-frame markers: C0..CF except DHT (C4), JPG (C8) and DAC (CC) (ITU T.81, B.1.1.3).
 _JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 

@@ -37,7 +37,8 @@ def _augmenter(seed: int):
     import keras
     from keras import layers
 
-    # Heads are shown in any position and orientation by the phantoms; fill with 0 = air.
+    # Heads lie at varied positions, sizes and rotations (as in the phantoms); fill with 0: black
+    # in every window, as air is.
     return keras.Sequential(
         [
             layers.RandomFlip("horizontal_and_vertical", seed=seed),

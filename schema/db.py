@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event, text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
-
-from hemoscan.errors import ConfigurationError
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
@@ -60,22 +56,6 @@ def forget_engines(close: bool = True) -> None:
 
 def session_factory(url: str) -> sessionmaker[Session]:
     return sessionmaker(bind=engine_for(url), expire_on_commit=False)
-
-
-def wait_for_database(url: str, attempts: int = 30, delay: float = 1.0) -> None:
-    """Bounded wait for the database to answer (start-up ordering in deployments)."""
-    engine = engine_for(url)
-    for attempt in range(1, attempts + 1):
-        try:
-            with engine.connect() as conn:
-                conn.execute(text("SELECT 1"))
-            return
-        except OperationalError as exc:
-            if attempt == attempts:
-                raise ConfigurationError(
-                    f"database not reachable after {attempts} attempts: {exc.orig}"
-                ) from exc
-            time.sleep(delay)
 
 
 def alembic_config(url: str):  # type: ignore[no-untyped-def]

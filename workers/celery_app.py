@@ -26,7 +26,7 @@ def make_celery(settings: Settings) -> Celery:
         task_ignore_result=True,
         result_backend=None,
         # At-least-once delivery: a batch is acknowledged only after its rows are committed,
-        # and a batch whose worker process died is handed to another worker.
+        # and a batch whose worker process died is requeued (delivered again to any worker).
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
@@ -41,8 +41,10 @@ def make_celery(settings: Settings) -> Celery:
         worker_send_task_events=True,
         task_send_sent_event=True,
         task_track_started=True,
-        # One batch of 256x256 images is a few MB of memory churn; recycling a process after
-        # many batches bounds any slow leak in third-party code without reloading often.
+        # Pool processes are never recycled (None, Celery's default): each one loads TensorFlow
+        # and the model, which a replacement would pay again, and a process's memory stays flat
+        # without it (at most 2 malloc arenas, malloc_trim after every batch: workers.runtime;
+        # the RSS over 5,000 images is in bench/README.md).
         worker_max_tasks_per_child=None,
         # A pool process loads TensorFlow and the model before it reports "up"; Celery's
         # default 4 s is far too short for that and would kill every replacement process in a

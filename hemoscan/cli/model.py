@@ -1,7 +1,7 @@
 """``hemoscan`` sub-commands for the model: phantoms, train, evaluate, predict, model-bench.
 
 Registration imports nothing heavy: TensorFlow is imported inside the handlers only (see
-hemoscan/cli.py for why).
+hemoscan/cli/__init__.py for why).
 """
 
 from __future__ import annotations
@@ -11,8 +11,6 @@ import json
 from pathlib import Path
 
 from hemoscan.errors import HemoscanError
-
-PHANTOM_NOTE = "phantom-trained weights: NOT clinically valid, research use only"
 
 
 class ModelCommandError(HemoscanError):

@@ -138,6 +138,15 @@ def test_only_intercept_missing_is_also_no_rescale():
     assert _hu(ds)[1] == ("no_rescale",)
 
 
+def test_a_zero_slope_is_identity_and_flagged():
+    """A zero slope would flatten the slice to its intercept: read as 1, and flagged."""
+    ds = make_dicom(np.array([[-1000.0, 40.0]], np.float32), intercept=0.0, slope=1.0)
+    ds.RescaleSlope = 0
+    out, flags = _hu(ds)
+    np.testing.assert_array_equal(out, [[-1000.0, 40.0]])
+    assert flags == ("no_rescale",)
+
+
 @pytest.mark.parametrize("slope", ["NaN", "1e308", "inf"])
 def test_non_finite_rescale_is_unreadable(slope):
     ds = make_dicom(np.array([[-1000.0, 40.0]], np.float32))
