@@ -159,8 +159,8 @@ def _rescale(ds: Any, name: str) -> tuple[float, float, bool]:
     complete = slope_value not in (None, "") and intercept_value not in (None, "")
     try:
         slope, intercept = float(slope_value or 1), float(intercept_value or 0)
-        if float(slope_value or 1) == 0.0:
-            slope, complete = 1.0, False
+        if slope_value not in (None, "") and float(slope_value) == 0.0:
+            complete = False  # read as 1 above (``0 or 1``)
     except (TypeError, ValueError) as exc:  # multi-valued or malformed
         raise UnreadableImage(f"{name}: RescaleSlope/RescaleIntercept is not a number") from exc
     if not (math.isfinite(slope) and math.isfinite(intercept)):
