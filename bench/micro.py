@@ -17,14 +17,10 @@ import sys
 import time
 from collections.abc import Callable
 from functools import partial
-from pathlib import Path
 from typing import Any
 
-from bench.pipeline_bench import BUCKET, DB_URL, REDIS_URL, S3_URL, SCRATCH, load_average, phantoms
-
-os.environ.setdefault("AWS_ACCESS_KEY_ID", "hemoscan")
-os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "hemoscan-secret")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from bench.harness import BUCKET, DB_URL, REDIS_URL, S3_URL, load_average, model_path, phantoms
+from bench.procstat import pids_named, processes_cpu
 
 
 def _get_body(client: Any, key: str) -> bytes:
@@ -50,7 +46,6 @@ def _rounds(variants: dict[str, Callable[[], Any]], rounds: int, calls: int) -> 
 def _images_and_maps(n: int = 16) -> tuple[Any, Any]:
     import numpy as np
 
-    from bench.pipeline_bench import model_path
     from hybrid_model.gradcam import GradCam
     from hybrid_model.io import load_model
     from hybrid_model.preprocess import decode
@@ -134,27 +129,6 @@ def render() -> dict[str, Any]:
 # --- s3 --------------------------------------------------------------------------------------
 
 
-def _weed_pids() -> list[int]:
-    pids = []
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            try:
-                if (proc / "comm").read_text().startswith("weed"):
-                    pids.append(int(proc.name))
-            except OSError:
-                pass
-    return pids
-
-
-def _proc_cpu(pids: list[int]) -> float:
-    tick = os.sysconf("SC_CLK_TCK")
-    total = 0.0
-    for pid in pids:
-        rest = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        total += (int(rest[11]) + int(rest[12])) / tick
-    return total
-
-
 def _client(expect: bool = True, **config: Any):  # type: ignore[no-untyped-def]
     import boto3
     from botocore.config import Config
@@ -170,10 +144,10 @@ def _client(expect: bool = True, **config: Any):  # type: ignore[no-untyped-def]
 
 def s3() -> dict[str, Any]:
     from hemoscan.settings import load_settings
-    from hemoscan.storage import S3Store, open_store
+    from hemoscan.storage import S3Store
 
     settings = load_settings(s3_endpoint_url=S3_URL)
-    open_store(f"s3://{BUCKET}", settings).create_bucket()  # type: ignore[attr-defined]
+    S3Store(BUCKET, "", settings).create_bucket()
     files = phantoms(16)
     source = files[0].read_bytes()
     png = os.urandom(60_000)
@@ -212,17 +186,17 @@ def s3() -> dict[str, Any]:
     store = S3Store(BUCKET, "micro", settings)
     variants["S3Store.get (as committed now)"] = lambda: store.get("source.dcm")
     variants["S3Store.put 60 kB (as committed now)"] = lambda: store.put("o.png", png, "image/png")
-    weed = _weed_pids()
+    weed = pids_named("weed")
     # SeaweedFS CPU per request, measured around the same loops.
     server: dict[str, float] = {}
     cpu: dict[str, float] = {}
     for _ in range(3):
         for name, fn in variants.items():
-            s0, t0 = _proc_cpu(weed), time.thread_time()
+            s0, t0 = processes_cpu(weed), time.thread_time()
             for _ in range(100):
                 fn()
             ms = (time.thread_time() - t0) * 10
-            sv = (_proc_cpu(weed) - s0) * 10
+            sv = (processes_cpu(weed) - s0) * 10
             cpu[name] = round(min(cpu.get(name, ms), ms), 3)
             server[name] = round(min(server.get(name, sv), sv), 3)
     return {
@@ -233,6 +207,35 @@ def s3() -> dict[str, Any]:
 
 
 # --- producer ------------------------------------------------------------------------------
+
+
+class _EventlessSender:
+    """``BrokerSender.send``'s one ``send_task`` (same task, arguments, header), from an app
+    whose task-sent event is off: the product's sender has no such switch (``make_celery``
+    turns the event on for Flower), so the "off" variant is built here from public parts."""
+
+    in_process = False
+
+    def __init__(self, settings: Any) -> None:
+        from workers.celery_app import SCORE_BATCH, make_celery
+
+        self.task, self.queue = SCORE_BATCH, settings.queue
+        self.app = make_celery(settings)
+        self.app.conf.task_send_sent_event = False
+        self.connection = self.app.connection_for_write()
+        self.producer = self.app.amqp.Producer(self.connection)
+
+    def send(self, job_id: str, keys: list[str], pass_number: int) -> None:
+        self.app.send_task(
+            self.task,
+            args=[job_id, list(keys), pass_number],
+            queue=self.queue,
+            producer=self.producer,
+            headers={"hemoscan_sent_at": time.time()},
+        )
+
+    def close(self) -> None:
+        self.connection.release()
 
 
 def producer(n_keys: int = 100_000, chunk: int = 2000) -> dict[str, Any]:
@@ -280,8 +283,7 @@ def producer(n_keys: int = 100_000, chunk: int = 2000) -> dict[str, Any]:
         for _ in range(2):
             for per_task in (32, 128):
                 for event in (True, False):
-                    sender = BrokerSender(settings)
-                    sender._app.conf.task_send_sent_event = event
+                    sender = BrokerSender(settings) if event else _EventlessSender(settings)
                     t0 = time.perf_counter()
                     for start in range(0, n_send, per_task):
                         sender.send(job, keys[start : start + per_task], 1)
@@ -313,5 +315,3 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
-
-__all__ = ["DB_URL", "REDIS_URL", "SCRATCH"]

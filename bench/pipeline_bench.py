@@ -16,89 +16,29 @@ Plus: worker CPU ms per image outside the model call (thread CPU time per stage)
 RSS after 100 and after ``--long`` images, producer keys/s and peak memory for a 100k-key
 manifest (messages to a throwaway queue, deleted after), and record_batch rows/s.
 
-Prints a table and writes every figure to bench/results/pipeline-<time>.json.
+Prints a table and writes every figure to bench/results/pipeline-<time>.json. This module
+only runs the steps: the shared set-up is bench/harness.py and bench/services.py, and each
+figure is measured by its own module (bench/README.md: "Layout").
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import sys
 import time
-import uuid
+from collections.abc import Callable
 from pathlib import Path
 
-from hybrid_model.bench import load_average
-
-ROOT = Path(__file__).resolve().parents[1]
-SCRATCH = ROOT / ".scratch" / "bench"
-RESULTS = ROOT / "bench" / "results"
-BUCKET = "hemoscan-bench"
-REDIS_URL = os.environ.get("HEMOSCAN_BENCH_REDIS", "redis://127.0.0.1:6379/0")
-DB_URL = os.environ.get(
-    "HEMOSCAN_BENCH_DATABASE_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
+from bench import baseline, database, distributed, embedded, producer_rate, raw, stages, summary
+from bench.harness import (
+    SCRATCH,
+    Context,
+    load_average,
+    log,
+    machine_info,
+    model_path,
+    phantoms,
+    write_report,
 )
-S3_URL = os.environ.get("HEMOSCAN_BENCH_S3", "http://127.0.0.1:8333")
-
-
-def log(message: str) -> None:
-    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-def model_path() -> tuple[Path, str]:
-    """The demo model when it is there, else an untrained model of the same architecture."""
-    from hybrid_model.io import DEMO_MODEL_PATH
-
-    if DEMO_MODEL_PATH.is_file():
-        return DEMO_MODEL_PATH, "demo"
-    standin = SCRATCH / "standin-256.keras"
-    if not standin.is_file():
-        from hybrid_model.io import save_model
-        from hybrid_model.network import build_model
-
-        save_model(
-            build_model((256, 256, 3)),
-            standin,
-            {"training_data": "untrained stand-in (bench)", "phantom_trained": True},
-        )
-    return standin, "stand-in: build_model((256, 256, 3)), untrained (demo.keras not committed)"
-
-
-def phantoms(count: int) -> list[Path]:
-    from hybrid_model.phantoms import generate
-
-    folder = SCRATCH / f"phantoms-{count}"
-    files = sorted(p for p in folder.glob("*") if p.suffix in (".dcm", ".png"))
-    if len(files) < count:
-        generate(folder, count=count, seed=11, fmt="mixed", size=256)
-        files = sorted(p for p in folder.glob("*") if p.suffix in (".dcm", ".png"))
-    return files[:count]
-
-
-def base_env(model: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HEMOSCAN_")}
-    env.update(
-        TF_CPP_MIN_LOG_LEVEL="2",
-        AWS_ACCESS_KEY_ID=env.get("AWS_ACCESS_KEY_ID", "hemoscan"),
-        AWS_SECRET_ACCESS_KEY=env.get("AWS_SECRET_ACCESS_KEY", "hemoscan-secret"),
-        HEMOSCAN_MODEL_PATH=str(model),
-        HEMOSCAN_DATA_DIR=str(SCRATCH / "data"),
-    )
-    env.update(extra)
-    return env
-
-
-def dist_env(model: Path, queue: str, **extra: str) -> dict[str, str]:
-    return base_env(
-        model,
-        HEMOSCAN_BROKER_URL=REDIS_URL,
-        HEMOSCAN_DATABASE_URL=DB_URL,
-        HEMOSCAN_S3_ENDPOINT_URL=S3_URL,
-        HEMOSCAN_OUTPUT_LOCATION=f"s3://{BUCKET}/heatmaps",
-        HEMOSCAN_QUEUE=queue,
-        **extra,
-    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -122,7 +62,6 @@ def main(argv: list[str] | None = None) -> int:
     n_naive = args.naive or (64 if quick else 300)
     only = {p for p in args.only.split(",") if p}
 
-    from bench import measure
     from hemoscan.settings import Settings
 
     batch_size = args.batch_size or Settings.model_fields["batch_size"].default
@@ -130,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
 
     SCRATCH.mkdir(parents=True, exist_ok=True)
     model, model_note = model_path()
-    files = phantoms(n_images)
+    machine = machine_info()
     report: dict[str, object] = {
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "quick": quick,
@@ -139,48 +78,41 @@ def main(argv: list[str] | None = None) -> int:
         "batch_size": batch_size,
         "model_batch": model_batch,
         "input_size": 256,
-        "cpus": os.cpu_count(),
+        "cpus": machine["cpus"],
+        "machine": machine,
         "workers": "one worker process, concurrency 1 (as on a 1-GPU node)",
         "load_at_start": load_average(),
     }
-
-    def want(name: str) -> bool:
-        return not only or name in only
-
-    ctx = measure.Context(
+    ctx = Context(
         model=model,
-        files=files,
+        files=phantoms(n_images),
         batch_size=batch_size,
         model_batch=model_batch,
         quick=quick,
         report=report,
     )
-    steps = [
-        ("raw", lambda: measure.raw(ctx)),
-        ("dist", lambda: measure.distributed(ctx, n_images, n_long, n_naive)),
-        ("embedded", lambda: measure.embedded(ctx, n_images)),
-        ("raw", lambda: measure.raw_again(ctx)),
-        ("profile", lambda: measure.worker_cpu(ctx, min(n_images, max(640, 5 * batch_size)))),
-        ("baseline", lambda: measure.baseline(ctx, n_base)),
-        ("producer", lambda: measure.producer(ctx, n_keys)),
-        ("db", lambda: measure.db_writes(ctx)),
+    profile_images = min(n_images, max(640, 5 * batch_size))
+    steps: list[tuple[str, Callable[[], None]]] = [
+        ("raw", lambda: raw.raw(ctx)),
+        ("dist", lambda: distributed.distributed(ctx, n_images, n_long, n_naive)),
+        ("embedded", lambda: embedded.embedded(ctx, n_images)),
+        ("raw", lambda: raw.raw_again(ctx)),
+        ("profile", lambda: stages.worker_cpu(ctx, profile_images)),
+        ("baseline", lambda: baseline.baseline(ctx, n_base)),
+        ("producer", lambda: producer_rate.producer(ctx, n_keys)),
+        ("db", lambda: database.db_writes(ctx)),
     ]
     for name, step in steps:
-        if want(name):
+        if not only or name in only:
             log(f"{name} (load {load_average()})")
             step()
     report["load_at_end"] = load_average()
-    measure.ratios(report)
-    out = args.out or RESULTS / f"pipeline-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2, sort_keys=True, default=str))
-    measure.print_table(report)
+    summary.ratios(report)
+    out = write_report(report, args.out)
+    summary.print_table(report)
     print(f"written: {out}")
     return 0
 
 
 if __name__ == "__main__":
     raise SystemExit(main())
-
-
-__all__ = ["base_env", "dist_env", "log", "load_average", "uuid"]

@@ -6,6 +6,10 @@ bilinear upsampling to the input size; division by the map's maximum plus an eps
 all-zero map stays zero (never NaN). The whole batch goes through ONE gradient tape: each image's
 score depends only on its own activations (BatchNorm runs in inference mode), so the gradient of
 the summed scores with respect to the batched activations is every image's own gradient.
+
+The arithmetic is arranged for cost (channel weights from the gradient at a tiling max pool's
+output, the weighted sum as one einsum, upsampling as two matrix products); what each step
+measured: docs/experiments.md, "Grad-CAM arithmetic".
 """
 
 from __future__ import annotations
@@ -79,7 +83,7 @@ def weighted_activations(view, images):
     cells = float(acts.shape[1] * acts.shape[2])
     alpha = tf.reduce_sum(grads, axis=(1, 2)) / cells  # (N, C): the spatial mean over A
     # One batched matrix-vector product, not alpha * A summed over channels: no N x h x w x C
-    # temporary.
+    # temporary (docs/experiments.md, "Grad-CAM arithmetic").
     return tf.einsum("nhwc,nc->nhw", acts, alpha), score, prob
 
 
@@ -123,6 +127,12 @@ class GradCam:
         self._cols = tf.constant(bilinear_matrix(w, self.input_shape[1]))
         spec = tf.TensorSpec((model_batch, *self.input_shape), tf.float32)
         self._compute = tf.function(self._maps, input_signature=[spec], reduce_retracing=True)
+
+    @property
+    def traces(self) -> int:
+        """How many times the compiled call has been traced so far (1 once called, with
+        ``model_batch`` set: every call has one shape; bench/README.md counts it)."""
+        return int(self._compute.experimental_get_tracing_count())
 
     def _maps(self, images):
         import tensorflow as tf

@@ -7,6 +7,9 @@ Heatmaps are written before the database rows, under keys derived from the job a
 key, so a redelivered batch overwrites the same objects. Keys already done in the message's
 pass are skipped, and a message of a pass older than the job's is dropped (``schema.rules``).
 Logs and failure messages show a key as its hash unless ``HEMOSCAN_LOG_KEYS`` is set.
+
+Timing hook: set ``Runtime.observer`` and every batch that reaches its commit hands it one
+``workers.timing.BatchTimes``.
 """
 
 from __future__ import annotations
@@ -32,6 +35,16 @@ from hybrid_model.preprocess import DecodeOptions, decode_image
 from hybrid_model.render import overlay_png, raw_map_npy
 from schema import results
 from workers.runtime import Runtime, release_free_memory
+from workers.timing import (
+    HEATMAP_OBJECTS,
+    IMAGE_STAGES,
+    BatchTimes,
+    ImageTimes,
+    Stopwatch,
+    cpu_lap,
+    notify,
+    timed_stage,
+)
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +71,22 @@ class Item:
     message: str | None = None
     transient: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    # Thread CPU ms per stage, by stage name: a dict only while an observer watches the batch.
+    cpu_ms: dict[str, float] | None = None
+
+
+def image_times(item: Item) -> ImageTimes:
+    """The observer's record of one scored item, from its ``timings`` and ``cpu_ms``."""
+    cpu = item.cpu_ms or {}
+    wall = {stage: item.timings.get(f"{stage}_ms", 0.0) for stage in IMAGE_STAGES}
+    written = HEATMAP_OBJECTS if "upload_ms" in item.timings else 0
+    return ImageTimes(
+        scan_id=item.scan_id,
+        key=item.shown,
+        wall_ms=wall,
+        cpu_ms={stage: cpu.get(stage, 0.0) for stage in IMAGE_STAGES},
+        objects_written=written,
+    )
 
 
 def heatmap_keys(job_id: uuid.UUID, object_key: str) -> tuple[str, str]:
@@ -101,12 +130,16 @@ def _fetch(store: ObjectStore, item: Item, max_bytes: int) -> bytes | None:
 
 
 def _load(rt: Runtime, store: ObjectStore, item: Item, options: DecodeOptions) -> Item:
+    cpu = item.cpu_ms
     started = time.perf_counter()
+    cpu_at = time.thread_time() if cpu is not None else 0.0
     data = _fetch(store, item, rt.settings.max_object_bytes)
     if data is None:
         return item
     fetched = time.perf_counter()
     item.timings["fetch_ms"] = (fetched - started) * 1000
+    if cpu is not None:
+        cpu_at = cpu_lap(cpu, "fetch", cpu_at)
     try:
         decoded = decode_image(data, item.shown, size=rt.input_size, options=options)
         item.image, item.flags = decoded.pixels, decoded.flags
@@ -117,6 +150,8 @@ def _load(rt: Runtime, store: ObjectStore, item: Item, options: DecodeOptions) -
         item.reason = "unreadable"
         item.message = f"{item.shown}: the decoder failed on this file ({type(exc).__name__})"
     item.timings["decode_ms"] = (time.perf_counter() - fetched) * 1000
+    if cpu is not None:
+        cpu_lap(cpu, "decode", cpu_at)
     return item
 
 
@@ -128,16 +163,22 @@ def _write_heatmaps(
     if policy is HeatmapPolicy.NONE or (policy is HeatmapPolicy.POSITIVES and not label):
         return None, None
     assert image is not None
+    cpu = item.cpu_ms
     started = time.perf_counter()
+    cpu_at = time.thread_time() if cpu is not None else 0.0
     overlay = overlay_png(image, cam)
     raw = raw_map_npy(cam)
     del image
     encoded = time.perf_counter()
+    if cpu is not None:
+        cpu_at = cpu_lap(cpu, "render", cpu_at)
     overlay_key, raw_key = heatmap_keys(job_id, item.key)
     overlay_uri = rt.output.put(overlay_key, overlay, "image/png")
     raw_uri = rt.output.put(raw_key, raw, "application/octet-stream")
     item.timings["render_ms"] = (encoded - started) * 1000
     item.timings["upload_ms"] = (time.perf_counter() - encoded) * 1000
+    if cpu is not None:
+        cpu_lap(cpu, "upload", cpu_at)
     return overlay_uri, raw_uri
 
 
@@ -163,12 +204,15 @@ def process_batch(
     (TensorFlow releases the GIL), the I/O threads fetch and decode the next ones and render and
     upload the heatmaps of the previous ones. Every heatmap is written before the ONE
     transaction that records the batch's rows, and the task returns only after that commit.
+    ``rt.observer``, when set, then receives the batch's ``BatchTimes`` (not for a stale pass).
     """
     started = time.perf_counter()
+    observer = rt.observer
+    watch = Stopwatch() if observer is not None else None
     job = rt.job(job_id)
     store = rt.store(job.source_uri)
     keys = list(dict.fromkeys(keys))
-    with rt.sessions.begin() as session:
+    with timed_stage(watch, "lookup"), rt.sessions.begin() as session:
         current = results.job_pass(session, job_id)
         pass_number = pass_number or current
         if pass_number < current:
@@ -188,7 +232,11 @@ def process_batch(
 
     full = rt.settings.log_keys
     options = decode_options(rt.settings)
-    items = [Item(key=k, scan_id=ids[k], shown=shown_key(k, full)) for k in keys if k not in done]
+    items = [
+        Item(key=k, scan_id=ids[k], shown=shown_key(k, full), cpu_ms={} if watch else None)
+        for k in keys
+        if k not in done
+    ]
     parts = _model_calls(len(items), rt.model_batch or rt.settings.batch_size)
     # Fetches are queued (FIFO) READ_AHEAD model calls ahead of the model, so the threads run
     # ahead of it while a task of many calls holds at most that many calls' decoded images;
@@ -203,16 +251,18 @@ def process_batch(
 
     fetch_through(READ_AHEAD)
     writes: list[tuple[Item, float, bool, Future[tuple[str | None, str | None]]]] = []
-    model_seconds, model_images = 0.0, 0
+    model_seconds, model_images, model_calls = 0.0, 0, 0
     for call, part in enumerate(parts):
         good = [loaded for loaded in (loads[i].result() for i in part) if loaded.image is not None]
         fetch_through(call + 1 + READ_AHEAD)
         if not good:
             continue
         t0 = time.perf_counter()
-        probs, maps = rt.gradcam(np.stack([it.image for it in good if it.image is not None]))
+        with timed_stage(watch, "model"):
+            probs, maps = rt.gradcam(np.stack([it.image for it in good if it.image is not None]))
         model_seconds += time.perf_counter() - t0
         model_images += len(good)
+        model_calls += 1
         for it, prob, cam in zip(good, probs, maps, strict=True):
             label = bool(prob >= rt.threshold)
             writes.append(
@@ -226,6 +276,7 @@ def process_batch(
 
     model_ms = model_seconds * 1000 / model_images if model_images else 0.0
     predictions = []
+    scored: list[Item] = []
     upload_errors: list[tuple[Item, StorageError]] = []
     for it, prob, label, future in writes:
         try:
@@ -233,6 +284,8 @@ def process_batch(
         except StorageError as exc:
             upload_errors.append((it, exc))
             continue
+        if watch is not None:
+            scored.append(it)
         timings = {k: round(v, 2) for k, v in it.timings.items()}
         timings["model_ms"] = round(model_ms, 2)
         predictions.append(
@@ -262,9 +315,22 @@ def process_batch(
     ]
     # Database outages (OperationalError) propagate: the task retries the whole batch, and
     # the heatmaps already written are simply overwritten with the same bytes.
-    with rt.sessions.begin() as session:
+    with timed_stage(watch, "commit"), rt.sessions.begin() as session:
         written = results.record_batch(session, job_id, predictions, failures, pass_number)
     release_free_memory()  # keeps the worker's RSS flat over thousands of batches
+    if observer is not None and watch is not None:
+        watch.finish()
+        times = BatchTimes(
+            job_id=job_id,
+            images=tuple(image_times(it) for it in scored),
+            fetched=len(items),
+            failed=len(failures),
+            model_calls=model_calls,
+            model_images=model_images,
+            wall_ms=watch.wall,
+            cpu_ms=watch.cpu,
+        )
+        notify(observer, times)
 
     transient = [it.key for it in items if it.transient] + [it.key for it, _ in upload_errors]
     summary = {

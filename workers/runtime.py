@@ -15,12 +15,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from hemoscan.settings import Settings, get_settings
 from hemoscan.storage import ObjectStore, open_store
+
+if TYPE_CHECKING:
+    from workers.timing import BatchObserver
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +97,9 @@ class Runtime:
     output: ObjectStore
     pool: ThreadPoolExecutor
     model_batch: int = 0  # images per model call (0: the batch size); see model_batch_size()
+    # Called with each batch's workers.timing.BatchTimes after its commit (the bench sets it;
+    # None: nothing is timed beyond Item.timings).
+    observer: BatchObserver | None = None
     hostname: str = field(default_factory=socket.gethostname)
     _stores: dict[str, ObjectStore] = field(default_factory=dict)
     _jobs: dict[uuid.UUID, JobInfo] = field(default_factory=dict)
