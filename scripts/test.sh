@@ -8,4 +8,5 @@ cd "$ROOT"
 scripts/setup.sh
 eval "$(scripts/services.sh start)"
 # pytest exits 5 when it collected no tests: that is a failure here, never a green run.
-exec .venv/bin/python -m pytest "${@:-tests}"
+# --durations=15: the slowest tests are listed after every run, so a slow one is seen.
+exec .venv/bin/python -m pytest --durations=15 "${@:-tests}"

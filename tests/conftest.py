@@ -2,6 +2,14 @@
 
 Integration tests never mock these services. Each test session gets its own PostgreSQL
 database and each test its own bucket, so runs do not see each other's rows or objects.
+
+The ``services`` marker is not written by hand: ``pytest_collection_modifyitems`` below gives
+it to every test whose fixture closure holds one of ``SERVICE_FIXTURES`` (the fixtures that
+reach PostgreSQL, Redis or SeaweedFS; every other service fixture, such as ``pg_database``,
+``s3_bucket`` or ``dist_env``, depends on one of them), so a new test cannot forget it and
+``pytest -m "not services"`` runs with the services stopped. A fixture that asks for a service
+fixture at run time (``request.getfixturevalue``) is invisible to the closure: mark that
+parameter instead, ``pytest.param("postgresql", marks=pytest.mark.services)``.
 """
 
 from __future__ import annotations
@@ -22,6 +30,16 @@ REDIS_URL = os.environ.get("HEMOSCAN_TEST_BROKER_URL", "redis://127.0.0.1:6379/0
 S3_URL = os.environ.get("HEMOSCAN_TEST_S3_ENDPOINT_URL", "http://127.0.0.1:8333")
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "hemoscan")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "hemoscan-secret")
+
+# The fixtures that need a running service; the ``services`` marker follows from them.
+SERVICE_FIXTURES = frozenset({"pg_admin_url", "redis_url", "s3_endpoint"})
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if SERVICE_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.services)
 
 
 def _require(url: str, name: str) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-from collections import Counter
 
 import pytest
 
@@ -30,8 +29,7 @@ def test_pool_process_sigkilled_mid_batch(fault_env, archive, db, tmp_path):
         log = worker.log()
     assert marker.exists(), "the fault was not injected"
     assert "WorkerLostError" in log or "exited prematurely" in log
-    scored = db.predictions("sigkill")
-    assert Counter(scored) == Counter(keys), "each image exactly once"
+    assert db.writes("sigkill") == {k: 1 for k in keys}, "each image exactly once"
     assert db.failures("sigkill") == {}
 
 
@@ -49,7 +47,7 @@ def test_pool_process_sigkilled_before_the_task_body_three_times(fault_env, arch
         log = worker.log()
     assert sorted(p.name for p in kills.iterdir()) == ["kill-0", "kill-1", "kill-2"]
     assert log.count("exited with 'signal 9 (SIGKILL)'") == 3
-    assert Counter(db.predictions("prerun")) == Counter(keys), "each image exactly once"
+    assert db.writes("prerun") == {k: 1 for k in keys}, "each image exactly once"
     assert db.failures("prerun") == {}
 
 
@@ -75,7 +73,7 @@ def test_poison_batch_is_stopped_and_its_images_fail(fault_env, archive, db, tmp
     assert all(
         reason == "poison" and "killed the worker" in msg for reason, msg, _ in failures.values()
     )
-    assert Counter(db.predictions("poison")) == Counter(set(keys) - poison)
+    assert db.writes("poison") == {k: 1 for k in set(keys) - poison}, "the rest scored once"
     # Bounded: the batch of 4 dies once; it is split into [0, 1] and [2, 3], each holding one
     # poison image and dying once; each poison image alone then dies MAX_DELIVERIES (2) times.
     deaths = log.count("exited with 'signal 9 (SIGKILL)'")
@@ -97,8 +95,8 @@ def test_worker_sigterm_mid_batch_is_a_warm_shutdown(fault_env, archive, db, tmp
     assert first.proc.wait(120) == 0
     log = first.log()
     assert "warm shutdown" in log.lower()
-    assert len(db.predictions("sigterm")) == 8, "the batch in flight was finished"
+    assert list(db.writes("sigterm").values()) == [1] * 8, "the batch in flight was finished"
     env_second = {k: v for k, v in env.items() if k != "HEMOSCAN_FAULT_HOLD"}
     with workers(env_second, tmp_path, 1, prefix="second"):
         db.wait_done("sigterm", len(keys))
-    assert Counter(db.predictions("sigterm")) == Counter(keys)
+    assert db.writes("sigterm") == {k: 1 for k in keys}, "each image exactly once"

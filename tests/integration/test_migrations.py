@@ -14,7 +14,7 @@ from schema.models import Base
 TABLES = {"jobs", "scans", "predictions", "failures"}
 
 
-@pytest.fixture(params=["postgresql", "sqlite"])
+@pytest.fixture(params=[pytest.param("postgresql", marks=pytest.mark.services), "sqlite"])
 def db_url(request, tmp_path):
     if request.param == "postgresql":
         return request.getfixturevalue("empty_pg_database")

@@ -36,6 +36,8 @@ def _flower_get(url: str, path: str, auth: bool = True) -> object:
 
 
 def _rows(db_url: str, job_name: str):  # type: ignore[no-untyped-def]
+    """The job's predictions (key, probability, overlay), failures (key -> reason), and how many
+    times each prediction row was written (key -> writes; 1: scored once)."""
     engine = create_engine(db_url)
     with engine.connect() as conn:
         job_id = conn.scalar(select(Job.id).where(Job.name == job_name))
@@ -51,17 +53,15 @@ def _rows(db_url: str, job_name: str):  # type: ignore[no-untyped-def]
                 .where(Failure.job_id == job_id)
             ).all()
         )
-        per_scan = conn.scalar(
-            select(func.count()).select_from(
-                select(Prediction.scan_id)
+        writes = dict(
+            conn.execute(
+                select(Scan.object_key, Prediction.writes)
+                .join(Prediction, Prediction.scan_id == Scan.id)
                 .where(Prediction.job_id == job_id)
-                .group_by(Prediction.scan_id)
-                .having(func.count() > 1)
-                .subquery()
-            )
+            ).all()
         )
     engine.dispose()
-    return preds, fails, per_scan
+    return preds, fails, writes
 
 
 def _updates(db_url: str, job_name: str, fn):  # type: ignore[no-untyped-def]
@@ -111,11 +111,10 @@ def test_distributed_scan_with_two_workers_and_flower(dist_env, tmp_path):
         hosts = {t["worker"] for t in tasks.values()}  # type: ignore[union-attr]
         assert hosts == {w.name for w in procs}, "both workers should have scored batches"
 
-        preds, fails, duplicates = _rows(dist_env["HEMOSCAN_DATABASE_URL"], job)
+        preds, fails, writes = _rows(dist_env["HEMOSCAN_DATABASE_URL"], job)
         assert len(preds) == N_IMAGES
-        assert {k for k, *_ in preds} == {f"ct/{p.name}" for p in files}
+        assert writes == {f"ct/{p.name}": 1 for p in files}, "each image scored once"
         assert fails == bad
-        assert duplicates == 0
         out_store = open_store(f"s3://{dist_env['HEMOSCAN_TEST_BUCKET']}", settings)
         for _, probability, overlay_uri in preds:
             assert 0.0 <= probability <= 1.0
@@ -135,6 +134,8 @@ def test_distributed_scan_with_two_workers_and_flower(dist_env, tmp_path):
         text = " ".join(rescored.stderr.split())
         assert f"job done: {N_IMAGES} scored" in text and f"{len(bad)} failed" in text
         assert _oldest_update(dist_env["HEMOSCAN_DATABASE_URL"], job) > before
+        _, _, writes = _rows(dist_env["HEMOSCAN_DATABASE_URL"], job)
+        assert writes == {f"ct/{p.name}": 2 for p in files}, "scored once in each pass"
 
     status = run_cli(["status", job], dist_env).stdout
     assert "unsupported" in status and "empty" in status and "unreadable" in status
@@ -147,11 +148,13 @@ def test_embedded_scan_of_a_folder(base_env, tmp_path):
     out = run_cli(["scan", str(folder), "--job", "embedded"], base_env)
     assert "scored 63 image(s)" in out.stderr, out.stderr[-2000:]
     db_url = f"sqlite:///{tmp_path}/data/hemoscan.db"
-    preds, fails, duplicates = _rows(db_url, "embedded")
-    assert len(preds) == 60 and fails == bad and duplicates == 0
+    preds, fails, writes = _rows(db_url, "embedded")
+    assert writes == {f"ct/{p.name}": 1 for p in files}, "each image scored once"
+    assert len(preds) == 60 and fails == bad
     for _, _, overlay_uri in preds:
         assert cv2.imread(overlay_uri) is not None
     again = run_cli(["scan", str(folder), "--job", "embedded"], base_env)
     assert "scored 0 image(s)" in again.stderr
+    assert _rows(db_url, "embedded")[2] == writes, "the second run rewrote a row"
     csv_out = run_cli(["results", "embedded", "--csv"], base_env).stdout.splitlines()
     assert csv_out[0].startswith("object_key,probability") and len(csv_out) == 61

@@ -8,12 +8,13 @@ from sqlalchemy import select
 from schema import jobs, results
 from schema.db import session_factory, upgrade
 from schema.models import Scan
+from tests.utils.results import failure, job_with_scans, prediction
 
 # Keys that COPY's text format must escape, plus ordinary and non-ASCII ones.
 AWKWARD = ["a\tb.dcm", "line\nbreak.dcm", "back\\slash.dcm", "cr\r.dcm", "\\N", "ü/ct 1.png"]
 
 
-@pytest.fixture(params=["postgresql", "sqlite"])
+@pytest.fixture(params=[pytest.param("postgresql", marks=pytest.mark.services), "sqlite"])
 def sessions(request, tmp_path):  # type: ignore[no-untyped-def]
     if request.param == "postgresql":
         url = request.getfixturevalue("pg_database")
@@ -48,36 +49,6 @@ def test_add_scans_returns_only_new_keys_and_keeps_every_field(sessions):
     assert stored == {**expected, "new.dcm": (None, None, None)}
 
 
-def _job_with_scans(sessions, name: str, keys: list[str]):  # type: ignore[no-untyped-def]
-    with sessions.begin() as session:
-        job, _ = jobs.open_job(session, name, "s3://b/p", {}, "v")
-        results.add_scans(session, job.id, [{"object_key": k} for k in keys])
-        ids = results.scan_ids(session, job.id, keys)
-    return job.id, ids
-
-
-def _prediction(scan_id: int, probability: float = 0.25) -> dict:
-    return {
-        "scan_id": scan_id,
-        "probability": probability,
-        "label": probability >= 0.5,
-        "threshold": 0.5,
-        "model_version": "v",
-        "timings": {},
-        "flags": [],
-    }
-
-
-def _failure(scan_id: int, reason: str, attempts: int = 1, task: str = "t1") -> dict:
-    return {
-        "scan_id": scan_id,
-        "reason": reason,
-        "message": f"{reason} happened",
-        "attempts": attempts,
-        "attempt_key": task,
-    }
-
-
 def _rows(sessions, job_id):  # type: ignore[no-untyped-def]
     from schema.models import Failure, Prediction
 
@@ -96,12 +67,12 @@ def _rows(sessions, job_id):  # type: ignore[no-untyped-def]
 def test_a_redelivery_that_gives_up_does_not_undo_scores(sessions):
     """The round-1 bug: a scored batch delivered again to a worker that cannot reach the store
     recorded 'gave up' failures and deleted the predictions. Now the predictions stay."""
-    job_id, ids = _job_with_scans(sessions, "redelivery", ["a", "b", "c"])
+    job_id, ids = job_with_scans(sessions, "redelivery", ["a", "b", "c"])
     with sessions.begin() as session:
-        results.record_batch(session, job_id, [_prediction(i) for i in ids.values()], [], 1)
+        results.record_batch(session, job_id, [prediction(i) for i in ids.values()], [], 1)
     with sessions.begin() as session:
         plan = results.record_batch(
-            session, job_id, [], [_failure(i, "gave_up", 6) for i in ids.values()], 1
+            session, job_id, [], [failure(i, "gave_up", 6) for i in ids.values()], 1
         )
     assert plan.stale == 3
     preds, fails = _rows(sessions, job_id)
@@ -110,28 +81,28 @@ def test_a_redelivery_that_gives_up_does_not_undo_scores(sessions):
 
 def test_a_stale_pass_does_not_overwrite_the_new_one(sessions):
     """A message sent before --rescore arrives after the new pass scored the images."""
-    job_id, ids = _job_with_scans(sessions, "stale", ["a", "b"])
+    job_id, ids = job_with_scans(sessions, "stale", ["a", "b"])
     a, b = ids["a"], ids["b"]
     with sessions.begin() as session:
-        results.record_batch(session, job_id, [_prediction(a, 0.9)], [_failure(b, "missing")], 2)
+        results.record_batch(session, job_id, [prediction(a, 0.9)], [failure(b, "missing")], 2)
     with sessions.begin() as session:  # the old pass: other scores, other outcomes
-        results.record_batch(session, job_id, [_prediction(b, 0.1)], [_failure(a, "empty")], 1)
-        results.record_batch(session, job_id, [_prediction(a, 0.1)], [], 1)
+        results.record_batch(session, job_id, [prediction(b, 0.1)], [failure(a, "empty")], 1)
+        results.record_batch(session, job_id, [prediction(a, 0.1)], [], 1)
     assert _rows(sessions, job_id) == ({a: (2, 0.9)}, {b: (2, "missing", 1)})
     with sessions.begin() as session:  # the new pass itself may update its rows
-        results.record_batch(session, job_id, [_prediction(b, 0.7)], [], 2)
+        results.record_batch(session, job_id, [prediction(b, 0.7)], [], 2)
     assert _rows(sessions, job_id) == ({a: (2, 0.9), b: (2, 0.7)}, {})
 
 
 def test_attempts_grow_with_reruns_not_with_redeliveries(sessions):
-    job_id, ids = _job_with_scans(sessions, "attempts", ["a"])
+    job_id, ids = job_with_scans(sessions, "attempts", ["a"])
     a = ids["a"]
     for task in ("t1", "t1", "t2"):  # t1 delivered twice, then a rerun's task t2
         with sessions.begin() as session:
-            results.record_batch(session, job_id, [], [_failure(a, "gave_up", 6, task)], 1)
+            results.record_batch(session, job_id, [], [failure(a, "gave_up", 6, task)], 1)
     assert _rows(sessions, job_id)[1] == {a: (1, "gave_up", 12)}
     with sessions.begin() as session:  # the rerun after that scores it
-        results.record_batch(session, job_id, [_prediction(a)], [], 1)
+        results.record_batch(session, job_id, [prediction(a)], [], 1)
     assert _rows(sessions, job_id) == ({a: (1, 0.25)}, {})
 
 
@@ -142,9 +113,9 @@ def test_timestamps_come_from_the_database(sessions):
 
     from schema.models import Prediction
 
-    job_id, ids = _job_with_scans(sessions, "clock", ["a"])
+    job_id, ids = job_with_scans(sessions, "clock", ["a"])
     with sessions.begin() as session:
-        results.record_batch(session, job_id, [_prediction(ids["a"])], [], 1)
+        results.record_batch(session, job_id, [prediction(ids["a"])], [], 1)
         stamped = session.scalar(select(Prediction.updated_at).where(Prediction.job_id == job_id))
         now = session.scalar(select(sqlfunc.now()))
     assert stamped is not None and now is not None
@@ -152,13 +123,13 @@ def test_timestamps_come_from_the_database(sessions):
 
 
 def test_done_in_pass_counts_scores_and_permanent_failures_only(sessions):
-    job_id, ids = _job_with_scans(sessions, "done", ["a", "b", "c", "d"])
+    job_id, ids = job_with_scans(sessions, "done", ["a", "b", "c", "d"])
     with sessions.begin() as session:
         results.record_batch(
             session,
             job_id,
-            [_prediction(ids["a"])],
-            [_failure(ids["b"], "unreadable"), _failure(ids["c"], "gave_up")],
+            [prediction(ids["a"])],
+            [failure(ids["b"], "unreadable"), failure(ids["c"], "gave_up")],
             1,
         )
         assert results.done_in_pass(session, job_id, ["a", "b", "c", "d"], 1) == {"a", "b"}
@@ -169,11 +140,11 @@ def test_writes_counts_every_time_a_prediction_row_is_written(sessions):
     """The exactly-once checks read this: a second scoring of the same image shows as 2."""
     from schema.models import Prediction
 
-    job_id, ids = _job_with_scans(sessions, "writes", ["a", "b"])
+    job_id, ids = job_with_scans(sessions, "writes", ["a", "b"])
     with sessions.begin() as session:
-        results.record_batch(session, job_id, [_prediction(i) for i in ids.values()], [], 1)
+        results.record_batch(session, job_id, [prediction(i) for i in ids.values()], [], 1)
     with sessions.begin() as session:
-        results.record_batch(session, job_id, [_prediction(ids["a"], 0.75)], [], 1)
+        results.record_batch(session, job_id, [prediction(ids["a"], 0.75)], [], 1)
     with sessions() as session:
         writes = dict(session.execute(select(Prediction.scan_id, Prediction.writes)).all())
     assert writes[ids["a"]] == 2 and writes[ids["b"]] == 1
@@ -192,7 +163,7 @@ def test_a_changed_object_is_scored_again(sessions):
         job_id = job.id
         results.add_scans(session, job_id, rows)
         ids = results.scan_ids(session, job_id, [r["object_key"] for r in rows])
-        results.record_batch(session, job_id, [_prediction(i) for i in ids.values()], [], 1)
+        results.record_batch(session, job_id, [prediction(i) for i in ids.values()], [], 1)
     relisted = [
         {"object_key": "same", "etag": "e1", "size": 10},
         {"object_key": "changed", "etag": "e2", "size": 12},

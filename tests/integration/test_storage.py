@@ -9,7 +9,7 @@ from hemoscan.settings import load_settings
 from hemoscan.storage import LocalStore, ObjectTooLarge, S3Store, open_store
 
 
-@pytest.fixture(params=["s3", "local"])
+@pytest.fixture(params=[pytest.param("s3", marks=pytest.mark.services), "local"])
 def store(request, tmp_path):
     if request.param == "s3":
         settings = request.getfixturevalue("s3_settings")
@@ -48,9 +48,34 @@ def test_listing_streams_across_pages(store):
     assert {o.key for o in listed} == keys
     assert all(o.size == len(o.key) for o in listed)
     assert len(list(store.list(page_size=7))) == 26
-    # The listing is lazy: taking the first item does not read every page.
-    first = next(iter(store.list(page_size=10)))
-    assert first.key in keys | {"other/readme.txt"}
+    # Streamed, not collected into a list first (S3: one page at a time, the test below).
+    listing = store.list(page_size=10)
+    assert iter(listing) is listing
+    assert next(listing).key in keys | {"other/readme.txt"}
+
+
+def test_s3_listing_asks_for_a_page_only_when_it_is_needed(s3_settings, s3_bucket):
+    """The listing is lazy: nothing is requested until the first object is asked for, the
+    first page's objects come back before the second page is requested, and walking it all
+    takes one ListObjectsV2 request per page (counted on the real client, against SeaweedFS)."""
+    store = open_store(f"s3://{s3_bucket}/lazy", s3_settings)
+    keys = [f"k{i:02d}" for i in range(9)]
+    for key in keys:
+        store.put(key, b"-")
+    requests: list[str] = []
+    events = store._client.meta.events
+    hook = ("before-send.s3.ListObjectsV2", lambda request, **_: requests.append(request.url))
+    events.register(*hook, unique_id="test-list-pages")
+    try:
+        listing = store.list(page_size=2)
+        assert requests == [], "the listing began before an object was asked for"
+        assert [next(listing).key, next(listing).key] == keys[:2]
+        assert len(requests) == 1, "the first page's objects needed more than one request"
+        assert next(listing).key == keys[2] and len(requests) == 2
+        assert [o.key for o in listing] == keys[3:]
+        assert len(requests) == 5, requests  # 9 objects, 2 a page
+    finally:
+        events.unregister(hook[0], unique_id="test-list-pages")
 
 
 def test_prefix_does_not_leak_into_a_sibling(s3_settings, s3_bucket):

@@ -76,12 +76,9 @@ def hu_ramp() -> np.ndarray:
 @pytest.fixture(scope="session")
 def tiny_model():
     """The real architecture at 32x32 input with few units: fast to build and run."""
-    import keras
+    from tests.utils.networks import tiny_network
 
-    from hybrid_model.network import build_model
-
-    keras.utils.set_random_seed(1234)
-    return build_model((32, 32, 3), filters=(4, 8, 8), lstm_units=8, gru_units=4, dense_units=4)
+    return tiny_network(1234)
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,8 @@
-"""Grad-CAM guidance: its map is the served Grad-CAM map, its loss points, the net is kept."""
+"""Grad-CAM guidance without training: its map is the served Grad-CAM map, its targets and
+loss point at the lesion, and a missing masks/ folder is caught before any training.
+
+The tests that train (guided steps, `train(cam_weight=...)`) are in tests/model/.
+"""
 
 from __future__ import annotations
 
@@ -8,29 +12,15 @@ import pytest
 import tensorflow as tf
 
 from hybrid_model.gradcam import gradcam_model, weighted_activations
-from hybrid_model.guidance import cell_targets, make_train_step, pointing_loss
-from hybrid_model.network import build_model
-
-
-def _tiny(seed: int = 7):
-    import keras
-
-    keras.utils.set_random_seed(seed)
-    return build_model((32, 32, 3), filters=(4, 8, 8), lstm_units=8, gru_units=4, dense_units=4)
-
-
-def _images(n: int = 4, seed: int = 3) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    imgs = rng.random((n, 32, 32, 3), dtype=np.float32) * 0.3
-    imgs[:, 8:14, 18:26] += 0.7
-    return imgs
+from hybrid_model.guidance import cell_targets, pointing_loss
+from tests.utils.networks import blob_images
 
 
 def test_training_map_is_the_served_gradcam_map(tiny_model):
     """The map the loss trains on, upsampled and normalised, equals GradCam's output."""
     from hybrid_model.gradcam import GradCam
 
-    images = _images()
+    images = blob_images()
     cam, logit, _ = weighted_activations(gradcam_model(tiny_model), tf.constant(images))
     assert cam.shape == (4, 8, 8)  # last_conv resolution of the tiny model
     cam = tf.nn.relu(cam)
@@ -69,24 +59,6 @@ def test_pointing_loss_is_low_on_the_lesion_and_finite_on_empty_maps():
     assert pointing_loss(tf.constant(negative), tf.constant(target[:1])).numpy()[0] < 0.01
 
 
-def test_guided_steps_move_the_peak_onto_the_mask():
-    """Steps on one batch lower its pointing loss (seed 13: an untrained tiny net whose maps are
-    not all zero at the start; an all-zero ReLU map has no gradient to follow)."""
-    import keras
-
-    model = _tiny(13)
-    images = _images(8, seed=5)
-    masks = np.zeros((8, 32, 32, 1), np.float32)
-    masks[:4, 24:30, 2:8] = 1.0  # a lesion away from the bright blob, in the positives
-    labels = np.array([1, 1, 1, 1, 0, 0, 0, 0], np.float32)
-    images[:4, 24:30, 2:8] += 0.4
-    step = make_train_step(model, keras.optimizers.Adam(0.003), 1.0, 10.0, "last_conv")
-    weights = np.ones(8, np.float32)
-    losses = [float(step(images, masks, labels, weights)[1]) for _ in range(40)]
-    assert np.isfinite(losses).all()
-    assert np.mean(losses[-5:]) < 0.5 * np.mean(losses[:5])
-
-
 def test_load_masks_follows_model_geometry(tmp_path):
     from hybrid_model.data import load_labelled
     from hybrid_model.train import _load_masks
@@ -104,30 +76,6 @@ def test_load_masks_follows_model_geometry(tmp_path):
     masks = _load_masks(data, 32)
     assert masks.shape == (2, 32, 32) and masks[0].max() == 0
     assert masks[1, 5:10, 15:20].min() == 255 and masks[1].sum() == 255 * 25
-
-
-def test_train_with_guidance_saves_the_same_network_with_its_history(tmp_path):
-    from hybrid_model.io import load_model
-    from hybrid_model.phantoms import generate
-    from hybrid_model.train import train
-
-    generate(tmp_path / "data", 16, seed=5, fmt="png", size=32)
-    out = tmp_path / "m.keras"
-    metrics = train(
-        tmp_path / "data", out, epochs=2, batch_size=4, val_split=0.25, size=32,
-        cam_weight=1.0, pointing_subset=4, patience=5,
-    )  # fmt: skip
-    guidance = metrics["gradcam_guidance"]
-    assert guidance["cam_weight"] == 1.0 and len(guidance["history"]) == 2
-    assert 0 <= guidance["best_epoch"] <= 2
-    for record in guidance["history"]:
-        assert np.isfinite(record["bce"]) and np.isfinite(record["pointing_loss"])
-    loaded = load_model(out)
-    names = [layer.name for layer in loaded.model.layers]
-    assert names == [layer.name for layer in build_model((32, 32, 3)).layers]
-    assert len(loaded.model.outputs) == 1
-    assert "Grad-CAM pointing loss" in loaded.metadata["auxiliary_supervision"]
-    assert loaded.metadata["phantom_trained"] is True
 
 
 def test_guidance_without_masks_is_a_clear_error(tmp_path):

@@ -1,4 +1,5 @@
-"""`hemoscan predict/phantoms/train/evaluate` through hemoscan.cli.main, on tiny models and data."""
+"""`hemoscan predict` (and `train`'s argument checks) through hemoscan.cli.main, on tiny models
+and data. Training itself is tested in tests/model/."""
 
 from __future__ import annotations
 
@@ -141,40 +142,3 @@ def test_row_steps_that_do_not_fit_fail_before_reading_data(tmp_path, capsys):
 def test_registration_does_not_import_tensorflow():
     code = "import sys, hemoscan.cli as c; c.build_parser(); assert 'tensorflow' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
-
-
-def test_train_then_evaluate_smoke(tmp_path, capsys, monkeypatch):
-    import hybrid_model.train as train_module
-
-    data, model = tmp_path / "data", tmp_path / "m.keras"
-    assert (
-        main(["phantoms", "--out", str(data), "--count", "16", "--seed", "4", "--size", "32"]) == 0
-    )
-    real_train = train_module.train
-    monkeypatch.setattr(train_module, "train", lambda *a, **k: real_train(*a, size=32, **k))
-    assert (
-        main(
-            [
-                "train",
-                "--data",
-                str(data),
-                "--out",
-                str(model),
-                "--epochs",
-                "1",
-                "--batch-size",
-                "8",
-                "--val-split",
-                "0.25",
-                "--patience",
-                "1",
-            ]
-        )
-        == 0
-    )
-    assert model.is_file() and model.with_name("m.metrics.json").is_file()
-    assert main(["evaluate", "--data", str(data), "--model", str(model), "--json"]) == 0
-    out = capsys.readouterr().out
-    metrics = json.loads(out.strip().splitlines()[-1])
-    assert {"roc_auc", "classification_report", "confusion_matrix"} <= metrics.keys()
-    assert "pointing_game" in metrics and "Grad-CAM pointing game" in out

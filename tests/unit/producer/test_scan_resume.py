@@ -1,0 +1,125 @@
+"""``run_scan`` resumes a job: a second run sends only what has no final result (no services).
+
+SQLite in the test's folder and a fake ``Sender`` that records every batch it is given.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hemoscan.settings import Settings, load_settings
+from producer.plan import ScanPlan
+from producer.scan import ScanOutcome, run_scan
+from schema import results
+from schema.db import session_factory
+from tests.utils.results import failure, prediction
+
+KEYS = [f"ct/s{i:02d}.png" for i in range(10)]
+
+
+class FakeSender:
+    """A ``producer.senders.Sender`` that scores nothing: it records (job id, keys, pass)."""
+
+    def __init__(self, in_process: bool = True) -> None:
+        self.in_process = in_process
+        self.sent: list[tuple[str, list[str], int]] = []
+        self.closed = False
+
+    def send(self, job_id: str, keys: Sequence[str], pass_number: int) -> dict[str, Any] | None:
+        self.sent.append((job_id, list(keys), pass_number))
+        return None
+
+    def close(self) -> None:
+        self.closed = True
+
+    def keys(self) -> list[str]:
+        return [key for _, batch, _ in self.sent for key in batch]
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return load_settings(
+        data_dir=tmp_path / "data", database_url=f"sqlite:///{tmp_path}/hemoscan.db"
+    )
+
+
+@pytest.fixture
+def source(tmp_path: Path) -> Path:
+    folder = tmp_path / "archive"
+    for key in KEYS:
+        (folder / key).parent.mkdir(parents=True, exist_ok=True)
+        (folder / key).write_bytes(key.encode())
+    return folder
+
+
+def _scan(settings: Settings, source: Path, sender: FakeSender, **plan: Any) -> ScanOutcome:
+    return run_scan(
+        settings, ScanPlan(str(source), job_name="resume", batch_size=4, **plan), sender
+    )
+
+
+def _record(settings: Settings, outcome: ScanOutcome, scored: list[str], failed: dict[str, str]):  # type: ignore[no-untyped-def]
+    """What workers would have written for the job: predictions and failures by key."""
+    sessions = session_factory(settings.effective_database_url)
+    job_id = uuid.UUID(outcome.job_id)
+    with sessions.begin() as session:
+        ids = results.scan_ids(session, job_id, KEYS)
+        results.record_batch(
+            session,
+            job_id,
+            [prediction(ids[k]) for k in scored],
+            [failure(ids[k], reason) for k, reason in failed.items()],
+            outcome.pass_number,
+        )
+
+
+@pytest.mark.parametrize("in_process", [True, False], ids=["in-process", "broker-like"])
+def test_a_second_run_sends_only_keys_without_a_final_result(settings, source, in_process):
+    first = FakeSender(in_process)
+    outcome = _scan(settings, source, first)
+    assert outcome.created and (outcome.listed, outcome.sent, outcome.batches) == (10, 10, 3)
+    assert [(len(keys), p) for _, keys, p in first.sent] == [(4, 1), (4, 1), (2, 1)]
+    assert first.keys() == KEYS and {job for job, _, _ in first.sent} == {outcome.job_id}
+    assert not first.closed, "a sender the caller passed is the caller's to close"
+    permanent = {KEYS[3]: "unreadable", KEYS[4]: "missing"}
+    retryable = {KEYS[5]: "gave_up", KEYS[6]: "config", KEYS[7]: "internal"}
+    _record(settings, outcome, KEYS[:3], {**permanent, **retryable})
+
+    second = FakeSender(in_process)
+    again = _scan(settings, source, second)
+    assert again.job_id == outcome.job_id and not again.created
+    assert second.keys() == [*retryable, *KEYS[8:]], "scored and permanent keys were sent again"
+    assert [(len(keys), p) for _, keys, p in second.sent] == [(4, 1), (1, 1)]
+    assert (again.listed, again.sent, again.batches) == (10, 5, 2)
+
+    _record(settings, again, [*retryable, *KEYS[8:]], {})
+    third = FakeSender(in_process)
+    assert _scan(settings, source, third).sent == 0 and third.sent == []
+
+
+def test_rescore_sends_every_key_in_the_next_pass(settings, source):
+    outcome = _scan(settings, source, FakeSender())
+    _record(settings, outcome, KEYS[:8], {KEYS[8]: "unreadable"})
+    sender = FakeSender()
+    rescored = _scan(settings, source, sender, rescore=True)
+    assert rescored.pass_number == 2 and sender.keys() == KEYS
+    assert {p for _, _, p in sender.sent} == {2}
+
+
+def test_an_object_changed_since_it_was_scored_is_sent_again(settings, source):
+    outcome = _scan(settings, source, FakeSender())
+    _record(settings, outcome, KEYS, {})
+    (source / KEYS[2]).write_bytes(b"new content, another size")
+    sender = FakeSender()
+    assert _scan(settings, source, sender).sent == 1 and sender.keys() == [KEYS[2]]
+
+
+def test_a_pattern_sends_only_matching_keys(settings, source):
+    sender = FakeSender()
+    outcome = _scan(settings, source, sender, pattern="ct/s0[13].png")
+    assert sender.keys() == [KEYS[1], KEYS[3]] and outcome.listed == 2
