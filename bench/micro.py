@@ -248,7 +248,6 @@ def producer(n_keys: int = 100_000, chunk: int = 2000) -> dict[str, Any]:
     from producer.senders import BrokerSender
     from schema import jobs, results
     from schema.db import session_factory, upgrade
-    from schema.models import Job
 
     upgrade(DB_URL)
     sessions = session_factory(DB_URL)
@@ -272,7 +271,7 @@ def producer(n_keys: int = 100_000, chunk: int = 2000) -> dict[str, Any]:
             rate = n_keys / (time.perf_counter() - t0)
             register[name] = round(max(register.get(name, 0.0), rate), 1)
     with sessions.begin() as session:
-        session.query(Job).filter(Job.name.in_(names)).delete()
+        jobs.delete_jobs(session, names)
 
     queue = f"bench-throwaway-{uuid.uuid4().hex[:8]}"
     settings = load_settings(broker_url=REDIS_URL, queue=queue)

@@ -58,49 +58,36 @@ def manifest(keys: list[str], name: str) -> Path:
 
 def job_rate(db_url: str, job_name: str) -> dict[str, Any]:
     """images/s from the job's creation (the producer starts) to the last committed row."""
-    from sqlalchemy import create_engine, func, select
+    from schema.db import session_factory
+    from schema.reports import job_run
 
-    from schema.models import Failure, Job, Prediction
-
-    engine = create_engine(db_url)
-    with engine.connect() as conn:
-        job_id, created = conn.execute(
-            select(Job.id, Job.created_at).where(Job.name == job_name)
-        ).one()
-        n, last = conn.execute(
-            select(func.count(), func.max(Prediction.updated_at)).where(Prediction.job_id == job_id)
-        ).one()
-        failed = conn.scalar(select(func.count()).where(Failure.job_id == job_id))
-        timings = conn.execute(select(Prediction.timings).where(Prediction.job_id == job_id)).all()
-    engine.dispose()
+    with session_factory(db_url)() as session:
+        run = job_run(session, job_name)
+    created, last = run.created_at, run.last_result_at
     if isinstance(last, str):  # SQLite hands back text
         created, last = datetime.fromisoformat(str(created)), datetime.fromisoformat(last)
     seconds = (last - created).total_seconds()
     mean = {}
     for field in ("fetch_ms", "decode_ms", "render_ms", "upload_ms", "model_ms"):
-        values = [t[0].get(field) for t in timings if t[0] and t[0].get(field) is not None]
+        values = [t[field] for t in run.timings if t.get(field) is not None]
         mean[field] = round(sum(values) / len(values), 2) if values else None
     return {
-        "job_id": str(job_id),
-        "images": int(n),
-        "failed": int(failed or 0),
+        "job_id": str(run.job_id),
+        "images": run.scored,
+        "failed": run.failed,
         "seconds": round(seconds, 3),
-        "images_per_s": round(n / seconds, 2) if seconds > 0 else None,
+        "images_per_s": round(run.scored / seconds, 2) if seconds > 0 else None,
         "wall_timings_mean": mean,
     }
 
 
 def drop_jobs(db_url: str, names: list[str]) -> None:
     """Delete the bench's jobs (their rows cascade) and their heatmaps."""
-    from sqlalchemy import create_engine, delete, select
+    from schema.db import session_factory
+    from schema.jobs import delete_jobs
 
-    from schema.models import Job
-
-    engine = create_engine(db_url)
-    with engine.begin() as conn:
-        ids = conn.scalars(select(Job.id).where(Job.name.in_(names))).all()
-        conn.execute(delete(Job).where(Job.name.in_(names)))
-    engine.dispose()
+    with session_factory(db_url).begin() as session:
+        ids = delete_jobs(session, names)
     for job_id in ids:
         delete_s3_prefix(f"heatmaps/{job_id}/")
 

@@ -136,3 +136,10 @@ def mark_running(session: Session, job: Job) -> None:
     job.state = "running"
     job.finished_at = None
     job.started_at = job.started_at or utcnow()
+
+
+def delete_jobs(session: Session, names: Sequence[str]) -> list[uuid.UUID]:
+    """Delete the jobs called ``names`` with all their rows (they cascade); returns their ids."""
+    ids = list(session.scalars(select(Job.id).where(Job.name.in_(names))))
+    session.execute(delete(Job).where(Job.name.in_(names)))
+    return ids

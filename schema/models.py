@@ -31,7 +31,9 @@ from sqlalchemy import (
     Uuid,
     func,
 )
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.sql.functions import FunctionElement
 
 # Alembic naming convention: every constraint has a stable name, so migrations can drop it.
 NAMING_CONVENTION = {
@@ -69,6 +71,25 @@ BigId = BigInteger().with_variant(Integer, "sqlite")
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+class db_now(FunctionElement[datetime]):  # noqa: N801 (reads like the SQL function it is)
+    """The database's clock: ``now()`` on PostgreSQL (the transaction's start), and on SQLite
+    ``strftime(... %f ...)``: milliseconds, where its ``CURRENT_TIMESTAMP`` has whole seconds.
+    Result rows take their timestamps from here, never from a worker's clock."""
+
+    type = DateTime(timezone=True)
+    inherit_cache = True
+
+
+@compiles(db_now)
+def _db_now(element: db_now, compiler: Any, **kw: Any) -> str:
+    return "now()"
+
+
+@compiles(db_now, "sqlite")
+def _db_now_sqlite(element: db_now, compiler: Any, **kw: Any) -> str:
+    return "strftime('%Y-%m-%d %H:%M:%f', 'now')"
 
 
 def _in(values: tuple[str, ...]) -> str:

@@ -126,3 +126,25 @@ def pass_progress(session: Session, job: Job, expected: int) -> results.Progress
     return results.Progress(
         total=expected, scored=int(scored), failed=int(failed or 0), positives=int(positives)
     )
+
+
+@dataclass(frozen=True)
+class JobRun:
+    """A job's run as a benchmark reads it: from its creation to its last committed row."""
+
+    job_id: uuid.UUID
+    created_at: Any
+    last_result_at: Any
+    scored: int
+    failed: int
+    timings: list[dict[str, float]]  # each prediction's stage timings (predictions.timings)
+
+
+def job_run(session: Session, name: str) -> JobRun:
+    job_id, created = session.execute(select(Job.id, Job.created_at).where(Job.name == name)).one()
+    scored, last = session.execute(
+        select(func.count(), func.max(Prediction.updated_at)).where(Prediction.job_id == job_id)
+    ).one()
+    failed = session.scalar(select(func.count()).where(Failure.job_id == job_id))
+    timings = session.scalars(select(Prediction.timings).where(Prediction.job_id == job_id)).all()
+    return JobRun(job_id, created, last, int(scored), int(failed or 0), [t or {} for t in timings])

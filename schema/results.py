@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from hemoscan.errors import ConfigurationError
 from schema import rules
-from schema.models import PERMANENT_REASONS, Failure, Job, Prediction, Scan, utcnow
+from schema.models import PERMANENT_REASONS, Failure, Job, Prediction, Scan, db_now, utcnow
 
 # SQLite allows 32766 bound parameters per statement; stay far below on both databases.
 _ROWS_PER_STATEMENT = 500
@@ -191,11 +191,11 @@ def record_batch(
     plan = rules.plan_writes(pass_number, predictions, failures, _current_results(session, ids))
     if plan.predictions:
         rows = [{**p, "job_id": job_id} for p in plan.predictions]
-        stmt = _insert(session, _core(Prediction))
+        stmt = _insert(session, _core(Prediction)).values(created_at=db_now(), updated_at=db_now())
         updated: dict[str, Any] = {
             c: stmt.excluded[c] for c in rows[0] if c not in ("scan_id", "job_id")
         }
-        updated["updated_at"] = func.now()
+        updated["updated_at"] = db_now()
         updated["writes"] = _core(Prediction).c.writes + 1
         stmt = stmt.on_conflict_do_update(index_elements=["scan_id"], set_=updated)
         session.execute(stmt.returning(_core(Prediction).c.scan_id), rows)  # see add_scans
@@ -203,7 +203,7 @@ def record_batch(
         session.execute(delete(Failure).where(Failure.scan_id.in_(scored)))
     if plan.failures:
         rows = [{**f, "job_id": job_id} for f in plan.failures]
-        stmt = _insert(session, _core(Failure))
+        stmt = _insert(session, _core(Failure)).values(created_at=db_now(), updated_at=db_now())
         stmt = stmt.on_conflict_do_update(
             index_elements=["scan_id"],
             set_={
@@ -212,7 +212,7 @@ def record_batch(
                 "attempts": stmt.excluded.attempts,
                 "attempt_key": stmt.excluded.attempt_key,
                 "pass_number": stmt.excluded.pass_number,
-                "updated_at": func.now(),
+                "updated_at": db_now(),
             },
         )
         session.execute(stmt.returning(_core(Failure).c.scan_id), rows)  # see add_scans

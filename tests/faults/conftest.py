@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, func, select
@@ -62,38 +63,28 @@ class Db:
                 )
             )
 
-    def updated_at(self, name: str) -> dict[str, object]:
-        """Object key -> when its prediction row was last written."""
+    def _prediction_column(self, name: str, column: Any) -> dict[str, Any]:
+        """Object key -> ``column`` of its prediction row, for the job called ``name``."""
         with self.engine.connect() as conn:
             rows = conn.execute(
-                select(Scan.object_key, Prediction.updated_at)
+                select(Scan.object_key, column)
                 .join(Prediction, Prediction.scan_id == Scan.id)
                 .join(Job, Job.id == Scan.job_id)
                 .where(Job.name == name)
             ).all()
-        return dict(rows)  # type: ignore[arg-type]
+        return {key: value for key, value in rows}
+
+    def updated_at(self, name: str) -> dict[str, object]:
+        """Object key -> when its prediction row was last written (the database's clock)."""
+        return self._prediction_column(name, Prediction.updated_at)
 
     def writes(self, name: str) -> dict[str, int]:
         """Object key -> how many times its prediction row was written (1: scored once)."""
-        with self.engine.connect() as conn:
-            rows = conn.execute(
-                select(Scan.object_key, Prediction.writes)
-                .join(Prediction, Prediction.scan_id == Scan.id)
-                .join(Job, Job.id == Scan.job_id)
-                .where(Job.name == name)
-            ).all()
-        return {key: int(value) for key, value in rows}
+        return self._prediction_column(name, Prediction.writes)
 
     def passes(self, name: str) -> dict[str, int]:
         """Object key -> the pass its prediction was computed in."""
-        with self.engine.connect() as conn:
-            rows = conn.execute(
-                select(Scan.object_key, Prediction.pass_number)
-                .join(Prediction, Prediction.scan_id == Scan.id)
-                .join(Job, Job.id == Scan.job_id)
-                .where(Job.name == name)
-            ).all()
-        return {key: int(value) for key, value in rows}
+        return self._prediction_column(name, Prediction.pass_number)
 
     def failures(self, name: str) -> dict[str, tuple[str, str, int]]:
         with self.engine.connect() as conn:
