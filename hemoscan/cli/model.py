@@ -140,7 +140,7 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "evaluate",
         help="metrics and Grad-CAM pointing game of a model on a labelled folder",
-        description="Classification report, ROC AUC, confusion matrix and sensitivity at 95%% "
+        description="Classification report, ROC AUC, confusion matrix and sensitivity at 95 % "
         "specificity; with masks/ present, the Grad-CAM pointing game (peak inside the lesion "
         "mask, 2 px tolerance).",
     )
@@ -246,9 +246,17 @@ def _evaluate(args) -> int:
     return 0
 
 
+def _existing(paths, what: str) -> None:  # type: ignore[no-untyped-def]
+    """A path the user typed that does not exist fails now, before the model loads."""
+    missing = [str(p) for p in paths if not Path(p).exists()]
+    if missing:
+        raise ModelCommandError(f"no such {what}: {', '.join(missing)}")
+
+
 def _predict(args) -> int:
     from hybrid_model.predict import expand_paths, predict_paths
 
+    _existing(args.paths, "file or folder")
     files = expand_paths(args.paths)
     if not files:
         raise ModelCommandError(f"no image files found in {' '.join(args.paths)}")

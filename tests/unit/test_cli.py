@@ -47,3 +47,14 @@ def test_scan_of_a_missing_folder_fails_before_loading_the_model(tmp_path):
     assert out.returncode == 1, out.stderr
     assert "source folder does not exist: /missing/folder" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_predict_checks_its_paths_before_loading_the_model():
+    code = (
+        "import sys; from hemoscan.cli import main; "
+        "rc = main(['predict', '/missing/slice.dcm']); "
+        "assert 'tensorflow' not in sys.modules, 'tensorflow imported'; sys.exit(rc)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 1, out.stderr
+    assert "no such file or folder: /missing/slice.dcm" in out.stderr
