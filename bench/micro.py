@@ -209,33 +209,15 @@ def s3() -> dict[str, Any]:
 # --- producer ------------------------------------------------------------------------------
 
 
-class _EventlessSender:
-    """``BrokerSender.send``'s one ``send_task`` (same task, arguments, header), from an app
-    whose task-sent event is off: the product's sender has no such switch (``make_celery``
-    turns the event on for Flower), so the "off" variant is built here from public parts."""
+def _eventless_sender(settings: Any) -> Any:
+    """The product's sender through an app whose task-sent event is off (``make_celery`` turns
+    it on for Flower): the "off" variant of the send rate."""
+    from producer.senders import BrokerSender
+    from workers.celery_app import make_celery
 
-    in_process = False
-
-    def __init__(self, settings: Any) -> None:
-        from workers.celery_app import SCORE_BATCH, make_celery
-
-        self.task, self.queue = SCORE_BATCH, settings.queue
-        self.app = make_celery(settings)
-        self.app.conf.task_send_sent_event = False
-        self.connection = self.app.connection_for_write()
-        self.producer = self.app.amqp.Producer(self.connection)
-
-    def send(self, job_id: str, keys: list[str], pass_number: int) -> None:
-        self.app.send_task(
-            self.task,
-            args=[job_id, list(keys), pass_number],
-            queue=self.queue,
-            producer=self.producer,
-            headers={"hemoscan_sent_at": time.time()},
-        )
-
-    def close(self) -> None:
-        self.connection.release()
+    app = make_celery(settings)
+    app.conf.task_send_sent_event = False
+    return BrokerSender(settings, app=app)
 
 
 def producer(n_keys: int = 100_000, chunk: int = 2000) -> dict[str, Any]:
@@ -282,7 +264,7 @@ def producer(n_keys: int = 100_000, chunk: int = 2000) -> dict[str, Any]:
         for _ in range(2):
             for per_task in (32, 128):
                 for event in (True, False):
-                    sender = BrokerSender(settings) if event else _EventlessSender(settings)
+                    sender = BrokerSender(settings) if event else _eventless_sender(settings)
                     t0 = time.perf_counter()
                     for start in range(0, n_send, per_task):
                         sender.send(job, keys[start : start + per_task], 1)

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from hemoscan.settings import Settings
+
+if TYPE_CHECKING:
+    from celery import Celery
 
 
 class Sender(Protocol):
@@ -27,12 +30,14 @@ class BrokerSender:
 
     in_process = False
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, app: Celery | None = None) -> None:
+        """``app``: a Celery app to send through (default: ``make_celery(settings)``; the
+        bench passes one with the task-sent event off to measure what the event costs)."""
         from workers.celery_app import SCORE_BATCH, make_celery
 
         self._name = SCORE_BATCH
         self._queue = settings.queue
-        self._app = make_celery(settings)
+        self._app = app or make_celery(settings)
         self._conn = self._app.connection_for_write()
         self._producer = self._app.amqp.Producer(self._conn)
 

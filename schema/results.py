@@ -141,20 +141,16 @@ def scan_ids(session: Session, job_id: uuid.UUID, keys: Sequence[str]) -> dict[s
 
 
 def _current_results(session: Session, scan_ids: Sequence[int]) -> dict[int, rules.Existing]:
-    """What each scan holds now, read under a row lock on its scan (PostgreSQL).
+    """What each scan holds now, read with a row lock on its scan (``FOR UPDATE OF scans``).
 
-    The lock (taken in id order, so two batches never deadlock) makes "read, decide, write" of
-    two workers writing the same scan at once happen one after the other. SQLite serialises
-    writers on its own.
+    The lock, taken in id order so two batches never deadlock, makes "read, decide, write" of
+    two workers writing the same scan at once happen one after the other. SQLite has no row
+    locks (the clause is left out) and serialises writers on its own.
     """
     current: dict[int, rules.Existing] = {}
-    postgres = session.get_bind().dialect.name == "postgresql"
     ordered = sorted(set(scan_ids))
     for start in range(0, len(ordered), _ROWS_PER_STATEMENT):
         part = ordered[start : start + _ROWS_PER_STATEMENT]
-        if postgres:
-            lock = select(Scan.id).where(Scan.id.in_(part)).order_by(Scan.id).with_for_update()
-            session.execute(lock).all()
         query = (
             select(
                 Scan.id,
@@ -167,6 +163,8 @@ def _current_results(session: Session, scan_ids: Sequence[int]) -> dict[int, rul
             .outerjoin(Prediction, Prediction.scan_id == Scan.id)
             .outerjoin(Failure, Failure.scan_id == Scan.id)
             .where(Scan.id.in_(part))
+            .order_by(Scan.id)
+            .with_for_update(of=Scan)
         )
         for sid, p_pass, f_pass, reason, attempts, key in session.execute(query):
             current[sid] = rules.Existing(p_pass, f_pass, reason, attempts or 0, key)

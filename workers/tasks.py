@@ -13,7 +13,6 @@ from functools import lru_cache
 from typing import Any
 
 from celery import Task
-from celery.exceptions import Retry
 from celery.signals import worker_init, worker_process_init
 from sqlalchemy.exc import InterfaceError, OperationalError
 
@@ -167,8 +166,6 @@ def score_batch(
                 attempt_key=attempt,
             )
             return _summary(job, len(exc.keys), "gave_up", gave_up=True)
-        except Retry:
-            raise
         except Exception as exc:
             # A bug, not bad input and not an outage: record it (retryable) rather than lose
             # the images; the log has the traceback.

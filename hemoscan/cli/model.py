@@ -24,6 +24,13 @@ def _existing_dir(value: str) -> Path:
     return path
 
 
+def _existing_path(value: str) -> Path:
+    path = Path(value)
+    if not path.exists():
+        raise argparse.ArgumentTypeError(f"no such file or folder: {value}")
+    return path
+
+
 def _positive_int(value: str) -> int:
     number = int(value)
     if number <= 0:
@@ -165,7 +172,7 @@ def register(subparsers) -> None:
         epilog="Exit status: 0 when at least one image was scored, even if others failed; 1 when "
         "none was (no image found, every file unreadable) or the model is missing.",
     )
-    p.add_argument("paths", nargs="+", help="image files or folders")
+    p.add_argument("paths", nargs="+", type=_existing_path, help="image files or folders")
     p.add_argument(
         "--model",
         type=Path,
@@ -246,20 +253,12 @@ def _evaluate(args) -> int:
     return 0
 
 
-def _existing(paths, what: str) -> None:  # type: ignore[no-untyped-def]
-    """A path the user typed that does not exist fails now, before the model loads."""
-    missing = [str(p) for p in paths if not Path(p).exists()]
-    if missing:
-        raise ModelCommandError(f"no such {what}: {', '.join(missing)}")
-
-
 def _predict(args) -> int:
     from hybrid_model.predict import expand_paths, predict_paths
 
-    _existing(args.paths, "file or folder")
     files = expand_paths(args.paths)
     if not files:
-        raise ModelCommandError(f"no image files found in {' '.join(args.paths)}")
+        raise ModelCommandError(f"no image files found in {' '.join(map(str, args.paths))}")
     rows = predict_paths(files, _model(args), args.heatmaps, batch_size=args.batch_size)
     if args.json:
         scored = 0

@@ -31,6 +31,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from tests.utils.gdcm_encode import gdcm_encode
+
 if TYPE_CHECKING:
     from tests.utils.abort_finder import Outcome
 
@@ -189,31 +191,6 @@ def _save(ds: Any, *, file_format: bool = True) -> bytes:
     return buf.getvalue()
 
 
-def _gdcm_encode(data: bytes, syntax: str, tmp: Path) -> bytes:
-    """Re-encode with GDCM (``JPEGLosslessProcess14_1``, ``JPEGLSLossless``), the way
-    tests/unit/hybrid/test_preprocess.py makes its JPEG Lossless file."""
-    import gdcm
-
-    src, dst = tmp / "gdcm-in.dcm", tmp / "gdcm-out.dcm"
-    src.write_bytes(data)
-    reader = gdcm.ImageReader()
-    reader.SetFileName(str(src))
-    change = gdcm.ImageChangeTransferSyntax()
-    change.SetTransferSyntax(gdcm.TransferSyntax(getattr(gdcm.TransferSyntax, syntax)))
-    writer = gdcm.ImageWriter()
-    writer.SetFileName(str(dst))
-    assert reader.Read()
-    change.SetInput(reader.GetImage())
-    assert change.Change()
-    writer.SetFile(reader.GetFile())
-    writer.SetImage(change.GetOutput())
-    assert writer.Write()
-    out = dst.read_bytes()
-    src.unlink()
-    dst.unlink()
-    return out
-
-
 def _compressed(ct: bytes, uid: str, **kwargs: Any) -> bytes:
     ds = _read(ct)
     ds.compress(uid, generate_instance_uid=False, **kwargs)
@@ -231,8 +208,8 @@ def dicom_bases(tmp: Path) -> dict[str, bytes]:
         "j2k": _compressed(ct, SYNTAXES["j2k"], encoding_plugin="pylibjpeg"),
         "j2kl": _compressed(ct, SYNTAXES["j2ki"], encoding_plugin="pylibjpeg", j2k_psnr=[60]),
         "rle": _compressed(ct, SYNTAXES["rle"], encoding_plugin="pydicom"),
-        "jll": _gdcm_encode(ct, "JPEGLosslessProcess14_1", tmp),
-        "jls": _gdcm_encode(ct, "JPEGLSLossless", tmp),
+        "jll": gdcm_encode(ct, tmp, "JPEGLosslessProcess14_1"),
+        "jls": gdcm_encode(ct, tmp, "JPEGLSLossless"),
     }
     for name, filename in BUNDLED.items():
         ds = _read((folder / filename).read_bytes())

@@ -10,6 +10,8 @@ from typing import Any
 import numpy as np
 import pytest
 
+from tests.utils.gdcm_encode import gdcm_encode
+
 
 def make_dicom(
     hu: np.ndarray,
@@ -128,26 +130,6 @@ def j2k_ct(**attrs) -> bytes:
     for key, value in attrs.items():
         setattr(ds, key, value)
     return dicom_bytes(ds)
-
-
-def gdcm_encode(data: bytes, tmp_path: Path, syntax: str = "JPEGLosslessProcess14_1") -> bytes:
-    """Re-encode DICOM bytes with python-gdcm (test-only dependency), e.g. JPEG Lossless SV1."""
-    gdcm = pytest.importorskip("gdcm")
-    src, dst = tmp_path / "gdcm-in.dcm", tmp_path / "gdcm-out.dcm"
-    src.write_bytes(data)
-    reader = gdcm.ImageReader()
-    reader.SetFileName(str(src))
-    assert reader.Read()
-    change = gdcm.ImageChangeTransferSyntax()
-    change.SetTransferSyntax(gdcm.TransferSyntax(getattr(gdcm.TransferSyntax, syntax)))
-    change.SetInput(reader.GetImage())
-    assert change.Change()
-    writer = gdcm.ImageWriter()
-    writer.SetFileName(str(dst))
-    writer.SetFile(reader.GetFile())
-    writer.SetImage(change.GetOutput())
-    assert writer.Write()
-    return dst.read_bytes()
 
 
 def run_python(code: str, *args: str, timeout: float = 120.0):
