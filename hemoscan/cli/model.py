@@ -58,24 +58,63 @@ def register(subparsers) -> None:
     """Add the model commands to the ``hemoscan`` argument parser."""
     p = subparsers.add_parser(
         "phantoms",
-        help="write synthetic head-CT phantoms (DICOM/PNG + labels.csv + masks/)",
-        description="Write synthetic head-CT slices in Hounsfield units, about half with "
-        "hemorrhages (intraparenchymal, subdural, epidural, subarachnoid, intraventricular), "
-        "plus labels.csv (id,hemorrhage) and masks/<id>.png lesion masks. Phantoms are for "
-        "development and tests; models trained on them are not clinically valid.",
+        help="write synthetic head-CT phantoms: series (skull base to vertex) or single slices",
+        description="Write synthetic head CT in Hounsfield units with hemorrhages "
+        "(intraparenchymal, subdural, epidural, subarachnoid, intraventricular) and their exact "
+        "masks. --series N: N series from the skull base to the vertex, one file per slice "
+        "(DICOM series or PNG), lesions with 3-D extent, labels per slice and per series. "
+        "--count N: N single slices (the 2-D mode), about half with hemorrhage. The default "
+        "generator simulates the scanner (projection, quantum noise, beam hardening, filtered "
+        "back-projection, field of view, head holder) and normal hyperdense mimics "
+        "(calcifications, dense venous sinuses); --generator simple writes the earlier, "
+        "simpler 2-D phantoms. Writes labels.csv (id,hemorrhage), masks/<id>.png, and for the "
+        "CT generator slices.csv and series.csv. Phantoms are for development and tests; "
+        "models trained on them are not clinically valid.",
     )
     p.add_argument("--out", required=True, type=Path, help="output folder (created)")
-    p.add_argument("--count", required=True, type=_positive_int, help="number of slices")
-    p.add_argument("--seed", required=True, type=int, help="random seed (same seed, same slices)")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--count", type=_positive_int, help="number of single slices (2-D mode)")
+    what.add_argument("--series", type=_positive_int, help="number of series (volumes)")
+    p.add_argument("--seed", required=True, type=int, help="random seed (same seed, same files)")
     p.add_argument(
         "--format",
         default="dcm",
         choices=("dcm", "png", "mixed"),
         dest="fmt",
-        help="dcm: CT DICOM in HU; png: 16-bit brain-window PNG; mixed: alternate (default: dcm)",
+        help="dcm: CT DICOM in HU; png: PNG exports (CT generator: 8/16-bit of a random window "
+        "or 16-bit HU+1024, per series; simple: 16-bit brain window); mixed: alternate "
+        "(default: dcm)",
     )
     p.add_argument(
-        "--size", default=256, type=_positive_int, help="slice size in pixels (default: 256)"
+        "--size",
+        default=None,
+        type=_positive_int,
+        help="matrix size in pixels (default: 512 for the CT generator, 256 for simple)",
+    )
+    p.add_argument(
+        "--generator",
+        default="ct",
+        choices=("ct", "simple"),
+        help="ct: anatomy + scanner simulation (default); simple: the earlier 2-D phantoms",
+    )
+    p.add_argument(
+        "--variant",
+        default="train",
+        choices=("train", "heldout"),
+        help="CT generator configuration: train, or heldout (other geometry and scanners, "
+        "never used for training; see hybrid_model/synth/config.py) (default: train)",
+    )
+    p.add_argument(
+        "--slice-mm",
+        default=None,
+        type=float,
+        help="slice thickness in mm (default: drawn per series, mostly 5 mm)",
+    )
+    p.add_argument(
+        "--workers",
+        default=None,
+        type=_positive_int,
+        help="processes (default: every core; the files do not depend on it)",
     )
     p.set_defaults(func=_phantoms)
 
@@ -204,11 +243,53 @@ def register(subparsers) -> None:
 
 
 def _phantoms(args) -> int:
-    from hybrid_model.phantoms import generate
+    import time
 
-    records = generate(args.out, args.count, args.seed, fmt=args.fmt, size=args.size)
+    if args.generator == "simple":
+        if args.series:
+            raise ModelCommandError("--generator simple writes single slices: use --count")
+        from hybrid_model.phantoms import generate
+
+        records = generate(args.out, args.count, args.seed, fmt=args.fmt, size=args.size or 256)
+        positives = sum(r["hemorrhage"] for r in records)
+        print(f"wrote {len(records)} phantom slices ({positives} with hemorrhage) to {args.out}")
+        return 0
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    from hybrid_model.synth.write import generate_series
+
+    size = args.size or 512
+    if size < 32:
+        raise ModelCommandError(f"--size must be at least 32 for the CT generator, got {size}")
+    count = args.series or args.count
+    started = time.perf_counter()
+    columns = (*Progress.get_default_columns()[:1], BarColumn(), MofNCompleteColumn(),
+               TimeRemainingColumn())  # fmt: skip
+    with Progress(*columns, transient=True) as bar:
+        task = bar.add_task("series" if args.series else "slices", total=count)
+        records = generate_series(
+            args.out,
+            count,
+            args.seed,
+            fmt=args.fmt,
+            size=size,
+            variant=args.variant,
+            slice_mm=args.slice_mm,
+            single=bool(args.count),
+            workers=args.workers,
+            progress=lambda _n: bar.advance(task),
+        )
+    seconds = time.perf_counter() - started
     positives = sum(r["hemorrhage"] for r in records)
-    print(f"wrote {len(records)} phantom slices ({positives} with hemorrhage) to {args.out}")
+    series = {r["series"] for r in records}
+    flagged = {r["series"] for r in records if r["hemorrhage"]}
+    what = f"{len(series)} series, " if args.series else ""
+    print(
+        f"wrote {what}{len(records)} phantom slices ({positives} with hemorrhage"
+        + (f"; {len(flagged)} series with hemorrhage" if args.series else "")
+        + f") to {args.out} in {seconds:.1f} s ({len(records) / seconds:.1f} slices/s, "
+        f"variant {args.variant}); synthetic phantoms, NOT patient data"
+    )
     return 0
 
 
