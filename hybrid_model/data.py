@@ -1,7 +1,8 @@
 """Labelled image folders -> arrays for training and evaluation.
 
 Two layouts: ``labels.csv`` (``id,hemorrhage``; id = file stem, the Kaggle "Head CT -
-hemorrhage" layout) beside the images, or one subfolder per class (``0/`` ``1/`` or ``normal/``
+hemorrhage" layout) beside the images or above them (images in subfolders, e.g. one per
+series), or one subfolder per class (``0/`` ``1/`` or ``normal/``
 ``hemorrhage/``). Optional ``masks/<id>.png`` lesion masks are picked up for the pointing game.
 """
 
@@ -47,7 +48,12 @@ def list_labelled(data_dir: str | Path) -> list[tuple[Path, int]]:
         raise DatasetError(f"data folder not found: {root}")
     labels_csv = root / "labels.csv"
     if labels_csv.is_file():
-        by_stem = {p.stem: p for p in root.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES}
+        # The images may sit in subfolders (one per series: the CT phantoms' layout).
+        by_stem = {
+            p.stem: p
+            for p in sorted(root.rglob("*"))
+            if p.suffix.lower() in IMAGE_SUFFIXES and "masks" not in p.relative_to(root).parts
+        }
         pairs = []
         with open(labels_csv, newline="") as fh:
             for row in csv.DictReader(fh):

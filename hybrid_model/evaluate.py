@@ -33,6 +33,72 @@ def pointing_hit(
     return bool(0 <= row < mask.shape[0] and 0 <= col < mask.shape[1] and mask[row, col] > 0)
 
 
+def breakdown(
+    root: Path, ids: list[str], labels: np.ndarray, flagged: np.ndarray
+) -> dict[str, Any]:
+    """With the CT phantoms' ``slices.csv`` and ``series.csv``: sensitivity per hemorrhage kind
+    and the false-positive rate on normal slices of series carrying each mimic."""
+    import csv
+
+    slices_csv, series_csv = root / "slices.csv", root / "series.csv"
+    if not (slices_csv.is_file() and series_csv.is_file()):
+        return {}
+    with open(slices_csv, newline="") as fh:
+        kinds = {r["id"]: [k for k in r["kinds"].split(";") if k] for r in csv.DictReader(fh)}
+        fh.seek(0)
+        series_of = {r["id"]: r["series"] for r in csv.DictReader(fh)}
+    with open(series_csv, newline="") as fh:
+        mimics = {r["series"]: [m for m in r["mimics"].split(";") if m] for r in csv.DictReader(fh)}
+    by_kind: dict[str, dict[str, Any]] = {}
+    by_mimic: dict[str, dict[str, Any]] = {}
+    for sid, label, hit in zip(ids, labels, flagged, strict=True):
+        if label:
+            for kind in kinds.get(sid, []):
+                row = by_kind.setdefault(kind, {"slices": 0, "detected": 0})
+                row["slices"] += 1
+                row["detected"] += int(hit)
+        else:
+            for mimic in ["none", *mimics.get(series_of.get(sid, ""), [])]:
+                row = by_mimic.setdefault(mimic, {"slices": 0, "flagged": 0})
+                row["slices"] += 1
+                row["flagged"] += int(hit)
+    for row in by_kind.values():
+        row["rate"] = row["detected"] / max(row["slices"], 1)
+    for row in by_mimic.values():
+        row["rate"] = row["flagged"] / max(row["slices"], 1)
+    by_mimic["all normal slices"] = by_mimic.pop("none", {"slices": 0, "flagged": 0, "rate": 0.0})
+    return {"by_kind": dict(sorted(by_kind.items())), "mimics": by_mimic}
+
+
+def skipped_summary(root: Path, skipped: dict[str, str]) -> dict[str, Any]:
+    """Skipped slices by reason, with how many of them were labelled hemorrhage (a positive
+    slice the out-of-scope gate rejects is a bleed the screening never scores)."""
+    import csv
+
+    from hybrid_model.data import list_labelled
+
+    if not skipped:
+        return {}
+    label_of = {str(path): label for path, label in list_labelled(root)}
+    out: dict[str, Any] = {}
+    for path, reason in skipped.items():
+        row = out.setdefault(reason, {"slices": 0, "hemorrhage": 0})
+        row["slices"] += 1
+        row["hemorrhage"] += int(label_of.get(path, 0))
+    levels = root / "slices.csv"
+    if levels.is_file() and "not_head" in out:
+        with open(levels, newline="") as fh:
+            level = {r["id"]: float(r["level"]) for r in csv.DictReader(fh)}
+        rejected = [level.get(Path(p).stem) for p, r in skipped.items() if r == "not_head"]
+        found = [v for v in rejected if v is not None]
+        out["not_head"]["levels"] = {
+            "skull base (level < 0.2)": sum(v < 0.2 for v in found),
+            "middle": sum(0.2 <= v <= 0.85 for v in found),
+            "vertex (level > 0.85)": sum(v > 0.85 for v in found),
+        }
+    return out
+
+
 def evaluate(
     data_dir: str | Path,
     model_path: str | Path | None = None,
@@ -65,9 +131,11 @@ def evaluate(
                 mask = cv2.imread(str(mask_path), cv2.IMREAD_GRAYSCALE)
                 hits += pointing_hit(mask, peak(maps[j], data.native_shapes[i]), tolerance_px)
     metrics = classification_metrics(data.labels, probs, threshold=threshold)
+    metrics.update(breakdown(Path(data_dir), data.ids, data.labels, probs >= threshold))
     metrics["model"] = {k: loaded.metadata.get(k) for k in ("version", "phantom_trained")}
     metrics["model"]["path"] = loaded.path
     metrics["skipped"] = data.skipped
+    metrics["skipped_summary"] = skipped_summary(Path(data_dir), data.skipped)
     if data.masks:
         metrics["pointing_game"] = {
             "hits": int(hits),
@@ -77,5 +145,11 @@ def evaluate(
         }
     if show:
         render_metrics(metrics, title=f"evaluation of {Path(data_dir).name} ({len(probs)} images)")
+        for reason, row in metrics["skipped_summary"].items():
+            where = row.get("levels")
+            print(
+                f"skipped {row['slices']} slices as {reason} ({row['hemorrhage']} labelled "
+                f"hemorrhage)" + (f"; by level: {where}" if where else "")
+            )
         print(loaded.note)
     return metrics

@@ -27,6 +27,44 @@ def threshold_at_specificity(
     return threshold, float(tpr[idx]), float(1.0 - fpr[idx])
 
 
+ECE_BINS = 10
+
+
+def expected_calibration_error(
+    y_true: np.ndarray, probs: np.ndarray, bins: int = ECE_BINS
+) -> float:
+    """Expected calibration error: the mean |observed frequency - mean probability| over
+    ``bins`` equal-width probability bins, weighted by how many slices fall in each."""
+    y = np.asarray(y_true, np.float64)
+    p = np.asarray(probs, np.float64)
+    if not len(p):
+        return float("nan")
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(p, edges[1:-1]), 0, bins - 1)
+    total = 0.0
+    for b in range(bins):
+        sel = which == b
+        if sel.any():
+            total += sel.sum() * abs(y[sel].mean() - p[sel].mean())
+    return float(total / len(p))
+
+
+def fit_temperature(y_true: np.ndarray, logits: np.ndarray) -> float:
+    """The temperature T minimising the log-loss of sigmoid(logit / T) (temperature scaling,
+    Guo et al. 2017): one parameter, so the ranking (ROC AUC) is unchanged."""
+    from scipy.optimize import minimize_scalar
+
+    y = np.asarray(y_true, np.float64)
+    z = np.asarray(logits, np.float64)
+
+    def nll(log_t: float) -> float:
+        s = z / np.exp(log_t)
+        return float(np.mean(np.logaddexp(0.0, s) - y * s))
+
+    best = minimize_scalar(nll, bounds=(np.log(0.05), np.log(50.0)), method="bounded")
+    return float(np.exp(best.x))
+
+
 def classification_metrics(
     y_true: np.ndarray, probs: np.ndarray, threshold: float | None = None
 ) -> dict[str, Any]:
@@ -68,6 +106,12 @@ def classification_metrics(
         "specificity": tn / max(tn + fp, 1),
         "confusion_matrix": {"tn": tn, "fp": fp, "fn": fn, "tp": tp},
         "classification_report": report,
+        "ece": expected_calibration_error(y_true, probs),
+        "probability_quantiles": {
+            q: float(np.quantile(probs, float(q))) for q in ("0.05", "0.5", "0.95")
+        }
+        if len(probs)
+        else {},
     }
 
 
@@ -103,6 +147,15 @@ def render_metrics(metrics: dict[str, Any], title: str = "hemoscan metrics") -> 
         f"{metrics['sensitivity']:.4f} / {metrics['specificity']:.4f}",
     )
     summary.add_row("confusion [tn fp; fn tp]", f"[{cm['tn']} {cm['fp']}; {cm['fn']} {cm['tp']}]")
+    if "ece" in metrics:
+        summary.add_row(f"expected calibration error ({ECE_BINS} bins)", f"{metrics['ece']:.4f}")
+    if "calibration" in metrics:
+        cal = metrics["calibration"]
+        summary.add_row(
+            "calibration (validation)",
+            f"temperature {cal['temperature']:.3f}: ECE {cal['ece_before']:.4f} -> "
+            f"{cal['ece_after']:.4f}",
+        )
     if "pointing_game" in metrics:
         pg = metrics["pointing_game"]
         summary.add_row(
@@ -110,3 +163,17 @@ def render_metrics(metrics: dict[str, Any], title: str = "hemoscan metrics") -> 
             f"{pg['hit_rate']:.4f} ({pg['hits']}/{pg['slices']} true-positive slices)",
         )
     console.print(summary)
+    if metrics.get("by_kind"):
+        kinds = Table(title="sensitivity by hemorrhage kind (slices containing it)")
+        for col in ("kind", "slices", "detected", "sensitivity"):
+            kinds.add_column(col, justify="right")
+        for kind, row in metrics["by_kind"].items():
+            kinds.add_row(kind, str(row["slices"]), str(row["detected"]), f"{row['rate']:.3f}")
+        console.print(kinds)
+    if metrics.get("mimics"):
+        mimics = Table(title="false positives on normal slices of series with each mimic")
+        for col in ("mimic", "normal slices", "flagged", "rate"):
+            mimics.add_column(col, justify="right")
+        for kind, row in metrics["mimics"].items():
+            mimics.add_row(kind, str(row["slices"]), str(row["flagged"]), f"{row['rate']:.3f}")
+        console.print(mimics)

@@ -33,7 +33,7 @@ WORK="${1:-$(mktemp -d)}"
 HEMOSCAN=".venv/bin/hemoscan"
 NOTES="synthetic head-CT phantoms: stage 1 on 3000 (hemoscan phantoms --seed 20261127 --format mixed), stage 2 on 3000 (seed 20261128), stage 3 Grad-CAM guidance on 3000 (seed 20261129) with their lesion masks, stage 4 (8 row bands) Grad-CAM guidance on 3000 (seed 20261130); see scripts/train_demo.sh"
 for seed in 20261127 20261128 20261129 20261130; do
-    "$HEMOSCAN" phantoms --out "$WORK/phantoms_$seed" --count 3000 --seed "$seed" --format mixed --size 256
+    "$HEMOSCAN" phantoms --generator simple --out "$WORK/phantoms_$seed" --count 3000 --seed "$seed" --format mixed --size 256
 done
 "$HEMOSCAN" train --data "$WORK/phantoms_20261127" --out "$WORK/stage1.keras" \
     --pooled-blocks 3 --row-steps 32 --epochs 16 --batch-size 32 --val-split 0.2 --seed 0 \
@@ -46,6 +46,12 @@ done
     --init "$WORK/stage2.keras" --row-steps 64 --cam-weight 0.25 --epochs 6 --patience 3 \
     --learning-rate 0.0002 --batch-size 32 --val-split 0.2 --seed 2 \
     --notes "stage 3: Grad-CAM guidance on 3000 phantoms (seed 20261129)"
-"$HEMOSCAN" train --data "$WORK/phantoms_20261130" --out hybrid_model/weights/demo.keras \
+"$HEMOSCAN" train --data "$WORK/phantoms_20261130" --out "$WORK/stage4.keras" \
     --init "$WORK/stage3.keras" --row-steps 8 --cam-weight 0.25 --epochs 6 --patience 3 \
-    --learning-rate 0.0002 --batch-size 32 --val-split 0.2 --seed 3 --notes "$NOTES"
+    --learning-rate 0.0002 --batch-size 32 --val-split 0.2 --seed 3 \
+    --notes "stage 4: 8 row bands, Grad-CAM guidance on 3000 phantoms (seed 20261130)"
+# Stage 5: CT phantom series (hybrid_model/synth, the train variant): anatomy from the skull
+# base to the vertex, hyperdense mimics, scanner simulation, PNG exports of random windows.
+"$HEMOSCAN" phantoms --out "$WORK/ct_20261202" --series 220 --seed 20261202 --format mixed
+"$HEMOSCAN" train --data "$WORK/ct_20261202" --out hybrid_model/weights/demo.keras \
+    --init "$WORK/stage4.keras" $STAGE5 --notes "$NOTES"

@@ -151,16 +151,19 @@ class Head:
         vent = 1.0 + 0.9 * atrophy
         jitter = 1 + rng.uniform(-0.12, 0.12, (8, 3))
         for side in (-1.0, 1.0):
-            pts = np.array(
-                [
-                    (side * 5, -0.30 * b, 12 * s),  # frontal horn tip
-                    (side * 7, -0.18 * b, 18 * s),
-                    (side * 9, 0.02 * b, 22 * s),  # body
-                    (side * 12, 0.20 * b, 19 * s),
-                    (side * 17, 0.32 * b, 8 * s),  # atrium (trigone)
-                    (side * 15, 0.50 * b, 4 * s),  # occipital horn
-                ]
-            ) * jitter[:6]
+            pts = (
+                np.array(
+                    [
+                        (side * 5, -0.30 * b, 12 * s),  # frontal horn tip
+                        (side * 7, -0.18 * b, 18 * s),
+                        (side * 9, 0.02 * b, 22 * s),  # body
+                        (side * 12, 0.20 * b, 19 * s),
+                        (side * 17, 0.32 * b, 8 * s),  # atrium (trigone)
+                        (side * 15, 0.50 * b, 4 * s),  # occipital horn
+                    ]
+                )
+                * jitter[:6]
+            )
             radii = np.array([2.6, 3.6, 3.6, 4.2, 6.0, 2.4]) * vent
             temporal = np.array(
                 [pts[4], (side * 27, 0.12 * b, -12 * s), (side * 29, -0.08 * b, -22 * s)]
@@ -213,8 +216,10 @@ class Head:
         depth = np.minimum(d_vault, d_floor)
 
         occipital = smoothstep(y - 0.55 * b, 6)
-        temporal = smoothstep(np.abs(x) - 0.8 * a, 4) * smoothstep(z - F32(self.z_mid), 4) * (
-            1 - smoothstep(z - F32(self.z_mid + 40 * s), 4)
+        temporal = (
+            smoothstep(np.abs(x) - 0.8 * a, 4)
+            * smoothstep(z - F32(self.z_mid), 4)
+            * (1 - smoothstep(z - F32(self.z_mid + 40 * s), 4))
         )
         frontal_sinus = ellipsoid(x, y, z, (0, -(self.b + 3), self.z_ant + 14 * s), (17, 9, 13))
         t_skull = F32(self.skull) * (1 + 0.35 * occipital - 0.45 * temporal)
@@ -278,9 +283,9 @@ class Head:
         tex = fl["texture"](xb, yb, zb)
         cells = fl["cells"](xb, yb, zb)
         frac = np.clip(-d_vault[hard] / np.maximum(t_skull[hard], 1e-3), 0, 1)
-        skull_hu = F32(self.diploe_hu) + F32(self.table_hu - self.diploe_hu) * np.abs(
-            2 * frac - 1
-        ) ** 0.7
+        skull_hu = (
+            F32(self.diploe_hu) + F32(self.table_hu - self.diploe_hu) * np.abs(2 * frac - 1) ** 0.7
+        )
         skull_hu = np.where(vault_bone[hard], skull_hu, F32(0.5 * (self.table_hu + self.diploe_hu)))
         hu_h = skull_hu + 60 * tex
         hu_h = np.where(petrous[hard], F32(self.table_hu + 250) + 80 * tex, hu_h)
@@ -416,8 +421,8 @@ class Head:
         stem = cavity & tube(x, y, z, stem_path, stem_r)
         cistern = cavity & tube(x, y, z, stem_path, stem_r + 2.5 + 2 * self.atrophy) & ~stem
         cerebellum = cavity & posterior & ~stem & ~cistern
-        hu[cerebellum] = grey - 3 + 4 * self.fields["folia"](
-            x[cerebellum], y[cerebellum], z[cerebellum]
+        hu[cerebellum] = (
+            grey - 3 + 4 * self.fields["folia"](x[cerebellum], y[cerebellum], z[cerebellum])
         )
         tissue[cerebellum] = GREY
         hu[stem] = white + 4
@@ -468,8 +473,11 @@ class Head:
         vent = np.zeros(x.shape, bool)
         for path in self.ventricle_path:
             vent |= tube(x, y, z, path[:, :3], path[:, 3])
-        third = (np.abs(x) < F32(g["third"]) / 2) & (np.abs(y) < 0.12 * b) & (z > -20 * s) & (
-            z < 12 * s
+        third = (
+            (np.abs(x) < F32(g["third"]) / 2)
+            & (np.abs(y) < 0.12 * b)
+            & (z > -20 * s)
+            & (z < 12 * s)
         )
         fourth = ellipsoid(
             x, y, z, (0, y_bs + 17, self.z_post + 20 * s), (5 + 3 * self.atrophy, 3.5, 8)
@@ -488,8 +496,8 @@ class Head:
             & (y > 0.35 * b)
             & (np.abs(z - F32(g["tent"])) < 3.5 * (1 - dd / 5.5))
         )
-        straight = cavity & (np.abs(x) < 3) & (np.abs(z - tent) < 3) & (y > 0.35 * b) & (
-            y < 0.9 * b
+        straight = (
+            cavity & (np.abs(x) < 3) & (np.abs(z - tent) < 3) & (y > 0.35 * b) & (y < 0.9 * b)
         )
         sinus = sss | transverse | straight
         for side in (-1, 1):

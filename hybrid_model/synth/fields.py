@@ -50,8 +50,11 @@ def ellipsoid(
     """Normalised radius of an axis-aligned ellipsoid: < 1 inside."""
     cx, cy, cz = centre
     ax, ay, az = axes
-    return np.sqrt(((x - F32(cx)) / F32(ax)) ** 2 + ((y - F32(cy)) / F32(ay)) ** 2
-                   + ((z - F32(cz)) / F32(az)) ** 2)
+    return np.sqrt(
+        ((x - F32(cx)) / F32(ax)) ** 2
+        + ((y - F32(cy)) / F32(ay)) ** 2
+        + ((z - F32(cz)) / F32(az)) ** 2
+    )
 
 
 def capsule_distance(
@@ -60,9 +63,7 @@ def capsule_distance(
     """Distance (mm) to the segment p0-p1 and the position along it (0..1)."""
     d = (p1 - p0).astype(F32)
     length2 = float(d @ d) or 1e-6
-    t = ((x - F32(p0[0])) * d[0] + (y - F32(p0[1])) * d[1] + (z - F32(p0[2])) * d[2]) / F32(
-        length2
-    )
+    t = ((x - F32(p0[0])) * d[0] + (y - F32(p0[1])) * d[1] + (z - F32(p0[2])) * d[2]) / F32(length2)
     t = np.clip(t, 0, 1)
     dx = x - (F32(p0[0]) + t * d[0])
     dy = y - (F32(p0[1]) + t * d[1])

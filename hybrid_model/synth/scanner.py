@@ -96,7 +96,9 @@ class Scanner:
         coarse_views = max(self.views // 2, 30)
         p, p_bone = self._project(small, spacing * size / m, coarse_views)
         # Quantum noise on the fine grid: the variance follows exp(p), interpolated.
-        variance = cv2.resize(np.exp(p).astype(F32), (n, self.views), interpolation=cv2.INTER_LINEAR)
+        variance = cv2.resize(
+            np.exp(p).astype(F32), (n, self.views), interpolation=cv2.INTER_LINEAR
+        )
         unit = rng.standard_normal((self.views, n)).astype(F32) * np.sqrt(variance)
         noise = self._backproject(self._filtered(unit, n), spacing * size / n)
         hardening = (-self.beam_hardening * p_bone**2).astype(F32)

@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from hybrid_model.synth.anatomy import PAD, TABLE, Head
 from hybrid_model.synth.anatomy import HOLDER as HOLDER_TISSUE
+from hybrid_model.synth.anatomy import PAD, TABLE, Head
 from hybrid_model.synth.config import TRAIN, Variant
 from hybrid_model.synth.fields import F32, rotation
 from hybrid_model.synth.lesions import Lesion, draw_lesions, paint
@@ -31,6 +31,13 @@ from hybrid_model.synth.scanner import Scanner
 
 MIN_LESION_MM2 = 8.0
 SUBPLANES = (-1.0 / 3.0, 0.0, 1.0 / 3.0)
+
+
+@dataclass
+class Pose:
+    rotation: np.ndarray
+    offset: np.ndarray  # head centre in patient coordinates
+    tilt: float  # degrees
 
 
 @dataclass
@@ -55,17 +62,14 @@ class Series:
     orientation: tuple[float, ...]  # ImageOrientationPatient
     increment: float  # table feed per slice (mm)
     meta: dict[str, Any] = field(default_factory=dict)
+    head: Head | None = None  # what was rendered (for tests and figures; not written)
+    pose: Pose | None = None
+    scanner: Scanner | None = None
+    lesions: list[Lesion] = field(default_factory=list)
 
     @property
     def label(self) -> int:
         return int(any(s.label for s in self.slices))
-
-
-@dataclass
-class Pose:
-    rotation: np.ndarray
-    offset: np.ndarray  # head centre in patient coordinates
-    tilt: float  # degrees
 
 
 def _fits(head: Head, spacing: float, size: int, pose: Pose) -> bool:
@@ -197,15 +201,17 @@ def make_series(
         centre = np.array([0.0, 0.0, zk])
         hu_acc = np.zeros((size, size), F32)
         occupancy = np.zeros((len(lesions), size, size), F32)
-        tissue = truth = None
+        tissue = None
         for sub in SUBPLANES:
             origin = centre + sub * thickness * normal
             xp = F32(origin[0]) + cc * F32(row_dir[0]) + rr * F32(col_dir[0])
             yp = F32(origin[1]) + cc * F32(row_dir[1]) + rr * F32(col_dir[1])
             zp = F32(origin[2]) + cc * F32(row_dir[2]) + rr * F32(col_dir[2])
             # Head coordinates: H = R^T (P - offset).
-            dx, dy, dz = xp - F32(pose.offset[0]), yp - F32(pose.offset[1]), zp - F32(
-                pose.offset[2]
+            dx, dy, dz = (
+                xp - F32(pose.offset[0]),
+                yp - F32(pose.offset[1]),
+                zp - F32(pose.offset[2]),
             )
             rm = pose.rotation.astype(F32)
             hx = dx * rm[0, 0] + dy * rm[1, 0] + dz * rm[2, 0]
@@ -271,4 +277,4 @@ def make_series(
     }
     orientation = (*row_dir, *col_dir)
     return Series(slices, spacing, thickness, tilt, tuple(float(v) for v in orientation),
-                  increment, meta)  # fmt: skip
+                  increment, meta, head, pose, scanner, lesions)  # fmt: skip

@@ -7,6 +7,7 @@ Layout of ``generate_series(out, ...)``:
   slice's own pixel grid);
 * ``<out>/labels.csv``: ``id,hemorrhage`` per slice (the Kaggle "Head CT - hemorrhage" layout,
   what ``hemoscan train`` and ``evaluate`` read; files are found in the series folders);
+* ``<out>/PHANTOMS.txt``: says what the folder is (training marks its model phantom-trained);
 * ``<out>/slices.csv``: per slice its series, instance, z, level (0 skull base .. 1 vertex),
   label, lesion kinds and pixels; ``<out>/series.csv``: per series its label, slice count,
   lesion kinds, mimics and the scanner (spacing, thickness, tilt, kernel, noise, variant).
@@ -229,7 +230,13 @@ def generate_series(
     return records
 
 
+MARKER = """Synthetic head-CT phantoms written by `hemoscan phantoms` (hybrid_model/synth).
+Not patient data. Models trained on them are phantom-trained and NOT clinically valid.
+"""
+
+
 def _write_tables(out: Path, records: list[dict[str, Any]]) -> None:
+    (out / "PHANTOMS.txt").write_text(MARKER)
     with open(out / "labels.csv", "w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(["id", "hemorrhage"])
