@@ -78,14 +78,18 @@ def list_labelled(data_dir: str | Path) -> list[tuple[Path, int]]:
     return pairs
 
 
-def load_labelled(data_dir: str | Path, size: int = 256) -> LabelledSet:
-    """Decode every labelled image (bad files are skipped and counted, not fatal)."""
+def load_labelled(data_dir: str | Path, size: int = 256, *, head_gate: bool = True) -> LabelledSet:
+    """Decode every labelled image (bad files are skipped and counted, not fatal).
+
+    ``head_gate``: skip slices the out-of-scope gate rejects (``not_head``), as scoring does;
+    training turns it off so the network also learns that slices without brain (the vertex cap,
+    the neck under a head series) are not bleeds."""
     root = Path(data_dir)
     pairs = list_labelled(root)
     images, labels, ids, files, shapes, skipped = [], [], [], [], [], {}
     for path, label in pairs:
         try:
-            native = decode_native(path.read_bytes(), path.name)
+            native = decode_native(path.read_bytes(), path.name, head_gate=head_gate)
         except ImageError as exc:
             skipped[str(path)] = exc.reason
             log.warning("skipping %s: %s", path.name, exc.reason)

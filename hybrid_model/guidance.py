@@ -217,7 +217,8 @@ def guided_fine_tune(
     from hybrid_model.gradcam import GradCam
 
     rng = np.random.default_rng(seed)
-    optimizer = keras.optimizers.Adam(learning_rate)
+    # Clipped: the second-order pointing term can spike on a hard batch and kill the ReLUs.
+    optimizer = keras.optimizers.Adam(learning_rate, clipnorm=1.0)
     step = make_train_step(model, optimizer, cam_weight, temperature, layer)
     result = GuidanceResult()
     # One GradCam for every validation pass: it reads the live weights, so it is traced once.

@@ -18,12 +18,14 @@ from typing import Any
 
 import numpy as np
 
-#: (file name, what it shows, must the model point at tissue?)
+#: (file name, what it shows, is it head CT?). The issue listed bad_sequence.dcm as a head slice;
+#: it shows a cervical vertebra with its spinal canal and no skull (BodyPartExamined NECK, 1 mm,
+#: 0.29 mm pixels): rejected as not_head is right, and if scored its peak must be on tissue.
 REAL_CT = (
     ("693_UNCR.dcm", "head, skull base", True),
     ("693_J2KR.dcm", "head, skull base (JPEG 2000 lossless of the same slice)", True),
     ("J2K_pixelrep_mismatch.dcm", "head", True),
-    ("bad_sequence.dcm", "head", True),
+    ("bad_sequence.dcm", "neck (BodyPartExamined NECK: a cervical vertebra, no skull)", None),
     ("CT_small.dcm", "spine, no brain", False),
 )
 TISSUE_HU = (0.0, 100.0)
@@ -76,9 +78,13 @@ def check(model_path: str | Path | None = None) -> list[dict[str, Any]]:
             patch = hu[max(r - 1, 0) : r + 2, max(c - 1, 0) : c + 2]
             row["peak"] = [int(r), int(c)]
             row["peak_hu"] = round(float(np.median(patch)), 1)
+        on_tissue = point is not None and TISSUE_HU[0] <= row["peak_hu"] <= TISSUE_HU[1]
         if head:
-            ok = point is not None and TISSUE_HU[0] <= row["peak_hu"] <= TISSUE_HU[1]
-            row["check"] = "peak on tissue 0..100 HU"
+            ok = row["gate"] == "head" and on_tissue
+            row["check"] = "scored; peak on tissue 0..100 HU"
+        elif head is None:
+            ok = row["gate"] == "not_head" or on_tissue
+            row["check"] = "rejected as not_head, or peak on tissue"
         else:
             ok = row["gate"] == "not_head" or not row["flagged"]
             row["check"] = "rejected as not_head or below the threshold"

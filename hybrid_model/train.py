@@ -198,7 +198,7 @@ def train(
     # Built first: a network that cannot be built (network.RowStepsError) fails before any data
     # is read.
     model = build_model((size, size, 3), pooled_blocks=pooled_blocks, row_steps=row_steps)
-    data = load_labelled(data_dir, size)
+    data = load_labelled(data_dir, size, head_gate=False)
     if len(np.unique(data.labels)) < 2:
         raise DatasetError(f"{data_dir}: training needs both classes, found only one")
     train_idx, val_idx = split(data, val_split, seed)

@@ -186,9 +186,11 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "evaluate",
         help="metrics and Grad-CAM pointing game of a model on a labelled folder",
-        description="Classification report, ROC AUC, confusion matrix and sensitivity at 95 % "
-        "specificity; with masks/ present, the Grad-CAM pointing game (peak inside the lesion "
-        "mask, 2 px tolerance).",
+        description="Classification report, ROC AUC, confusion matrix, sensitivity and "
+        "specificity at the model's threshold (and sensitivity at 95 % specificity on this "
+        "data), expected calibration error; with masks/ present, the Grad-CAM pointing game "
+        "(peak inside the lesion mask, 2 px tolerance); on CT phantom series (slices.csv), "
+        "sensitivity by hemorrhage kind and false positives by mimic.",
     )
     p.add_argument("--data", required=True, type=_existing_dir, help="labelled image folder")
     p.add_argument(
@@ -198,6 +200,7 @@ def register(subparsers) -> None:
         help="model .keras (default: HEMOSCAN_MODEL_PATH, else the demo model)",
     )
     p.add_argument("--json", action="store_true", help="also print the metrics as one JSON object")
+    p.add_argument("--json-out", type=Path, default=None, help="also write the metrics to FILE")
     p.set_defaults(func=_evaluate)
 
     p = subparsers.add_parser(
@@ -207,7 +210,8 @@ def register(subparsers) -> None:
         "an image by its suffix (.dcm .dicom .png .jpg .jpeg) or by its first bytes (PACS "
         "exports such as IM00001 have no suffix); masks/ folders are skipped. Prints a table, or "
         "with --json one JSON object per image. A file that cannot be read or decoded gets one "
-        "row with an error reason and a message, and the others are still scored.",
+        "row with an error reason and a message, and the others are still scored; a slice that "
+        "is not head CT gets reason not_head (HEMOSCAN_HEAD_GATE=false scores it anyway).",
         epilog="Exit status: 0 when at least one image was scored, even if others failed; 1 when "
         "none was (no image found, every file unreadable) or the model is missing.",
     )
@@ -331,6 +335,8 @@ def _evaluate(args) -> int:
     metrics = evaluate(args.data, _model(args))
     if args.json:
         print(json.dumps(metrics, sort_keys=True, default=float))
+    if args.json_out:
+        args.json_out.write_text(json.dumps(metrics, indent=2, sort_keys=True, default=float))
     return 0
 
 
@@ -340,7 +346,15 @@ def _predict(args) -> int:
     files = expand_paths(args.paths)
     if not files:
         raise ModelCommandError(f"no image files found in {' '.join(map(str, args.paths))}")
-    rows = predict_paths(files, _model(args), args.heatmaps, batch_size=args.batch_size)
+    from hemoscan.settings import get_settings
+
+    rows = predict_paths(
+        files,
+        _model(args),
+        args.heatmaps,
+        batch_size=args.batch_size,
+        head_gate=get_settings().head_gate,
+    )
     if args.json:
         scored = 0
         for row in rows:

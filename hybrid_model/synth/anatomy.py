@@ -177,6 +177,10 @@ class Head:
         head.mimics = draw_mimics(rng, head, variant)
         return head
 
+    def midline(self, y):
+        """X of the (slightly curved) midline plane of the falx at antero-posterior ``y``."""
+        return F32(self.geometry["xmid_amp"]) * np.sin(np.asarray(y, F32) / F32(45.0))
+
     # --- the skull base -----------------------------------------------------------------
     def petrous_y(self, x: np.ndarray) -> np.ndarray:
         """Y of the petrous ridge (middle / posterior fossa boundary) at lateral position x."""
@@ -436,7 +440,7 @@ class Head:
         # CSF: rim under the inner table, sulci, fissures, cisterns.
         rim = cavity & (depth < F32(g["rim"]))
         sulcal = cerebrum & (np.abs(sulci) < width) & (depth < sd)
-        xm = F32(g["xmid_amp"]) * np.sin(y / 45)
+        xm = self.midline(y)
         callosum = (np.abs(y) < 0.33 * b) & (z < 24 * s) & (z > -5 * s)
         fissure = cerebrum & (np.abs(x - xm) < F32(g["fissure"])) & ~callosum
         # The Sylvian fissure: a near-vertical cleft running from the lateral temporal pole

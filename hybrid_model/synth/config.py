@@ -46,7 +46,7 @@ class Variant:
     kernel_cutoff: Range = (0.45, 0.9)  # apodisation cut-off, fraction of Nyquist (soft..sharp)
     kernel_boost: Range = (0.0, 0.6)  # edge enhancement of sharper kernels
     psf_mm: Range = (0.35, 0.8)  # in-plane blur of the reconstruction
-    beam_hardening: Range = (0.01, 0.05)  # residual bone beam hardening (streaks, cupping)
+    beam_hardening: Range = (0.03, 0.15)  # residual bone beam hardening (streaks, cupping)
     fov_fraction: Range = (0.9, 1.02)  # reconstruction circle diameter / matrix width
     padding_hu: tuple[float, ...] = (-3024.0, -2000.0, -1024.0)
     holder_hu: Range = (150.0, 450.0)
@@ -87,7 +87,7 @@ HELDOUT = replace(
     kernel_cutoff=(0.7, 1.0),  # sharper kernels
     kernel_boost=(0.3, 0.9),
     psf_mm=(0.3, 0.6),
-    beam_hardening=(0.03, 0.07),
+    beam_hardening=(0.08, 0.2),
     padding_hu=(-2048.0,),
     holder_hu=(80.0, 250.0),
     table_hu=(200.0, 600.0),

@@ -141,7 +141,8 @@ def draw_lesions(
     rng: np.random.Generator, head: Head, count: int, weights: tuple[float, ...]
 ) -> list[Lesion]:
     p = np.asarray(weights, float) / np.sum(weights)
-    kinds = rng.choice(HEMORRHAGE_KINDS, size=min(count, len(HEMORRHAGE_KINDS)), replace=False, p=p)
+    size = min(count, int(np.count_nonzero(p)))
+    kinds = rng.choice(HEMORRHAGE_KINDS, size=size, replace=False, p=p)
     return [draw_lesion(rng, head, str(k)) for k in kinds]
 
 

@@ -48,9 +48,16 @@ def draw_mimics(rng: np.random.Generator, head: Head, variant: Variant) -> list[
             out.append(Mimic("basal_ganglia", centre, (r, r, r), u(70, 300)))
     if rng.random() < variant.falx_calcification:
         for _ in range(int(rng.integers(1, 4))):
-            y = u(-0.6, 0.4) * b
-            z = u(10, 50) * s
-            out.append(Mimic("falx", (0.0, y, z), (u(0.6, 1.1), u(2, 6), u(1.5, 4)), u(100, 600)))
+            # On the falx: the curved midline plane, where the fissure runs (in front of and
+            # behind the corpus callosum, or above it); see Head._brain.
+            y = (
+                u(0.36, 0.6) * b * rng.choice([-1.0, 1.0])
+                if rng.random() < 0.6
+                else u(-0.3, 0.3) * b
+            )
+            z = u(10, 50) * s if abs(y) >= 0.33 * b else u(30, 50) * s
+            x = head.midline(y)
+            out.append(Mimic("falx", (x, y, z), (u(0.6, 1.1), u(2, 6), u(1.5, 4)), u(100, 600)))
     return out
 
 

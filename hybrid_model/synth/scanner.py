@@ -127,12 +127,15 @@ class Scanner:
 
     def _project(self, image: np.ndarray, pixel: float, views: int) -> tuple[np.ndarray, ...]:
         """Parallel-beam line integrals (views x detectors) of each channel of ``image``."""
+        if image.ndim == 2:
+            image = image[:, :, None]
         n = image.shape[0]
         centre = ((n - 1) / 2.0, (n - 1) / 2.0)
         sino = np.empty((views, n, image.shape[2]), F32)
         for i, angle in enumerate(self._angles(views)):
             rot = cv2.getRotationMatrix2D(centre, float(angle), 1.0)
-            sino[i] = cv2.warpAffine(image, rot, (n, n), flags=cv2.INTER_LINEAR).sum(axis=0)
+            rotated = cv2.warpAffine(image, rot, (n, n), flags=cv2.INTER_LINEAR)
+            sino[i] = rotated.reshape(n, n, -1).sum(axis=0)
         sino *= F32(pixel)
         return tuple(sino[..., c] for c in range(image.shape[2]))
 

@@ -117,7 +117,10 @@ def write_dicom_slice(
                              * series.orientation[5], 4)  # fmt: skip
     ds.PatientPosition = "HFS"
     ds.SliceThickness = series.slice_mm
-    ds.SpacingBetweenSlices = series.increment
+    # Centre to centre along the slice normal: the table feed times cos(tilt).
+    ds.SpacingBetweenSlices = round(
+        series.increment * float(np.cos(np.deg2rad(series.tilt_deg))), 4
+    )
     ds.GantryDetectorTilt = series.tilt_deg
     ds.ConvolutionKernel = series.meta["kernel"]
     ds.KVP = 120
@@ -139,8 +142,7 @@ def write_dicom_slice(
 
 
 def _one_series(job: tuple) -> list[dict[str, Any]]:
-    out, index, seed, fmt, size, variant_name, slice_mm, single = job
-    variant = VARIANTS[variant_name]
+    out, index, seed, fmt, size, variant, slice_mm, single = job
     rng = series_rng(seed, index)
     kind = fmt if fmt != "mixed" else ("dcm" if index % 2 == 0 else "png")
     pick = None
@@ -203,12 +205,13 @@ def generate_series(
     """
     if fmt not in FORMATS:
         raise ValueError(f"fmt must be one of {', '.join(FORMATS)}, not {fmt!r}")
-    name = variant if isinstance(variant, str) else variant.name
-    if name not in VARIANTS:
-        raise ValueError(f"variant must be one of {', '.join(VARIANTS)}, not {name!r}")
+    if isinstance(variant, str):
+        if variant not in VARIANTS:
+            raise ValueError(f"variant must be one of {', '.join(VARIANTS)}, not {variant!r}")
+        variant = VARIANTS[variant]
     out = Path(out_dir)
     (out / "masks").mkdir(parents=True, exist_ok=True)
-    jobs = [(str(out), i, seed, fmt, size, name, slice_mm, single) for i in range(count)]
+    jobs = [(str(out), i, seed, fmt, size, variant, slice_mm, single) for i in range(count)]
     workers = max(1, min(workers or os.cpu_count() or 1, count))
     records: list[dict[str, Any]] = []
     if workers == 1:
