@@ -134,6 +134,12 @@ class Settings(BaseSettings):
         description="16-bit PNG values: auto (detect HU+1024 exports), windowed (already "
         "windowed, scaled by 65535) or hu1024 (value - 1024 = HU). docs/decoding.md.",
     )
+    head_gate: bool = Field(
+        default=True,
+        description="Refuse slices that are not head CT (chest, abdomen, spine, scouts) with "
+        "failure reason not_head instead of scoring them; decided from the image. "
+        "docs/decoding.md, Out-of-scope gate.",
+    )
     isolate_decoders: DecoderIsolation = Field(
         default=DecoderIsolation.GDCM,
         description="Which DICOM decoders run in helper subprocesses, where a crash costs one "

@@ -30,7 +30,7 @@ import io
 import logging
 import math
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -47,10 +47,67 @@ _AIR_EVIDENCE_HU = -500.0
 
 @dataclass(frozen=True)
 class DicomSlice:
-    """HU of one frame and the flags that qualify it (``no_rescale``, ``not_hu_like``)."""
+    """HU of one frame and the flags that qualify it (``no_rescale``, ``not_hu_like``), with
+    what the out-of-scope gate (``hybrid_model.scope``) reads from the header: PixelSpacing in
+    mm (None when missing or malformed), Modality, and BodyPartExamined and ImageType as hints
+    (defined terms, never quoted in a message)."""
 
     hu: np.ndarray
     flags: tuple[str, ...] = ()
+    spacing_mm: tuple[float, float] | None = None
+    modality: str = "CT"
+    body_part: str = ""
+    image_type: tuple[str, ...] = ()
+
+
+def _optional(ds: Any, keyword: str) -> Any:
+    """An optional element's value, None when absent or when pydicom cannot convert it (a
+    malformed hint must not make the image unreadable)."""
+    try:
+        return ds.get(keyword, None)
+    except Exception:  # pydicom raises many types on malformed values
+        return None
+
+
+def _spacing(ds: Any) -> tuple[float, float] | None:
+    """PixelSpacing (row, column) in mm, or None when missing, malformed or not positive."""
+    try:
+        values = [float(v) for v in _optional(ds, "PixelSpacing") or ()]
+    except (TypeError, ValueError):
+        return None
+    if len(values) == 1:
+        values *= 2
+    if len(values) != 2 or not all(math.isfinite(v) and v > 0 for v in values):
+        return None
+    return values[0], values[1]
+
+
+def _terms(value: Any) -> tuple[str, ...]:
+    """A CS element as upper-case strings (a single string or a multi-valued element)."""
+    if value is None:
+        return ()
+    items = [value] if isinstance(value, str | bytes) else list(value)
+    out = []
+    for item in items:
+        text = item.decode("ascii", "replace") if isinstance(item, bytes) else str(item)
+        out.append(text.strip().upper()[:64])
+    return tuple(out)
+
+
+def _header_hints(ds: Any) -> dict[str, Any]:
+    try:
+        part, image_type = (
+            _terms(_optional(ds, "BodyPartExamined")),
+            _terms(_optional(ds, "ImageType")),
+        )
+    except TypeError:  # not iterable: not a usable hint
+        part, image_type = (), ()
+    return {
+        "spacing_mm": _spacing(ds),
+        "modality": str(_optional(ds, "Modality") or "").strip().upper(),
+        "body_part": part[0] if part else "",
+        "image_type": image_type,
+    }
 
 
 @functools.cache
@@ -198,7 +255,7 @@ def decode_dicom(
     allow_non_ct: bool = False,
     isolate: str = "gdcm",
 ) -> DicomSlice:
-    """Single-frame DICOM bytes -> float32 HxW Hounsfield units and flags.
+    """Single-frame DICOM bytes -> float32 HxW Hounsfield units, flags and header hints.
 
     Raises an ``ImageError`` subclass for bad input (``reason`` is the failure code).
     """
@@ -216,4 +273,5 @@ def decode_dicom(
                 f"{name}: the decoder returned {'x'.join(map(str, raw.shape))} values, the "
                 f"header says {module.rows}x{module.columns}"
             )
-        return to_hu(raw, ds, module, name)
+        hints = _header_hints(ds)
+        return replace(to_hu(raw, ds, module, name), **hints)

@@ -49,5 +49,13 @@ class NotCT(ImageError):
     reason = "not_ct"
 
 
+class NotHead(ImageError):
+    """A CT slice that is not of a head (chest, abdomen, spine, a scout, no brain in a skull):
+    the model was trained on head CT only, so its score would mean nothing. Decided from the
+    image by ``hybrid_model.scope``; DecodeOptions.head_gate turns the check off."""
+
+    reason = "not_head"
+
+
 # The reasons an image can fail with (``hemoscan predict``'s ``error`` field).
-REASONS = ("empty", "unreadable", "unsupported", "too_large", "not_ct")
+REASONS = ("empty", "unreadable", "unsupported", "too_large", "not_ct", "not_head")

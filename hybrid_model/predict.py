@@ -46,7 +46,7 @@ def expand_paths(paths: Iterable[str | Path]) -> list[Path]:
     return out
 
 
-def _load(path: Path, size: int) -> tuple[np.ndarray, tuple[int, int]]:
+def _load(path: Path, size: int, head_gate: bool = True) -> tuple[np.ndarray, tuple[int, int]]:
     """(model input, native height x width) of one file; every failure is an ``ImageError``.
 
     The read stops one byte past the size limit, so a huge file (or /dev/zero) is refused
@@ -55,7 +55,7 @@ def _load(path: Path, size: int) -> tuple[np.ndarray, tuple[int, int]]:
     try:
         with path.open("rb") as fh:
             data = fh.read(DEFAULT_MAX_BYTES + 1)
-        native = decode_native(data, path.name)
+        native = decode_native(data, path.name, head_gate=head_gate)
         if not np.isfinite(native).all():  # e.g. RescaleSlope NaN: a NaN score is no answer
             raise UnreadableImage(
                 f"{path.name}: decoded pixels are not finite (NaN or infinity); "
@@ -87,6 +87,7 @@ def predict_paths(
     *,
     batch_size: int = 16,
     threshold: float | None = None,
+    head_gate: bool = True,
 ) -> Iterator[dict[str, Any]]:
     """Yield one dict per image, in input order, scoring ``batch_size`` images per model call.
 
@@ -95,6 +96,7 @@ def predict_paths(
     model_version, model_note.
     Not readable, for any reason: image, error (a reason code of ``hybrid_model.errors``),
     message; no exception escapes for one bad file and the other images are still scored.
+    ``head_gate`` False scores slices the out-of-scope gate calls not_head (``scope``).
     """
     from hybrid_model.gradcam import GradCam
     from hybrid_model.io import DEMO_MODEL_PATH, load_model
@@ -115,7 +117,7 @@ def predict_paths(
         for i, path in enumerate(chunk):
             results.append({"image": str(path)})
             try:
-                good.append((i, *_load(path, size)))
+                good.append((i, *_load(path, size, head_gate)))
             except ImageError as exc:
                 results[i].update(error=exc.reason, message=str(exc))
         if good:

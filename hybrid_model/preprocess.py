@@ -13,6 +13,10 @@ HU + 1024 export gets the three windows like DICOM). See ``raster``.
 * ``png16_hu1024``: a 16-bit PNG read as HU + 1024.
 Every failure is an ``ImageError`` subclass; a decoder's unexpected exception on a corrupt file
 becomes ``UnreadableImage`` naming the exception type (the file's problem, not a transient one).
+A slice that is not head CT (chest, abdomen, spine, a scout, no brain in a skull) is ``NotHead``
+(reason ``not_head``): the out-of-scope gate, ``hybrid_model.scope``, decides from the HU image
+(DICOM with its PixelSpacing, HU + 1024 PNGs) or from the grey image (windowed rasters), unless
+``DecodeOptions.head_gate`` is off.
 
 Limits are checked from the header (PNG IHDR, JPEG SOF, DICOM Rows x Columns) before any pixel
 is decoded, so a hostile header cannot make a worker allocate gigabytes.
@@ -21,6 +25,7 @@ is decoded, so a hostile header cannot make a worker allocate gigabytes.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -30,11 +35,16 @@ from hybrid_model.errors import (
     EmptyImage,
     ImageError,
     ImageTooLarge,
+    NotHead,
     UnreadableImage,
     UnsupportedImage,
 )
 from hybrid_model.raster import PNG16_MODES, decode_raster
+from hybrid_model.scope import Scope, check_grey, check_hu
 from hybrid_model.sniff import SNIFF_BYTES, sniff
+
+if TYPE_CHECKING:
+    from hybrid_model.dicom import DicomSlice
 
 # (name, level, width) in HU. Brain and subdural windows follow common radiology practice; the
 # soft-tissue window gives the network context (scalp, skull edge) the two narrow ones saturate.
@@ -87,6 +97,8 @@ class DecodeOptions:
         png16: 16-bit PNG reading: "auto" | "windowed" | "hu1024" (see ``raster``).
         isolate: which DICOM decoders run in helper processes: "gdcm" | "compressed" | "off"
             (see ``decoders``).
+        head_gate: refuse slices that are not head CT (``NotHead``, see ``scope``); off scores
+            whatever decodes (the model's output on a chest means nothing).
     """
 
     max_pixels: int = DEFAULT_MAX_PIXELS
@@ -94,6 +106,7 @@ class DecodeOptions:
     allow_non_ct: bool = False
     png16: str = "auto"
     isolate: str = "gdcm"
+    head_gate: bool = True
 
     def __post_init__(self) -> None:
         if self.png16 not in PNG16_MODES:
@@ -116,6 +129,34 @@ class Decoded:
     flags: tuple[str, ...] = ()
 
 
+def _stretch(values: np.ndarray) -> np.ndarray:
+    """Min..max -> 0..1: a very wide window, for values that are not HU (``not_hu_like``)."""
+    low, high = float(values.min()), float(values.max())
+    if high <= low:
+        return np.zeros(values.shape, dtype=np.float32)
+    return ((values - low) / (high - low)).astype(np.float32)
+
+
+def dicom_scope(dicom: DicomSlice) -> Scope | None:
+    """The gate's answer for a decoded DICOM slice; None for another modality (scored only
+    with ``allow_non_ct``, and not in HU). Values that are not HU-like (``not_hu_like``: HU +
+    1024 without its intercept) are judged as a grey image, from relative structure."""
+    if dicom.modality != "CT":
+        return None
+    hints = {"body_part": dicom.body_part, "image_type": dicom.image_type}
+    if "not_hu_like" in dicom.flags:
+        return check_grey(_stretch(dicom.hu), dicom.spacing_mm, **hints)
+    return check_hu(dicom.hu, dicom.spacing_mm, **hints)
+
+
+def _require_head(scope: Scope | None, name: str) -> None:
+    if scope is not None and not scope.head:
+        raise NotHead(
+            f"{name}: not a head CT slice: {scope.reason}; HEMOSCAN_HEAD_GATE=false "
+            "(DecodeOptions.head_gate) scores it anyway"
+        )
+
+
 def _decode_channels(
     data: bytes, name: str, options: DecodeOptions
 ) -> tuple[np.ndarray, tuple[str, ...]]:
@@ -130,13 +171,19 @@ def _decode_channels(
             allow_non_ct=options.allow_non_ct,
             isolate=options.isolate,
         )
+        if options.head_gate:
+            _require_head(dicom_scope(dicom), name)
         return hu_to_channels(dicom.hu), dicom.flags
     if kind is None:
         raise UnsupportedImage(f"{name}: not a DICOM, PNG or JPEG file")
     raster = decode_raster(data, name, max_pixels=options.max_pixels, png16=options.png16)
     if raster.hu is not None:
+        if options.head_gate:
+            _require_head(check_hu(raster.hu), name)
         return hu_to_channels(raster.hu), raster.flags
     assert raster.grey is not None
+    if options.head_gate:
+        _require_head(check_grey(raster.grey), name)
     return np.repeat(raster.grey[:, :, None], 3, axis=2), raster.flags
 
 
@@ -172,12 +219,15 @@ def decode_native(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     allow_non_ct: bool = False,
     max_bytes: int = DEFAULT_MAX_BYTES,
+    head_gate: bool = True,
 ) -> np.ndarray:
     """Decode one image to float32 HxWx3 in [0, 1] at its native resolution (default options).
 
     Raises an ``ImageError`` subclass (its ``reason`` is the failure code) for bad input.
     """
-    options = DecodeOptions(max_pixels=max_pixels, max_bytes=max_bytes, allow_non_ct=allow_non_ct)
+    options = DecodeOptions(
+        max_pixels=max_pixels, max_bytes=max_bytes, allow_non_ct=allow_non_ct, head_gate=head_gate
+    )
     return decode_image(data, name, size=None, options=options).pixels
 
 
@@ -218,9 +268,10 @@ def decode(
     size: int = 256,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     allow_non_ct: bool = False,
+    head_gate: bool = True,
 ) -> np.ndarray:
     """``decode_image(...).pixels`` at ``size``: float32 size x size x 3 in [0, 1]."""
-    options = DecodeOptions(max_pixels=max_pixels, allow_non_ct=allow_non_ct)
+    options = DecodeOptions(max_pixels=max_pixels, allow_non_ct=allow_non_ct, head_gate=head_gate)
     return decode_image(data, name, size=size, options=options).pixels
 
 
@@ -232,6 +283,7 @@ __all__ = [
     "decode",
     "decode_image",
     "decode_native",
+    "dicom_scope",
     "hu_to_channels",
     "is_dicom",
     "letterbox_geometry",

@@ -55,6 +55,7 @@ PERMANENT_REASONS = (
     "unsupported",  # a valid file hemoscan does not score (colour, multi-frame, unknown format)
     "too_large",  # over HEMOSCAN_MAX_OBJECT_BYTES or HEMOSCAN_MAX_PIXELS
     "not_ct",  # DICOM of another modality
+    "not_head",  # CT, but not of a head (chest, abdomen, spine, a scout): hybrid_model.scope
     "bad_key",  # a key this store can never read (e.g. it escapes the source folder)
     "poison",  # killed its worker process HEMOSCAN_MAX_DELIVERIES times
 )

@@ -107,6 +107,7 @@ def decode_options(settings: Settings) -> DecodeOptions:
         allow_non_ct=settings.allow_non_ct,
         png16=settings.png16.value,
         isolate=settings.isolate_decoders.value,
+        head_gate=settings.head_gate,
     )
 
 

@@ -58,5 +58,6 @@ def test_fuzz_corpus_in_a_worker_causes_no_pool_death(dist_env, db, tmp_path):
     scored, failures = set(db.predictions("fuzz")), db.failures("fuzz")
     assert scored | set(failures) == set(keys) and not scored & set(failures)
     reasons = {reason for reason, _, _ in failures.values()}
-    assert reasons <= {"empty", "unreadable", "unsupported", "too_large", "not_ct"}, reasons
+    # CT_small, the corpus's base, is a spine slice: its decodable mutants end as not_head.
+    assert reasons <= {"empty", "unreadable", "unsupported", "too_large", "not_ct", "not_head"}
     assert peak < PEAK_RSS_BOUND

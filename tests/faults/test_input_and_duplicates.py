@@ -16,12 +16,12 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def test_hostile_and_odd_inputs(dist_env, archive, db, tmp_path):
-    """Fault: one batch mixes ten hostile or odd objects with good slices (0 bytes, truncated
+    """Fault: one batch mixes eleven hostile or odd objects with good slices (0 bytes, truncated
     DICOM, random bytes named .dcm, DICOM without pixel data, MR instead of CT, a PNG header
     claiming 100000 x 100000 pixels, an object over HEMOSCAN_MAX_OBJECT_BYTES, a key with
-    unicode and spaces, a multi-frame DICOM, an RGB JPEG). Checked: each bad object ends as
-    a failure row with its reason and a message, the odd-but-valid ones are scored, and so is
-    every good slice of the same batch."""
+    unicode and spaces, a multi-frame DICOM, an RGB JPEG, a chest CT slice). Checked: each bad
+    object ends as a failure row with its reason and a message, the odd-but-valid ones are
+    scored, and so is every good slice of the same batch."""
     limit = 1_000_000
     env = {**dist_env, "HEMOSCAN_MAX_OBJECT_BYTES": str(limit), "HEMOSCAN_BATCH_SIZE": "32"}
     source, keys = archive(12)

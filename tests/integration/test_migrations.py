@@ -117,3 +117,56 @@ def test_0002_keeps_round_1_rows_and_relabels_internal_failures(db_url):
     with engine_for(db_url).connect() as conn:
         reasons = sorted(conn.scalars(text("SELECT reason FROM failures")))
     assert reasons == ["internal", "internal", "internal", "unreadable", "unreadable"]
+
+
+def _failure(conn, db_url: str, key: str, reason: str) -> None:
+    """One job (created once), one scan ``key`` and its failure row with ``reason``."""
+    import uuid
+
+    from sqlalchemy import text
+
+    stamp = "2026-12-02 01:00:00"
+    job_value = conn.scalar(text("SELECT id FROM jobs"))
+    if job_value is None:
+        job = uuid.uuid4()
+        conn.execute(
+            text(
+                "INSERT INTO jobs (id, name, source_uri, state, parameters, total_objects, "
+                "scored_count, failed_count, created_at) "
+                "VALUES (:id, 'j', 's3://b', 'done', '{}', 2, 0, 2, :t)"
+            ),
+            {"id": job.hex if db_url.startswith("sqlite") else str(job), "t": stamp},
+        )
+        job_value = conn.scalar(text("SELECT id FROM jobs"))
+    scan = conn.execute(
+        text("INSERT INTO scans (job_id, object_key, created_at) VALUES (:j, :k, :t) RETURNING id"),
+        {"j": job_value, "k": key, "t": stamp},
+    ).scalar_one()
+    conn.execute(
+        text(
+            "INSERT INTO failures (scan_id, job_id, reason, message, attempts, "
+            "created_at, updated_at) VALUES (:s, :j, :r, 'm', 1, :t, :t)"
+        ),
+        {"s": scan, "j": job_value, "r": reason, "t": stamp},
+    )
+
+
+def test_0004_admits_not_head_and_downgrades_it_to_unsupported(db_url):
+    """Before 0004 the CHECK constraint refuses 'not_head'; after it, the row is stored; a
+    downgrade keeps the row as 'unsupported' (a valid file hemoscan does not score)."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import IntegrityError
+
+    upgrade(db_url, "0003")
+    with pytest.raises(IntegrityError), engine_for(db_url).begin() as conn:
+        _failure(conn, db_url, "chest.dcm", "not_head")
+    upgrade(db_url, "0004")
+    with engine_for(db_url).begin() as conn:
+        _failure(conn, db_url, "chest.dcm", "not_head")
+        _failure(conn, db_url, "mr.dcm", "not_ct")
+    downgrade(db_url, "0003")
+    with engine_for(db_url).connect() as conn:
+        rows = conn.execute(
+            text("SELECT s.object_key, f.reason FROM failures f JOIN scans s ON s.id = f.scan_id")
+        ).all()
+    assert dict(rows) == {"chest.dcm": "unsupported", "mr.dcm": "not_ct"}

@@ -1,4 +1,5 @@
-"""Hostile and odd objects, made from a real phantom DICOM, each with the outcome it must have."""
+"""Hostile and odd objects, made from a real phantom DICOM (and a synthetic chest), each with the
+outcome it must have."""
 
 from __future__ import annotations
 
@@ -64,4 +65,13 @@ def hostile_objects(dcm: Path, png: Path, size_limit: int) -> dict[str, tuple[by
         "hostile/ünïcode and spaces ✓.dcm": (good, SCORED),
         "hostile/multi-frame.dcm": (_bytes(multi), "unsupported"),
         "hostile/colour.jpg": (jpeg.tobytes(), SCORED),
+        "hostile/chest.dcm": (_chest(), "not_head"),
     }
+
+
+def _chest() -> bytes:
+    """A synthetic chest slice, 256 x 256: valid CT that is not a head."""
+    from tests.utils.nonhead import chest, dicom_bytes
+
+    hu, spacing = chest(np.random.default_rng(0), 256)
+    return dicom_bytes(hu, spacing)

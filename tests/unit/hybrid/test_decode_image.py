@@ -21,14 +21,18 @@ from hybrid_model.preprocess import (
 
 from .conftest import dicom_bytes, make_dicom
 
+# Decoding tests on ramps, zeros and CT_small (a spine slice): not heads, so the
+# out-of-scope gate is off (tests/unit/hybrid/test_scope.py tests the gate).
+NO_GATE = DecodeOptions(head_gate=False)
+
 
 def test_native_resolution_and_resized(hu_ramp):
     data = dicom_bytes(make_dicom(hu_ramp))
-    native = decode_image(data, "a.dcm", size=None)
+    native = decode_image(data, "a.dcm", size=None, options=NO_GATE)
     assert isinstance(native, Decoded) and native.native_shape == (32, 48)
     assert native.flags == () and native.pixels.dtype == np.float32
     np.testing.assert_allclose(native.pixels, hu_to_channels(hu_ramp), atol=1e-6)
-    small = decode_image(data, "a.dcm", size=16)
+    small = decode_image(data, "a.dcm", size=16, options=NO_GATE)
     assert small.pixels.shape == (16, 16, 3) and small.native_shape == (32, 48)
     np.testing.assert_array_equal(small.pixels, resize_to_model(native.pixels, 16))
 
@@ -36,10 +40,12 @@ def test_native_resolution_and_resized(hu_ramp):
 def test_old_functions_are_decode_image(hu_ramp):
     data = dicom_bytes(make_dicom(hu_ramp))
     np.testing.assert_array_equal(
-        decode_native(data, "a"), decode_image(data, "a", size=None).pixels
+        decode_native(data, "a", head_gate=False),
+        decode_image(data, "a", size=None, options=NO_GATE).pixels,
     )
     np.testing.assert_array_equal(
-        decode(data, "a", size=20), decode_image(data, "a", size=20).pixels
+        decode(data, "a", size=20, head_gate=False),
+        decode_image(data, "a", size=20, options=NO_GATE).pixels,
     )
 
 

@@ -10,6 +10,10 @@ from hybrid_model.preprocess import DecodeOptions, decode_image
 
 from .conftest import dicom_bytes, j2k_ct, make_dicom, pydicom_file, read_dicom
 
+# Decoding tests on ramps, zeros and CT_small (a spine slice): not heads, so the
+# out-of-scope gate is off (tests/unit/hybrid/test_scope.py tests the gate).
+NO_GATE = DecodeOptions(head_gate=False)
+
 # Header values of the files used here that are PHI-like: no message may quote them.
 PHI = ("PHANTOM", "CompressedSamples", "1CT1", "20040119", "1.3.6.1.4.1.5962")
 
@@ -53,7 +57,7 @@ def test_unknown_photometric_is_not_quoted():
 
 
 def test_missing_photometric_is_monochrome2_for_one_sample():
-    out = decode_image(_ct(PhotometricInterpretation=None), "x.dcm", size=None)
+    out = decode_image(_ct(PhotometricInterpretation=None), "x.dcm", size=None, options=NO_GATE)
     assert out.native_shape == (16, 24) and out.flags == ()
     _raises(errors.UnsupportedImage, _ct(PhotometricInterpretation=None, SamplesPerPixel=3))
 
@@ -85,7 +89,7 @@ def test_native_32_bit_is_allowed():
     ds = make_dicom(stored.astype(np.float32), intercept=0.0)
     ds.BitsAllocated, ds.BitsStored, ds.HighBit = 32, 32, 31
     ds.PixelData = stored.tobytes()
-    out = decode_image(dicom_bytes(ds), "x.dcm", size=None)
+    out = decode_image(dicom_bytes(ds), "x.dcm", size=None, options=NO_GATE)
     assert out.native_shape == (16, 24)
 
 
@@ -206,7 +210,8 @@ def test_no_plugin_for_the_syntax_is_unsupported(monkeypatch):
 
 def test_real_ct_files_pass_every_check():
     for name, shape in (("CT_small.dcm", (128, 128)), ("693_J2KI.dcm", (512, 512))):
-        out = decode_image(pydicom_file(name), name, size=None)
+        options = NO_GATE if name == "CT_small.dcm" else DecodeOptions()  # 693: a head
+        out = decode_image(pydicom_file(name), name, size=None, options=options)
         assert out.native_shape == shape and out.flags == ()
     rep = decode_image(pydicom_file("J2K_pixelrep_mismatch.dcm"), "j.dcm", size=None)
     assert rep.native_shape == (512, 512)

@@ -72,7 +72,7 @@ def test_load_masks_follows_model_geometry(tmp_path):
     mask[10:20, 30:40] = 255
     cv2.imwrite(str(tmp_path / "masks" / "s1.png"), mask)
     (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
-    data = load_labelled(tmp_path, 32)
+    data = load_labelled(tmp_path, 32, head_gate=False)  # uniform images: not heads
     masks = _load_masks(data, 32)
     assert masks.shape == (2, 32, 32) and masks[0].max() == 0
     assert masks[1, 5:10, 15:20].min() == 255 and masks[1].sum() == 255 * 25

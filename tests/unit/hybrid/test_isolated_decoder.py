@@ -20,6 +20,10 @@ from hybrid_model.preprocess import DecodeOptions, decode_image
 
 from .conftest import dicom_bytes, j2k_ct, pydicom_file, read_dicom, run_python
 
+# Decoding tests on ramps, zeros and CT_small (a spine slice): not heads, so the
+# out-of-scope gate is off (tests/unit/hybrid/test_scope.py tests the gate).
+NO_GATE = DecodeOptions(head_gate=False)
+
 # The real helper, except that it aborts, hangs or prints to stdout on a marker in the payload.
 FAULTY_HELPER = """
 import os, sys, time
@@ -112,7 +116,7 @@ def test_real_gdcm_abort_costs_one_image(helper_pools, j2k):
 
 def test_aborting_helper_through_decode_image(helper_pools):
     isolated_decoder.configure_default_pool(command=FAULTY)
-    options = DecodeOptions(isolate="compressed")
+    options = DecodeOptions(isolate="compressed", head_gate=False)  # CT_small: a spine slice
     with pytest.raises(errors.UnreadableImage, match=r"crashed on this file \(SIGABRT\)"):
         decode_image(_marked_j2k(b"ABORT-ME"), "bad.dcm", options=options)
     good = decode_image(j2k_ct(), "good.dcm", size=None, options=options)
@@ -251,15 +255,15 @@ def test_isolate_modes_route_as_documented(monkeypatch):
     monkeypatch.setattr(isolated_decoder, "default_pool", lambda: pool)
     data = j2k_ct()
     for isolate in ("gdcm", "off"):
-        decode_image(data, "a.dcm", options=DecodeOptions(isolate=isolate))
+        decode_image(data, "a.dcm", options=DecodeOptions(isolate=isolate, head_gate=False))
     assert pool.calls == []  # pylibjpeg decoded it in-process
-    decode_image(data, "a.dcm", options=DecodeOptions(isolate="compressed"))
+    decode_image(data, "a.dcm", options=DecodeOptions(isolate="compressed", head_gate=False))
     assert pool.calls[-1][0] == "pylibjpeg"
     monkeypatch.setattr(decoders, "available_plugins", lambda uid: ())
     monkeypatch.setattr(decoders, "gdcm_available", lambda: True)
     pool.calls.clear()
     with pytest.raises(errors.UnsupportedImage):
-        decode_image(data, "a.dcm", options=DecodeOptions(isolate="off"))
+        decode_image(data, "a.dcm", options=DecodeOptions(isolate="off", head_gate=False))
     assert pool.calls == []
 
 
@@ -268,8 +272,8 @@ def test_gdcm_in_a_helper_when_no_in_process_plugin(monkeypatch, helper_pools):
     import hybrid_model.decoders as decoders
 
     monkeypatch.setattr(decoders, "available_plugins", lambda uid: ())
-    out = decode_image(j2k_ct(), "a.dcm", size=None)
-    reference = decode_image(pydicom_file("CT_small.dcm"), "a.dcm", size=None)
+    out = decode_image(j2k_ct(), "a.dcm", size=None, options=NO_GATE)
+    reference = decode_image(pydicom_file("CT_small.dcm"), "a.dcm", size=None, options=NO_GATE)
     np.testing.assert_allclose(out.pixels, reference.pixels)
     assert isolated_decoder.default_pool().started == 1
 

@@ -142,3 +142,27 @@ def test_row_steps_that_do_not_fit_fail_before_reading_data(tmp_path, capsys):
 def test_registration_does_not_import_tensorflow():
     code = "import sys, hemoscan.cli as c; c.build_parser(); assert 'tensorflow' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_chest_gets_reason_not_head_unless_the_gate_is_off(
+    images, tiny_model_path, tmp_path, capsys, monkeypatch
+):
+    from hemoscan.settings import get_settings
+    from tests.utils.nonhead import chest, dicom_bytes
+
+    hu, spacing = chest(np.random.default_rng(0), 256)
+    scan = tmp_path / "chest.dcm"
+    scan.write_bytes(dicom_bytes(hu, spacing))
+    assert main(["predict", images[0], str(scan), "--model", str(tiny_model_path), "--json"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert "probability" in rows[0] and rows[1]["error"] == "not_head"
+    assert "not a head CT slice" in rows[1]["message"] and "probability" not in rows[1]
+    assert main(["predict", str(scan), "--model", str(tiny_model_path)]) == 1
+    assert "not_head" in capsys.readouterr().out  # the table's label column (cells wrap)
+    monkeypatch.setenv("HEMOSCAN_HEAD_GATE", "false")
+    get_settings.cache_clear()
+    try:
+        assert main(["predict", str(scan), "--model", str(tiny_model_path), "--json"]) == 0
+        assert 0 <= json.loads(capsys.readouterr().out)["probability"] <= 1
+    finally:
+        get_settings.cache_clear()

@@ -50,13 +50,17 @@ def test_hu_to_channels_stacks_the_three_windows(hu_ramp):
 
 def test_uncompressed_dicom_rescale_to_hu(hu_ramp):
     data = dicom_bytes(make_dicom(hu_ramp))
-    np.testing.assert_allclose(decode_native(data, "a.dcm"), hu_to_channels(hu_ramp), atol=1e-6)
+    np.testing.assert_allclose(
+        decode_native(data, "a.dcm", head_gate=False), hu_to_channels(hu_ramp), atol=1e-6
+    )
 
 
 def test_slope_and_intercept_are_applied(hu_ramp):
     ds = make_dicom(hu_ramp, slope=2.0, intercept=-1000.0)
     hu = (np.round((hu_ramp + 1000) / 2) * 2 - 1000).astype(np.float32)
-    np.testing.assert_allclose(decode_native(dicom_bytes(ds), "x"), hu_to_channels(hu), atol=1e-6)
+    np.testing.assert_allclose(
+        decode_native(dicom_bytes(ds), "x", head_gate=False), hu_to_channels(hu), atol=1e-6
+    )
 
 
 def test_missing_rescale_defaults_to_identity():
@@ -64,7 +68,7 @@ def test_missing_rescale_defaults_to_identity():
     ds = make_dicom(stored, intercept=0.0)
     del ds.RescaleSlope, ds.RescaleIntercept
     np.testing.assert_allclose(
-        decode_native(dicom_bytes(ds), "x.dcm")[..., 0], [[0, 0.5], [1, 0.25]]
+        decode_native(dicom_bytes(ds), "x.dcm", head_gate=False)[..., 0], [[0, 0.5], [1, 0.25]]
     )
 
 
@@ -73,12 +77,14 @@ def test_monochrome1_is_inverted_before_rescale(hu_ramp):
     stored = 4095 - (hu + 1024)  # MONOCHROME1: high stored values are dark
     ds = make_dicom(hu, signed=False, bits_stored=12, photometric="MONOCHROME1", stored=stored)
     np.testing.assert_allclose(
-        decode_native(dicom_bytes(ds), "m1.dcm"), hu_to_channels(hu), atol=1e-6
+        decode_native(dicom_bytes(ds), "m1.dcm", head_gate=False), hu_to_channels(hu), atol=1e-6
     )
 
 
 def test_dicom_detected_by_preamble_without_suffix(hu_ramp):
-    assert decode_native(dicom_bytes(make_dicom(hu_ramp)), "object-key-without-suffix").shape == (
+    assert decode_native(
+        dicom_bytes(make_dicom(hu_ramp)), "object-key-without-suffix", head_gate=False
+    ).shape == (
         32,
         48,
         3,
@@ -93,7 +99,7 @@ def test_compressed_dicom_pydicom_encoders(hu_ramp, syntax):
     ds.compress(getattr(pydicom.uid, syntax))
     assert ds.file_meta.TransferSyntaxUID.is_compressed
     np.testing.assert_allclose(
-        decode_native(dicom_bytes(ds), "c.dcm"), hu_to_channels(hu_ramp), atol=1e-6
+        decode_native(dicom_bytes(ds), "c.dcm", head_gate=False), hu_to_channels(hu_ramp), atol=1e-6
     )
 
 
@@ -107,13 +113,15 @@ def test_jpeg_lossless_process14_dicom(tmp_path, hu_ramp):
     # The production decoder is pylibjpeg (libjpeg plugin), not GDCM.
     raw = pydicom.pixels.pixel_array(ds, decoding_plugin="pylibjpeg")
     np.testing.assert_array_equal(raw, (hu_ramp + 1024).astype(np.int16))
-    np.testing.assert_allclose(decode_native(data, "ll.dcm"), hu_to_channels(hu_ramp), atol=1e-6)
+    np.testing.assert_allclose(
+        decode_native(data, "ll.dcm", head_gate=False), hu_to_channels(hu_ramp), atol=1e-6
+    )
 
 
 def test_16bit_png_scaled_by_dtype_max():
     img = np.array([[0, 65535], [32768, 0]], dtype=np.uint16)
     ok, buf = cv2.imencode(".png", img)
-    out = decode_native(buf.tobytes(), "a.png")
+    out = decode_native(buf.tobytes(), "a.png", head_gate=False)
     assert out.shape == (2, 2, 3)
     np.testing.assert_allclose(out[..., 1], img / 65535.0, atol=1e-6)
 
@@ -122,7 +130,7 @@ def test_rgb_jpeg_becomes_replicated_grey():
     img = np.zeros((16, 24, 3), np.uint8)
     img[:, :12] = (0, 0, 255)  # BGR red
     ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 100])
-    out = decode_native(buf.tobytes(), "photo.jpg")
+    out = decode_native(buf.tobytes(), "photo.jpg", head_gate=False)
     assert out.shape == (16, 24, 3)
     np.testing.assert_array_equal(out[..., 0], out[..., 2])
     assert 0.2 < out[8, 2, 0] < 0.4 and out[8, 20, 0] < 0.05  # luma of pure red is ~0.3
@@ -132,7 +140,9 @@ def test_alpha_channel_is_dropped():
     bgra = np.full((4, 4, 4), 200, np.uint8)
     bgra[..., 3] = 0
     ok, buf = cv2.imencode(".png", bgra)
-    np.testing.assert_allclose(decode_native(buf.tobytes(), "a.png"), 200 / 255, atol=1e-6)
+    np.testing.assert_allclose(
+        decode_native(buf.tobytes(), "a.png", head_gate=False), 200 / 255, atol=1e-6
+    )
 
 
 def _png_header(width: int, height: int) -> bytes:
@@ -227,5 +237,6 @@ def test_resize_letterboxes_and_keeps_aspect():
 def test_decode_is_resize_of_native(hu_ramp):
     data = dicom_bytes(make_dicom(hu_ramp))
     np.testing.assert_allclose(
-        decode(data, "a.dcm", size=16), resize_to_model(decode_native(data, "a.dcm"), 16)
+        decode(data, "a.dcm", size=16, head_gate=False),
+        resize_to_model(decode_native(data, "a.dcm", head_gate=False), 16),
     )

@@ -8,10 +8,14 @@ import cv2
 import numpy as np
 import pytest
 
-from hybrid_model.preprocess import decode_image, is_dicom
+from hybrid_model.preprocess import DecodeOptions, decode_image, is_dicom
 from hybrid_model.sniff import SNIFF_BYTES, sniff
 
 from .conftest import pydicom_file, read_dicom
+
+# Decoding tests on ramps, zeros and CT_small (a spine slice): not heads, so the
+# out-of-scope gate is off (tests/unit/hybrid/test_scope.py tests the gate).
+NO_GATE = DecodeOptions(head_gate=False)
 
 
 def _bare(implicit: bool, little: bool = True, with_meta: bool = False) -> bytes:
@@ -48,8 +52,10 @@ def test_dicom_without_preamble(kwargs, first_bytes):
 def test_preamble_suffix_less_pacs_export_decodes_as_dicom():
     data = _bare(implicit=True)
     assert is_dicom(data, "IM00001")
-    out = decode_image(data, "IM00001", size=None)
-    reference = decode_image(pydicom_file("CT_small.dcm"), "CT_small.dcm", size=None)
+    out = decode_image(data, "IM00001", size=None, options=NO_GATE)
+    reference = decode_image(
+        pydicom_file("CT_small.dcm"), "CT_small.dcm", size=None, options=NO_GATE
+    )
     np.testing.assert_array_equal(out.pixels, reference.pixels)
     assert out.flags == ()
 
@@ -94,5 +100,5 @@ def test_content_wins_over_the_suffix():
     ok, png = cv2.imencode(".png", np.full((4, 4), 255, np.uint8))
     assert not is_dicom(png.tobytes(), "mislabelled.dcm")
     np.testing.assert_allclose(
-        decode_image(png.tobytes(), "mislabelled.dcm", size=None).pixels, 1.0
+        decode_image(png.tobytes(), "mislabelled.dcm", size=None, options=NO_GATE).pixels, 1.0
     )

@@ -26,6 +26,14 @@ def test_vocabulary_is_split_in_two_without_overlap():
     assert all(len(r) <= 16 for r in FAILURE_REASONS), "failures.reason is String(16)"
 
 
+def test_every_image_error_reason_is_stored_as_permanent():
+    """The workers store ``ImageError.reason`` as is: each must pass the CHECK constraint and,
+    being the file's problem, never be resent by a rerun."""
+    from hybrid_model.errors import REASONS
+
+    assert set(REASONS) <= set(PERMANENT_REASONS)
+
+
 @pytest.mark.parametrize(
     ("current", "wins"),
     [
