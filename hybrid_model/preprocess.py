@@ -143,10 +143,10 @@ def dicom_scope(dicom: DicomSlice) -> Scope | None:
     1024 without its intercept) are judged as a grey image, from relative structure."""
     if dicom.modality != "CT":
         return None
-    hints = {"body_part": dicom.body_part, "image_type": dicom.image_type}
+    part, kind = dicom.body_part, dicom.image_type
     if "not_hu_like" in dicom.flags:
-        return check_grey(_stretch(dicom.hu), dicom.spacing_mm, **hints)
-    return check_hu(dicom.hu, dicom.spacing_mm, **hints)
+        return check_grey(_stretch(dicom.hu), dicom.spacing_mm, body_part=part, image_type=kind)
+    return check_hu(dicom.hu, dicom.spacing_mm, body_part=part, image_type=kind)
 
 
 def _require_head(scope: Scope | None, name: str) -> None:

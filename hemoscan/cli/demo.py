@@ -26,10 +26,12 @@ CORRUPT = {
 
 def build_archive(out: Path, count: int, seed: int) -> Path:
     """Phantoms in ``out/archive`` and ``out/manifest.csv`` (key, label); returns the manifest."""
-    from hybrid_model.phantoms import generate
+    from hybrid_model.synth.write import generate_series
 
     archive = out / "archive"
-    records = generate(archive, count=count, seed=seed, fmt="mixed")
+    # Single slices of CT phantom series (skull base to vertex, scanner simulation, mimics),
+    # 256 x 256 to keep the demo quick; PNG exports of random windows alternate with DICOM.
+    records = generate_series(archive, count, seed, fmt="mixed", size=256, single=True)
     first_dcm = next(Path(r["file"]) for r in records if r["file"].endswith(".dcm"))
     (archive / "corrupt").mkdir(exist_ok=True)
     for key, data in CORRUPT.items():
@@ -41,7 +43,7 @@ def build_archive(out: Path, count: int, seed: int) -> Path:
         writer = csv.writer(fh)
         writer.writerow(["key", "label"])
         for r in records:
-            writer.writerow([Path(r["file"]).name, int(r["hemorrhage"])])
+            writer.writerow([Path(r["file"]).relative_to(archive).as_posix(), int(r["hemorrhage"])])
         for key in CORRUPT:
             writer.writerow([key, ""])
     return manifest

@@ -253,11 +253,11 @@ def make_series(
         slices.append(
             Slice(
                 hu=recon,
-                mask=mask if label else np.zeros_like(mask),
+                mask=np.asarray(mask if label else np.zeros_like(mask), bool),
                 label=label,
                 kinds=kinds,
                 instance=k + 1,
-                position=tuple(float(v) for v in position),
+                position=(float(position[0]), float(position[1]), float(position[2])),
                 level=float(level),
                 tissue=tissue if keep else None,
                 truth=hu_obj if keep else None,

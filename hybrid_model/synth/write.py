@@ -67,7 +67,8 @@ def to_png(hu: np.ndarray, export: dict[str, Any]) -> np.ndarray:
     return np.round(scaled * 65535).astype(np.uint16)
 
 
-def _uid(seed: int, *parts: object) -> str:
+def _uid(seed: int, *parts: object):
+    """A UID derived from the seed and ``parts`` (a rerun writes the same UIDs)."""
     from pydicom.uid import generate_uid
 
     return generate_uid(entropy_srcs=["hemoscan-phantom", str(seed), *map(str, parts)])
