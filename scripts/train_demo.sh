@@ -1,6 +1,13 @@
 #!/usr/bin/env bash
 # Reproduce the committed demo weights hybrid_model/weights/demo.keras (+ demo.metrics.json).
-# Four stages on synthetic head-CT phantoms (256x256, alternating DICOM / 16-bit PNG):
+# Five stages. Stage 5 (issue 14, 2026-12-02): 220 CT phantom series from the skull base to the
+# vertex (hybrid_model/synth, the train variant; about 7 900 slices at 512 x 512, DICOM series
+# and PNG exports of random windows and bit depths, about 17 minutes to write on 2 cores),
+# warm-started from stage 4, Grad-CAM guidance (--cam-weight 0.15), class weights, validation
+# split by series, Adam with clipnorm, then temperature scaling on the validation split, folded
+# into the logit layer; figures: docs/experiments.md, "CT phantoms and stage 5".
+# Stages 1-4 (2026-11-27) on the simple 2-D phantoms (hemoscan phantoms --generator simple,
+# 256x256, alternating DICOM / 16-bit PNG):
 #   1. 3000 phantoms (seed 20261127), network with last_conv at 32x32 (--pooled-blocks 3),
 #      up to 16 epochs, seed 0: learns to detect bleeds;
 #   2. 3000 fresh phantoms (seed 20261128), the default network with last_conv at 64x64
@@ -31,7 +38,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 WORK="${1:-$(mktemp -d)}"
 HEMOSCAN=".venv/bin/hemoscan"
-NOTES="synthetic head-CT phantoms: stage 1 on 3000 (hemoscan phantoms --seed 20261127 --format mixed), stage 2 on 3000 (seed 20261128), stage 3 Grad-CAM guidance on 3000 (seed 20261129) with their lesion masks, stage 4 (8 row bands) Grad-CAM guidance on 3000 (seed 20261130); see scripts/train_demo.sh"
+NOTES="synthetic head-CT phantoms: stages 1-4 on the simple 2-D phantoms (hemoscan phantoms --generator simple, 4 x 3000 slices, seeds 20261127-20261130), stage 5 on 220 CT phantom series (hemoscan phantoms --series 220 --seed 20261202 --format mixed: train variant, 512 x 512, DICOM and PNG exports) with Grad-CAM guidance and temperature scaling; see scripts/train_demo.sh"
 for seed in 20261127 20261128 20261129 20261130; do
     "$HEMOSCAN" phantoms --generator simple --out "$WORK/phantoms_$seed" --count 3000 --seed "$seed" --format mixed --size 256
 done
@@ -54,4 +61,5 @@ done
 # base to the vertex, hyperdense mimics, scanner simulation, PNG exports of random windows.
 "$HEMOSCAN" phantoms --out "$WORK/ct_20261202" --series 220 --seed 20261202 --format mixed
 "$HEMOSCAN" train --data "$WORK/ct_20261202" --out hybrid_model/weights/demo.keras \
-    --init "$WORK/stage4.keras" $STAGE5 --notes "$NOTES"
+    --init "$WORK/stage4.keras" --row-steps 8 --cam-weight 0.15 --epochs 14 --patience 4 \
+    --learning-rate 0.0002 --batch-size 32 --val-split 0.15 --seed 5 --notes "$NOTES"
