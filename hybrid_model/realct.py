@@ -19,13 +19,17 @@ from typing import Any
 import numpy as np
 
 #: (file name, what it shows, is it head CT?). The issue listed bad_sequence.dcm as a head slice;
-#: it shows a cervical vertebra with its spinal canal and no skull (BodyPartExamined NECK, 1 mm,
+#: it shows a vertebra with its spinal canal and rib heads, no skull (BodyPartExamined NECK, 1 mm,
 #: 0.29 mm pixels): rejected as not_head is right, and if scored its peak must be on tissue.
 REAL_CT = (
     ("693_UNCR.dcm", "head, skull base", True),
     ("693_J2KR.dcm", "head, skull base (JPEG 2000 lossless of the same slice)", True),
     ("J2K_pixelrep_mismatch.dcm", "head", True),
-    ("bad_sequence.dcm", "neck (BodyPartExamined NECK: a cervical vertebra, no skull)", None),
+    (
+        "bad_sequence.dcm",
+        "spine (BodyPartExamined NECK: a vertebra with rib heads, no skull)",
+        None,
+    ),
     ("CT_small.dcm", "spine, no brain", False),
 )
 TISSUE_HU = (0.0, 100.0)

@@ -3,7 +3,7 @@
 Their labels are unknown, so only sanity is asserted (issue 14): the spine slice CT_small.dcm is
 rejected as ``not_head`` or scored below the model's threshold, and on the head slices the
 Grad-CAM peak lies on tissue between 0 and 100 HU (brain or blood), not on bone or air.
-``bad_sequence.dcm`` is a neck slice (BodyPartExamined NECK: a cervical vertebra, no skull):
+``bad_sequence.dcm`` is a spine slice (BodyPartExamined NECK; a vertebra with rib heads, no skull):
 the gate rejecting it is the right answer; if it is scored, its peak must be on tissue too.
 """
 
