@@ -76,9 +76,10 @@ MAX_AIR_FRACTION = 0.3  # air / the shell's non-bone area (grey: dark, so CSF in
 MAX_FAT_FRACTION = 0.2  # fat / the same (HU only: a window shows fat black or grey)
 MIN_SOFT_CM2 = 5.0  # soft tissue inside the shell (spacing known): a 2.5 cm brain disk
 
-# A head hint (BodyPartExamined) relaxes the shell rules, for a borderline skull base or vertex.
+# A head hint (BodyPartExamined) relaxes the shell rules, for a borderline skull base or vertex
+# (docs/decoding.md: at 0.75 the lowest skull-base slices of CT phantom series were refused).
 HEAD_PARTS = ("HEAD", "BRAIN", "SKULL", "CRANIUM", "CEREBRUM")
-HINT_RELAX = 0.75
+HINT_RELAX = 0.6
 
 
 @dataclass(frozen=True)
