@@ -226,42 +226,21 @@ def _brain_window_u16(hu: np.ndarray) -> np.ndarray:
 
 def write_dicom(path: Path, hu: np.ndarray, index: int, spacing: float, seed: int) -> None:
     """A single-frame CT DICOM: int16 stored = HU + 1024, RescaleIntercept -1024."""
-    from pydicom.dataset import Dataset as DicomDataset
-    from pydicom.dataset import FileMetaDataset
-    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+    from pydicom.uid import generate_uid
 
-    stored = np.clip(np.round(hu + 1024.0), -32768, 32767).astype(np.int16)
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = CTImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = DicomDataset()
-    ds.file_meta = meta
-    ds.SOPClassUID = CTImageStorage
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    from hybrid_model.ctdicom import ct_dataset
+
+    ds = ct_dataset(hu, spacing=round(spacing, 4))
     ds.StudyInstanceUID = generate_uid()
     ds.SeriesInstanceUID = generate_uid()
     ds.PatientName = f"PHANTOM^{index}"
     ds.PatientID = f"PHANTOM-{index:04d}"
     ds.StudyDescription = f"hemoscan synthetic phantom (seed {seed})"
     ds.StudyDate = _dt.date(2000, 1, 1).strftime("%Y%m%d")
-    ds.Modality = "CT"
     ds.Manufacturer = "hemoscan phantom generator"
     ds.InstanceNumber = index
-    ds.Rows, ds.Columns = int(hu.shape[0]), int(hu.shape[1])
-    ds.PixelSpacing = [round(spacing, 4), round(spacing, 4)]
     ds.SliceThickness = 5
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.BitsAllocated = 16
-    ds.BitsStored = 16
-    ds.HighBit = 15
-    ds.PixelRepresentation = 1
-    ds.RescaleIntercept = -1024
-    ds.RescaleSlope = 1
-    ds.RescaleType = "HU"
     ds.WindowCenter, ds.WindowWidth = 40, 80
-    ds.PixelData = stored.tobytes()
     ds.save_as(path, enforce_file_format=True)
 
 

@@ -48,10 +48,14 @@ def _file(name: str) -> Path | None:
 def check(model_path: str | Path | None = None) -> list[dict[str, Any]]:
     """One row per real CT file: gate, probability, threshold, peak HU, and whether it passes."""
     from hybrid_model.dicom import decode_dicom
-    from hybrid_model.errors import ImageError
     from hybrid_model.gradcam import GradCam
     from hybrid_model.io import DEMO_MODEL_PATH, load_model
-    from hybrid_model.preprocess import DecodeOptions, decode_image
+    from hybrid_model.preprocess import (
+        DEFAULT_MAX_PIXELS,
+        dicom_scope,
+        hu_to_channels,
+        resize_to_model,
+    )
     from hybrid_model.render import peak
 
     loaded = load_model(model_path or DEMO_MODEL_PATH)
@@ -63,17 +67,15 @@ def check(model_path: str | Path | None = None) -> list[dict[str, Any]]:
         if path is None:
             rows.append({**row, "error": "file not installed (pip install pydicom-data)"})
             continue
-        data = path.read_bytes()
-        try:
-            decode_image(data, name, size=loaded.input_size)
-            row["gate"] = "head"
-        except ImageError as exc:
-            row["gate"] = exc.reason
-        ungated = DecodeOptions(**_no_gate())
-        decoded = decode_image(data, name, size=loaded.input_size, options=ungated)
-        hu = decode_dicom(data, name, max_pixels=ungated.max_pixels).hu
-        probs, maps = cam(decoded.pixels[None])
-        point = peak(maps[0], decoded.native_shape)
+        # One decode: the HU feed the gate, the network (as decode_image would) and the
+        # peak's HU; the slice is scored whatever the gate says, so both answers are shown.
+        dicom = decode_dicom(path.read_bytes(), name, max_pixels=DEFAULT_MAX_PIXELS)
+        scope = dicom_scope(dicom)
+        row["gate"] = "head" if scope is None or scope.head else "not_head"
+        hu = dicom.hu
+        pixels = resize_to_model(hu_to_channels(hu), loaded.input_size)
+        probs, maps = cam(pixels[None])
+        point = peak(maps[0], hu.shape[:2])
         row["probability"] = round(float(probs[0]), 4)
         row["threshold"] = round(loaded.threshold, 4)
         row["flagged"] = bool(probs[0] >= loaded.threshold)
@@ -95,16 +97,6 @@ def check(model_path: str | Path | None = None) -> list[dict[str, Any]]:
         row["passed"] = bool(ok)
         rows.append(row)
     return rows
-
-
-def _no_gate() -> dict[str, Any]:
-    """DecodeOptions arguments that score a slice whatever the out-of-scope gate says."""
-    from dataclasses import fields
-
-    from hybrid_model.preprocess import DecodeOptions
-
-    names = {f.name for f in fields(DecodeOptions)}
-    return {"head_gate": False} if "head_gate" in names else {}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -99,11 +99,6 @@ def _holder(xp: np.ndarray, yp: np.ndarray, head: Head, pose: Pose, rng_state: d
     return cradle, pad, table, core
 
 
-def _lesion_anchor(lesion: Lesion) -> np.ndarray:
-    """A point of the lesion (head coordinates): where the 2-D mode cuts it."""
-    return np.asarray(lesion.centre, float)  # a crescent's or lens's centre is on its surface
-
-
 def _scatter(sec, idx: np.ndarray, shape: tuple[int, int]):
     """A Section of the points ``idx`` -> a full image Section (air elsewhere)."""
     from hybrid_model.synth.anatomy import AIR_HU, Section
@@ -188,7 +183,8 @@ def make_series(
     chosen = range(count_slices)
     if pick == "random":
         if lesions:
-            target = pose.rotation @ _lesion_anchor(lesions[0]) + pose.offset
+            # A lesion's centre (a crescent's or a lens's lies on its surface) is where it is cut.
+            target = pose.rotation @ np.asarray(lesions[0].centre, float) + pose.offset
             k = int(np.clip(round((target[2] - z_bottom) / increment), 0, count_slices - 1))
         else:
             k = int(rng.integers(int(0.05 * count_slices), max(count_slices - 1, 1)))

@@ -78,22 +78,14 @@ def write_dicom_slice(
     path: Path, sl: Slice, series: Series, index: int, seed: int, description: str
 ) -> None:
     """One slice of a phantom CT series (see the module docstring for what is written)."""
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian
+    from hybrid_model.ctdicom import ct_dataset
 
-    padding = int(series.meta["padding_hu"]) + 1024
-    stored = np.clip(np.round(sl.hu + 1024.0), -32768, 32767).astype(np.int16)
-    outside = sl.hu <= series.meta["padding_hu"] + 0.5
-    stored[outside] = padding
-    sop = _uid(seed, index, "sop", sl.instance)
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = CTImageStorage
-    meta.MediaStorageSOPInstanceUID = sop
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID = CTImageStorage
-    ds.SOPInstanceUID = sop
+    ds = ct_dataset(
+        sl.hu,
+        spacing=series.spacing,
+        sop_uid=_uid(seed, index, "sop", sl.instance),
+        padding_hu=series.meta["padding_hu"],
+    )
     ds.StudyInstanceUID = _uid(seed, index, "study")
     ds.SeriesInstanceUID = _uid(seed, index, "series")
     ds.FrameOfReferenceUID = _uid(seed, index, "frame")
@@ -106,7 +98,6 @@ def write_dicom_slice(
     ds.StudyID = f"{index}"
     ds.AccessionNumber = ""
     ds.ReferringPhysicianName = ""
-    ds.Modality = "CT"
     ds.BodyPartExamined = "HEAD"
     ds.Manufacturer = "hemoscan phantom generator"
     ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
@@ -125,20 +116,7 @@ def write_dicom_slice(
     ds.GantryDetectorTilt = series.tilt_deg
     ds.ConvolutionKernel = series.meta["kernel"]
     ds.KVP = 120
-    ds.Rows, ds.Columns = (int(v) for v in sl.hu.shape)
-    ds.PixelSpacing = [round(series.spacing, 6)] * 2
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.BitsAllocated = 16
-    ds.BitsStored = 16
-    ds.HighBit = 15
-    ds.PixelRepresentation = 1
-    ds.PixelPaddingValue = padding
-    ds.RescaleIntercept = -1024
-    ds.RescaleSlope = 1
-    ds.RescaleType = "HU"
     ds.WindowCenter, ds.WindowWidth = 40, 80
-    ds.PixelData = stored.tobytes()
     ds.save_as(path, enforce_file_format=True)
 
 

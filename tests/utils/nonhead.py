@@ -285,28 +285,12 @@ def dicom_bytes(hu: np.ndarray, spacing: float | None, **attrs: object) -> bytes
     ``spacing`` (none when None), then ``attrs`` (ImageType, BodyPartExamined, ...)."""
     import io
 
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+    from hybrid_model.ctdicom import ct_dataset
 
-    stored = np.clip(np.round(hu + 1024.0), -32768, 32767).astype(np.int16)
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = CTImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID = CTImageStorage
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.PatientName, ds.PatientID, ds.Modality = "PHANTOM^NONHEAD", "PHANTOM-NONHEAD", "CT"
-    ds.Rows, ds.Columns = stored.shape
-    if spacing is not None:
-        ds.PixelSpacing = [round(spacing, 6), round(spacing, 6)]
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
-    ds.RescaleIntercept, ds.RescaleSlope = -1024, 1
+    ds = ct_dataset(hu, spacing=spacing)
+    ds.PatientName, ds.PatientID = "PHANTOM^NONHEAD", "PHANTOM-NONHEAD"
     for key, value in attrs.items():
         setattr(ds, key, value)
-    ds.PixelData = stored.tobytes()
     buf = io.BytesIO()
     ds.save_as(buf, enforce_file_format=True)
     return buf.getvalue()
