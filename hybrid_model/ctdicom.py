@@ -21,10 +21,10 @@ def ct_dataset(
     padding_hu: float | None = None,
 ) -> Any:
     from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+    from pydicom.uid import UID, CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
     stored = np.clip(np.round(hu + 1024.0), -32768, 32767).astype(np.int16)
-    sop = sop_uid or generate_uid()
+    sop = UID(sop_uid) if sop_uid else generate_uid()
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = CTImageStorage
     meta.MediaStorageSOPInstanceUID = sop
