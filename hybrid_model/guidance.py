@@ -142,9 +142,14 @@ def make_train_step(model, optimizer, cam_weight: float, temperature: float, lay
     return step
 
 
-def _augment(rng: np.random.Generator, images: np.ndarray, masks: np.ndarray):
-    """Flips (same for image and mask) and per-slice gain/offset jitter; float32 out."""
-    x = images.astype(np.float32) / 255.0
+def _augment(
+    rng: np.random.Generator, images: np.ndarray, masks: np.ndarray, grey_share: float = 0.0
+):
+    """Grey exports of random windows (``augment.windowed_grey``), flips (same for image and
+    mask) and per-slice gain/offset jitter; float32 out."""
+    from hybrid_model.augment import windowed_grey
+
+    x = windowed_grey(images, rng, grey_share).astype(np.float32) / 255.0
     m = masks.astype(np.float32)[..., None] / 255.0
     if rng.random() < 0.5:
         x, m = x[:, ::-1], m[:, ::-1]
@@ -205,6 +210,7 @@ def guided_fine_tune(
     seed: int = 0,
     pointing_subset: int = 200,
     layer: str = "last_conv",
+    grey_share: float = 0.0,
     show: bool = True,
 ) -> GuidanceResult:
     """Fine-tune ``model`` in place with the Grad-CAM pointing loss; keep the best epoch.
@@ -238,7 +244,7 @@ def guided_fine_tune(
         sums = np.zeros(2)
         for i in range(steps):
             idx = np.sort(order[i * batch_size : (i + 1) * batch_size])
-            x, m = _augment(rng, images[idx], masks[idx])
+            x, m = _augment(rng, images[idx], masks[idx], grey_share)
             y = labels[idx].astype(np.float32)
             w = np.where(y > 0.5, class_weights[1], class_weights[0]).astype(np.float32)
             bce, point = step(x, m, y, w)

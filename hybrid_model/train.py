@@ -55,10 +55,19 @@ def _augmenter(seed: int):
     )
 
 
-def _datasets(images, labels, train_idx, val_idx, batch_size: int, seed: int):
+def _datasets(
+    images, labels, train_idx, val_idx, batch_size: int, seed: int, grey_share: float = 0.0
+):
     import tensorflow as tf
 
+    from hybrid_model.augment import windowed_grey
+
     augment = _augmenter(seed)
+    rng = np.random.default_rng(seed + 11)
+
+    def grey(x, y):
+        x = tf.numpy_function(lambda b: windowed_grey(b, rng, grey_share), [x], tf.uint8)
+        return tf.ensure_shape(x, [None, *images.shape[1:]]), y
 
     def to_float(x, y):
         return tf.cast(x, tf.float32) / 255.0, y
@@ -75,6 +84,7 @@ def _datasets(images, labels, train_idx, val_idx, batch_size: int, seed: int):
         tf.data.Dataset.from_tensor_slices((images[train_idx], y[train_idx]))
         .shuffle(len(train_idx), seed=seed, reshuffle_each_iteration=True)
         .batch(batch_size)
+        .map(grey, num_parallel_calls=1)
         .map(to_float)
         .map(jitter, num_parallel_calls=1)
         .prefetch(2)
@@ -140,23 +150,61 @@ def split(data, val_split: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return train_idx, val_idx
 
 
+def widen(old: np.ndarray, new: np.ndarray) -> np.ndarray | None:
+    """``old`` embedded in ``new`` (a freshly initialised weight of a wider layer), or None if
+    it does not fit: the leading corner takes ``old``; a kernel's rows for the new input
+    channels (axis -2) feeding the old outputs are zero, so those outputs are unchanged while
+    the new channels start from their initialisation."""
+    if old.ndim != new.ndim or any(o > n for o, n in zip(old.shape, new.shape, strict=True)):
+        return None
+    out = np.array(new, copy=True)
+    out[tuple(slice(0, o) for o in old.shape)] = old
+    if old.ndim >= 2:
+        out[(..., slice(old.shape[-2], None), slice(0, old.shape[-1]))] = 0.0
+    return out
+
+
 def _warm_start(model, initial_model: str | Path) -> None:
-    """Copy weights layer by layer (same name and shapes) from another model file.
+    """Copy weights layer by layer (same name) from another model file.
 
     Pooling layers carry no weights, so a model with a different number of pooled blocks (a
-    finer last_conv) can start from a trained coarser one.
+    finer last_conv) can start from a trained coarser one. A wider network (more conv filters,
+    ``build_model(filters=...)``) starts from a narrower one with its function unchanged
+    (``widen``): each old filter keeps its weights and ignores the new ones, which start from
+    their initialisation, and the first recurrent layer ignores the new channels. Recurrent
+    and dense layers must keep their width (their gates would not line up).
     """
+    from keras import layers as klayers
+
     from hybrid_model.io import load_model
 
     source = {layer.name: layer for layer in load_model(initial_model).model.layers}
-    copied = 0
+    copied = widened = 0
     for layer in model.layers:
         other = source.get(layer.name)
         weights = other.get_weights() if other is not None else []
-        if weights and [w.shape for w in weights] == [w.shape for w in layer.get_weights()]:
+        current = layer.get_weights()
+        if not weights or len(weights) != len(current):
+            continue
+        if [w.shape for w in weights] == [w.shape for w in current]:
             layer.set_weights(weights)
             copied += 1
-    log.info("warm start: copied the weights of %d layers from %s", copied, initial_model)
+            continue
+        if isinstance(layer, klayers.RNN | klayers.Dense) and (
+            weights[0].shape[1:] != current[0].shape[1:]
+        ):
+            continue  # a different number of units: the gates would not line up
+        # BatchNormalization: the new channels keep gamma 1, beta 0, mean 0, variance 1
+        embedded = [widen(o, n) for o, n in zip(weights, current, strict=True)]
+        if all(e is not None for e in embedded):
+            layer.set_weights(embedded)
+            widened += 1
+    log.info(
+        "warm start: copied the weights of %d layers, widened %d, from %s",
+        copied,
+        widened,
+        initial_model,
+    )
 
 
 def train(
@@ -178,11 +226,17 @@ def train(
     cam_weight: float = 0.0,
     cam_temperature: float | None = None,
     pointing_subset: int = 200,
+    filters: tuple[int, ...] | None = None,
+    grey_share: float = 0.0,
 ) -> dict[str, Any]:
     """Train, save the best model to ``out_path`` with metadata, return the validation metrics.
 
     ``cam_weight`` > 0 trains with Grad-CAM guidance (``hybrid_model.guidance``); the data
-    folder must then have ``masks/`` for its positive slices.
+    folder must then have ``masks/`` for its positive slices. ``filters``: conv filters per
+    block (default ``network.DEFAULT_FILTERS``; with ``initial_model`` a wider network starts
+    from a narrower one, see ``_warm_start``). ``grey_share``: the share of three-window
+    training slices redrawn per batch as grey exports of a random window
+    (``augment.windowed_grey``).
     """
     import keras
     from sklearn.utils.class_weight import compute_class_weight
@@ -191,13 +245,18 @@ def train(
     from hybrid_model.guidance import DEFAULT_TEMPERATURE, describe, guided_fine_tune
     from hybrid_model.io import DISCLAIMER, save_model
     from hybrid_model.metrics import classification_metrics, render_metrics
-    from hybrid_model.network import build_model
+    from hybrid_model.network import DEFAULT_FILTERS, build_model
 
     keras.utils.set_random_seed(seed)
     started = time.time()
     # Built first: a network that cannot be built (network.RowStepsError) fails before any data
     # is read.
-    model = build_model((size, size, 3), pooled_blocks=pooled_blocks, row_steps=row_steps)
+    model = build_model(
+        (size, size, 3),
+        filters=tuple(filters or DEFAULT_FILTERS),
+        pooled_blocks=pooled_blocks,
+        row_steps=row_steps,
+    )
     data = load_labelled(data_dir, size, head_gate=False)
     if len(np.unique(data.labels)) < 2:
         raise DatasetError(f"{data_dir}: training needs both classes, found only one")
@@ -230,6 +289,7 @@ def train(
             patience=patience,
             seed=seed,
             pointing_subset=pointing_subset,
+            grey_share=grey_share,
             show=True,
         )
         epochs_run = len(guidance.history)
@@ -245,6 +305,7 @@ def train(
             seed=seed,
             learning_rate=learning_rate,
             patience=patience,
+            grey_share=grey_share,
         )
 
     calibration = calibrate(model, data.floats(val_idx), data.labels[val_idx], batch_size)
@@ -275,6 +336,11 @@ def train(
         "disclaimer": DISCLAIMER,
         "seed": seed,
     }
+    if grey_share > 0:
+        metadata["augmentation"] = (
+            f"{grey_share:.0%} of the three-window training slices redrawn per batch as 8-bit "
+            "grey exports of a random window (hybrid_model/augment.py)"
+        )
     if guided:
         metadata["auxiliary_supervision"] = (
             "lesion masks of the synthetic phantoms guided training: a Grad-CAM pointing loss "
@@ -325,6 +391,7 @@ def _fit(
     seed: int,
     learning_rate: float,
     patience: int,
+    grey_share: float = 0.0,
 ) -> int:
     """Plain Keras training (full augmentation, class weights, early stopping on val AUC).
 
@@ -334,7 +401,7 @@ def _fit(
 
     from hybrid_model.guidance import keras_verbosity
 
-    train_ds, val_ds = _datasets(data.images, data.labels, *split, batch_size, seed)
+    train_ds, val_ds = _datasets(data.images, data.labels, *split, batch_size, seed, grey_share)
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate),
         loss="binary_crossentropy",

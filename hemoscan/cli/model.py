@@ -45,6 +45,25 @@ def _fraction(value: str) -> float:
     return number
 
 
+def _share(value: str) -> float:
+    number = float(value)
+    if not 0.0 <= number <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {value}")
+    return number
+
+
+def _filters(value: str) -> tuple[int, ...]:
+    try:
+        filters = tuple(int(v) for v in value.split(","))
+    except ValueError:
+        filters = ()
+    if len(filters) < 2 or min(filters) <= 0:
+        raise argparse.ArgumentTypeError(
+            f"expected two or more positive integers separated by commas, got {value!r}"
+        )
+    return filters
+
+
 def _model(args: argparse.Namespace) -> Path:
     """--model, else the configured model (HEMOSCAN_MODEL_PATH, default: the demo model)."""
     if args.model is not None:
@@ -174,6 +193,21 @@ def register(subparsers) -> None:
         help="Grad-CAM guidance: weight of a pointing loss that pulls the model's Grad-CAM peak "
         "onto the lesion masks in DATA/masks/ (default 0: off; the demo used 0.25 with "
         "--init and --learning-rate 0.0002; phantoms have masks)",
+    )
+    p.add_argument(
+        "--filters",
+        type=_filters,
+        default=None,
+        help="conv filters per block, comma-separated (default 8,16,32,64); with --init a "
+        "wider network starts from a narrower one with its function unchanged",
+    )
+    p.add_argument(
+        "--grey-share",
+        type=_share,
+        default=0.0,
+        help="share of three-window (DICOM, HU PNG) training slices redrawn per batch as 8-bit "
+        "grey exports of a random window, as public PNG sets hold them (default 0; the demo "
+        "used 0.4)",
     )
     p.add_argument(
         "--cam-temperature",
@@ -319,6 +353,8 @@ def _train(args) -> int:
             row_steps=args.row_steps,
             cam_weight=args.cam_weight,
             cam_temperature=args.cam_temperature,
+            filters=args.filters,
+            grey_share=args.grey_share,
         )
     except RowStepsError as exc:  # raised before any data is read
         raise ModelCommandError(f"--row-steps: {exc}") from None

@@ -36,11 +36,20 @@ def test_train_then_evaluate_smoke(tmp_path, capsys, monkeypatch):
                 "0.25",
                 "--patience",
                 "1",
+                "--filters",
+                "4,8,16,32",
+                "--grey-share",
+                "0.5",
             ]
         )
         == 0
     )
     assert model.is_file() and model.with_name("m.metrics.json").is_file()
+    from hybrid_model.io import load_model
+
+    loaded = load_model(model)
+    assert loaded.model.get_layer("conv1").get_weights()[0].shape[-1] == 4
+    assert "50% of the three-window training slices" in loaded.metadata["augmentation"]
     assert main(["evaluate", "--data", str(data), "--model", str(model), "--json"]) == 0
     out = capsys.readouterr().out
     metrics = json.loads(out.strip().splitlines()[-1])

@@ -51,3 +51,27 @@ def test_row_steps_must_divide_the_rows():
 
     with pytest.raises(ValueError, match="row_steps 3"):
         build_model((256, 256, 3), row_steps=3)
+
+
+def test_a_wider_network_starts_from_a_narrower_one_unchanged(tmp_path):
+    import numpy as np
+
+    from hybrid_model.io import save_model
+    from hybrid_model.train import _warm_start
+
+    narrow = build_model((64, 64, 3), filters=(4, 8, 16))
+    x = np.random.default_rng(0).random((3, 64, 64, 3)).astype(np.float32)
+    # trained-looking BatchNorm statistics, so a copy that ignored them would show
+    for layer in narrow.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            g, b, m, v = layer.get_weights()
+            layer.set_weights([g * 1.3, b + 0.1, m + 0.2, v * 2.0])
+    save_model(narrow, tmp_path / "narrow.keras", {"input_size": 64})
+    wide = build_model((64, 64, 3), filters=(6, 12, 24))
+    before = wide.predict(x, verbose=0)
+    _warm_start(wide, tmp_path / "narrow.keras")
+    after = wide.predict(x, verbose=0)
+    np.testing.assert_allclose(after, narrow.predict(x, verbose=0), rtol=1e-4, atol=1e-5)
+    assert not np.allclose(before, after)
+    # the new filters are live (initialised, not zero), so training can use them
+    assert np.abs(wide.get_layer("conv1").get_weights()[0][..., 4:]).sum() > 0
