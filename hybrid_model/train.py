@@ -127,23 +127,26 @@ def is_phantom_folder(root: Path, files: list[Path]) -> bool:
 
 
 def split(data, val_split: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Training and validation indices. Images in subfolders (one folder per series, the CT
-    phantoms' layout) are split by folder, so no series has slices on both sides (neighbouring
-    slices are near copies: a split by slice would validate on the training data); a flat
-    folder is split by image, stratified by label."""
+    """Training and validation indices, split by group (``data.groups``: the patient for RSNA,
+    the study for CQ500, the series folder for the phantoms; ``hybrid_model.layouts``), so no
+    group has images on both sides (neighbouring slices are near copies: a split by slice
+    would validate on the training data); images without groups (a flat folder) are split by
+    image, stratified by label."""
     from sklearn.model_selection import GroupShuffleSplit, train_test_split
 
     idx = np.arange(len(data.labels))
-    groups = [f.parent.name for f in data.files]
-    if len(set(groups)) >= 5:
+    groups = list(data.groups) or [""] * len(idx)
+    grouped = all(groups) and len(set(groups)) >= 5
+    if grouped:
         splitter = GroupShuffleSplit(n_splits=20, test_size=val_split, random_state=seed)
         for train_idx, val_idx in splitter.split(idx, data.labels, groups):
             if (
                 len(np.unique(data.labels[val_idx])) == 2
                 and len(np.unique(data.labels[train_idx])) == 2
             ):
-                log.info("split by series folder: %d groups", len(set(groups)))
+                log.info("split by group: %d groups", len(set(groups)))
                 return train_idx, val_idx
+        log.warning("no split by group has both classes on both sides: splitting by image")
     train_idx, val_idx = train_test_split(
         idx, test_size=val_split, random_state=seed, stratify=data.labels
     )

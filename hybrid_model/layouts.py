@@ -1,0 +1,181 @@
+"""The labelled-data layouts users bring, read as (file, label, group) entries.
+
+* ``rsna``: the RSNA Intracranial Hemorrhage Detection release (2019): ``stage_2_train.csv``
+  (or ``stage_1_train.csv``) with columns ``ID,Label``, ``ID`` = ``ID_<SOP id>_<subtype>``;
+  the ``any`` subtype is the label; the file has duplicate rows (read once; a conflicting
+  duplicate counts as positive). DICOMs are ``ID_<SOP id>.dcm`` anywhere below the folder.
+  Grouped by patient (PatientID from each header, read without the pixels).
+* ``cq500``: the CQ500 release: ``reads.csv`` with ``name`` (``CQ500-CT-1``) and per-reader
+  columns ``R1:ICH``, ``R2:ICH``, ``R3:ICH``; a study is positive by a 2-of-3 majority and every
+  slice of its folder (``CQ500CT1 CQ500CT1/...``) carries the study's label. Grouped by study.
+* ``labels``: ``labels.csv`` with ``id`` and ``hemorrhage`` (the Kaggle "Head CT - hemorrhage"
+  set spells it `` hemorrhage``, with a leading space, and names its files ``head_ct/000.png``
+  for id ``0``; hemoscan's phantoms use the same file with series subfolders). Grouped by the
+  folder an image lies in (a phantom series) when the images lie in more than one.
+* ``classes``: one subfolder per class (``0/`` ``1/`` or ``normal/`` ``hemorrhage/``); no groups.
+
+Training splits by group (``train.split``): neighbouring slices of a series, and the series of
+one patient, are near copies, so a split by slice would validate on the training data. Groups
+are one-way digests, used within the run and never stored.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import logging
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = (".dcm", ".dicom", ".png", ".jpg", ".jpeg")
+CLASS_DIRS = {"0": 0, "normal": 0, "1": 1, "hemorrhage": 1}
+RSNA_FILES = ("stage_2_train.csv", "stage_1_train.csv")
+RSNA_ID = re.compile(r"^(ID_[0-9A-Za-z]+)_(any|epidural|intraparenchymal|intraventricular|"
+                     r"subarachnoid|subdural)$")  # fmt: skip
+CQ500_READERS = ("R1:ICH", "R2:ICH", "R3:ICH")
+
+
+class LayoutError(ValueError):
+    """A data folder's layout is recognised but unusable (no labelled file found, bad table)."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    path: Path
+    label: int
+    group: str = ""  # patient / study / series digest: a split keeps a group on one side
+
+
+def _digest(kind: str, value: str) -> str:
+    return f"{kind}:{hashlib.sha256(value.encode('utf-8', 'surrogatepass')).hexdigest()[:16]}"
+
+
+def _images(root: Path) -> Iterable[Path]:
+    for p in sorted(root.rglob("*")):
+        if p.suffix.lower() in IMAGE_SUFFIXES and "masks" not in p.relative_to(root).parts:
+            yield p
+
+
+def detect(root: Path) -> str:
+    """The layout name of ``root`` (see the module docstring), or LayoutError."""
+    if any((root / name).is_file() for name in RSNA_FILES):
+        return "rsna"
+    if (root / "reads.csv").is_file():
+        return "cq500"
+    if (root / "labels.csv").is_file():
+        return "labels"
+    if any((root / name).is_dir() for name in CLASS_DIRS):
+        return "classes"
+    raise LayoutError(
+        f"{root} holds no known layout: labels.csv, class subfolders (0/ 1/ or normal/ "
+        f"hemorrhage/), an RSNA {RSNA_FILES[0]} or a CQ500 reads.csv"
+    )
+
+
+def entries(root: str | Path) -> tuple[str, list[Entry]]:
+    """(layout name, entries) of a data folder; LayoutError when none is usable."""
+    root = Path(root)
+    if not root.is_dir():
+        raise LayoutError(f"data folder not found: {root}")
+    layout = detect(root)
+    found = {"rsna": _rsna, "cq500": _cq500, "labels": _labels, "classes": _classes}[layout](root)
+    if not found:
+        raise LayoutError(f"{root} ({layout} layout): no labelled image file found")
+    log.info("%s layout: %d labelled images in %d groups", layout, len(found),
+             len({e.group for e in found}))  # fmt: skip
+    return layout, found
+
+
+def _labels(root: Path) -> list[Entry]:
+    by_stem: dict[str, Path] = {}
+    for p in _images(root):
+        by_stem.setdefault(p.stem, p)
+        if p.stem.isdigit():  # the Kaggle set: id 0 is head_ct/000.png
+            by_stem.setdefault(str(int(p.stem)), p)
+    out = []
+    with open(root / "labels.csv", newline="") as fh:
+        for row in csv.DictReader(fh):
+            row = {(k or "").strip(): (v or "").strip() for k, v in row.items()}
+            path, label = by_stem.get(row.get("id", "")), row.get("hemorrhage", "")
+            if path is not None and label in ("0", "1"):
+                out.append(Entry(path, int(label), _digest("folder", str(path.parent))))
+    if len({e.group for e in out}) == 1:  # one folder (head_ct/ or flat): no groups
+        out = [Entry(e.path, e.label) for e in out]
+    return out
+
+
+def _classes(root: Path) -> list[Entry]:
+    return [
+        Entry(p, label)
+        for name, label in CLASS_DIRS.items()
+        if (root / name).is_dir()
+        for p in sorted((root / name).iterdir())
+        if p.suffix.lower() in IMAGE_SUFFIXES
+    ]
+
+
+def _rsna(root: Path) -> list[Entry]:
+    table = next(root / name for name in RSNA_FILES if (root / name).is_file())
+    label: dict[str, int] = {}
+    with open(table, newline="") as fh:
+        reader = csv.DictReader(fh)
+        if not {"ID", "Label"} <= set(reader.fieldnames or ()):
+            raise LayoutError(f"{table.name}: expected the columns ID,Label")
+        for row in reader:
+            match = RSNA_ID.match((row["ID"] or "").strip())
+            if match and match.group(2) == "any" and (row["Label"] or "").strip() in ("0", "1"):
+                sop = match.group(1)
+                label[sop] = max(label.get(sop, 0), int(row["Label"]))
+    out = []
+    for p in _images(root):
+        if p.stem in label:
+            out.append(Entry(p, label[p.stem], _patient_group(p)))
+    return out
+
+
+def _patient_group(path: Path) -> str:
+    """The patient of a DICOM file as a digest (StudyInstanceUID when PatientID is missing,
+    the file itself when neither can be read)."""
+    import pydicom
+
+    try:
+        ds = pydicom.dcmread(path, stop_before_pixels=True,
+                             specific_tags=["PatientID", "StudyInstanceUID"])  # fmt: skip
+        patient = str(ds.get("PatientID", "") or "")
+        study = str(ds.get("StudyInstanceUID", "") or "")
+    except Exception:  # an unreadable header: the decoder reports it when the file is read
+        patient = study = ""
+    if patient:
+        return _digest("patient", patient)
+    return _digest("study", study) if study else _digest("file", str(path))
+
+
+def _normalised(name: str) -> str:
+    return re.sub(r"[^0-9a-z]", "", name.lower())
+
+
+def _cq500(root: Path) -> list[Entry]:
+    study_label: dict[str, int] = {}
+    with open(root / "reads.csv", newline="") as fh:
+        reader = csv.DictReader(fh)
+        missing = {"name", *CQ500_READERS} - set(reader.fieldnames or ())
+        if missing:
+            raise LayoutError(f"reads.csv: missing the columns {', '.join(sorted(missing))}")
+        for row in reader:
+            votes = [(row[r] or "").strip() for r in CQ500_READERS]
+            if all(v in ("0", "1") for v in votes):
+                study_label[_normalised(row["name"])] = int(sum(map(int, votes)) >= 2)
+    out = []
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        key = _normalised(folder.name.split()[0]) if folder.name.split() else ""
+        if key in study_label:
+            group = _digest("study", key)
+            out.extend(Entry(p, study_label[key], group) for p in _images(folder))
+    return out
+
+
+__all__ = ["CLASS_DIRS", "IMAGE_SUFFIXES", "Entry", "LayoutError", "detect", "entries"]
