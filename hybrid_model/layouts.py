@@ -90,22 +90,148 @@ def entries(root: str | Path) -> tuple[str, list[Entry]]:
     return layout, found
 
 
-def _labels(root: Path) -> list[Entry]:
-    by_stem: dict[str, Path] = {}
-    for p in _images(root):
-        by_stem.setdefault(p.stem, p)
-        if p.stem.isdigit():  # the Kaggle set: id 0 is head_ct/000.png
-            by_stem.setdefault(str(int(p.stem)), p)
+class Table:
+    """A label table of one layout, matched against keys relative to the data root
+    (``a/b/ID_12.dcm``): the same rules for a folder (``entries``) and for an object-store
+    listing (``hemoscan scan --manifest``)."""
+
+    layout = ""
+
+    def label(self, key: str) -> int | None:
+        """The label of the image at ``key``, None when the table does not name it."""
+        raise NotImplementedError
+
+    def group(self, key: str, path: Path | None = None) -> str:
+        """The split group of the image at ``key`` ("" for none); ``path``: the local file."""
+        return ""
+
+
+def _stem(key: str) -> str:
+    name = key.rsplit("/", 1)[-1]
+    return name.rsplit(".", 1)[0] if "." in name else name
+
+
+class LabelsTable(Table):
+    """``labels.csv`` (``id`` and ``hemorrhage``, either spelling of the column)."""
+
+    layout = "labels"
+
+    def __init__(self, path: Path):
+        self.labels: dict[str, int] = {}
+        with open(path, newline="") as fh:
+            reader = csv.DictReader(fh)
+            names = {(n or "").strip() for n in reader.fieldnames or ()}
+            if not {"id", "hemorrhage"} <= names:
+                raise LayoutError(f"{path.name}: expected the columns id and hemorrhage")
+            for row in reader:
+                row = {(k or "").strip(): (v or "").strip() for k, v in row.items()}
+                if row.get("hemorrhage") in ("0", "1"):
+                    self.labels[row.get("id", "")] = int(row["hemorrhage"])
+
+    def label(self, key: str) -> int | None:
+        stem = _stem(key)
+        found = self.labels.get(stem)
+        if found is None and stem.isdigit():  # the Kaggle set: id 0 is head_ct/000.png
+            found = self.labels.get(str(int(stem)))
+        return found
+
+    def group(self, key: str, path: Path | None = None) -> str:
+        folder = key.rsplit("/", 1)[0] if "/" in key else ""
+        return _digest("folder", folder) if folder else ""
+
+
+class RsnaTable(Table):
+    """``stage_2_train.csv``: ``ID_<SOP id>_any`` rows; duplicates read once."""
+
+    layout = "rsna"
+
+    def __init__(self, path: Path):
+        self.labels: dict[str, int] = {}
+        with open(path, newline="") as fh:
+            reader = csv.DictReader(fh)
+            if not {"ID", "Label"} <= set(reader.fieldnames or ()):
+                raise LayoutError(f"{path.name}: expected the columns ID,Label")
+            for row in reader:
+                match = RSNA_ID.match((row["ID"] or "").strip())
+                value = (row["Label"] or "").strip()
+                if match and match.group(2) == "any" and value in ("0", "1"):
+                    sop = match.group(1)  # a conflicting duplicate counts as positive
+                    self.labels[sop] = max(self.labels.get(sop, 0), int(value))
+
+    def label(self, key: str) -> int | None:
+        return self.labels.get(_stem(key))
+
+    def group(self, key: str, path: Path | None = None) -> str:
+        return _patient_group(path) if path is not None else ""
+
+
+class Cq500Table(Table):
+    """``reads.csv``: a study's label by the 2-of-3 majority of its readers, for every slice
+    in its folder (the first path component, ``CQ500CT1 CQ500CT1``)."""
+
+    layout = "cq500"
+
+    def __init__(self, path: Path):
+        self.labels: dict[str, int] = {}
+        with open(path, newline="") as fh:
+            reader = csv.DictReader(fh)
+            missing = {"name", *CQ500_READERS} - set(reader.fieldnames or ())
+            if missing:
+                raise LayoutError(f"{path.name}: missing the columns {', '.join(sorted(missing))}")
+            for row in reader:
+                votes = [(row[r] or "").strip() for r in CQ500_READERS]
+                if all(v in ("0", "1") for v in votes):
+                    self.labels[_normalised(row["name"])] = int(sum(map(int, votes)) >= 2)
+
+    @staticmethod
+    def _study(key: str) -> str:
+        first = key.split("/", 1)[0].split()
+        return _normalised(first[0]) if first and "/" in key else ""
+
+    def label(self, key: str) -> int | None:
+        return self.labels.get(self._study(key))
+
+    def group(self, key: str, path: Path | None = None) -> str:
+        return _digest("study", self._study(key))
+
+
+def read_table(path: str | Path) -> Table | None:
+    """The label table of a layout in ``path`` (by its name and columns), None when it is
+    none of them (a plain manifest of keys)."""
+    path = Path(path)
+    with open(path, newline="") as fh:
+        header = [c.strip() for c in next(csv.reader(fh), [])]
+    if {"ID", "Label"} <= set(header):
+        return RsnaTable(path)
+    if "name" in header and any(c in header for c in CQ500_READERS):
+        return Cq500Table(path)
+    if "id" in header and "hemorrhage" in header:
+        return LabelsTable(path)
+    return None
+
+
+def _from_table(root: Path, table: Table) -> list[Entry]:
     out = []
-    with open(root / "labels.csv", newline="") as fh:
-        for row in csv.DictReader(fh):
-            row = {(k or "").strip(): (v or "").strip() for k, v in row.items()}
-            path, label = by_stem.get(row.get("id", "")), row.get("hemorrhage", "")
-            if path is not None and label in ("0", "1"):
-                out.append(Entry(path, int(label), _digest("folder", str(path.parent))))
-    if len({e.group for e in out}) == 1:  # one folder (head_ct/ or flat): no groups
-        out = [Entry(e.path, e.label) for e in out]
+    for p in _images(root):
+        key = p.relative_to(root).as_posix()
+        label = table.label(key)
+        if label is not None:
+            out.append(Entry(p, label, table.group(key, p)))
+    if table.layout == "labels" and len({e.group for e in out}) == 1:
+        out = [Entry(e.path, e.label) for e in out]  # one folder (head_ct/ or flat): no groups
     return out
+
+
+def _labels(root: Path) -> list[Entry]:
+    return _from_table(root, LabelsTable(root / "labels.csv"))
+
+
+def _rsna(root: Path) -> list[Entry]:
+    return _from_table(root, RsnaTable(next(root / n for n in RSNA_FILES if (root / n).is_file())))
+
+
+def _cq500(root: Path) -> list[Entry]:
+    return _from_table(root, Cq500Table(root / "reads.csv"))
 
 
 def _classes(root: Path) -> list[Entry]:
@@ -116,25 +242,6 @@ def _classes(root: Path) -> list[Entry]:
         for p in sorted((root / name).iterdir())
         if p.suffix.lower() in IMAGE_SUFFIXES
     ]
-
-
-def _rsna(root: Path) -> list[Entry]:
-    table = next(root / name for name in RSNA_FILES if (root / name).is_file())
-    label: dict[str, int] = {}
-    with open(table, newline="") as fh:
-        reader = csv.DictReader(fh)
-        if not {"ID", "Label"} <= set(reader.fieldnames or ()):
-            raise LayoutError(f"{table.name}: expected the columns ID,Label")
-        for row in reader:
-            match = RSNA_ID.match((row["ID"] or "").strip())
-            if match and match.group(2) == "any" and (row["Label"] or "").strip() in ("0", "1"):
-                sop = match.group(1)
-                label[sop] = max(label.get(sop, 0), int(row["Label"]))
-    out = []
-    for p in _images(root):
-        if p.stem in label:
-            out.append(Entry(p, label[p.stem], _patient_group(p)))
-    return out
 
 
 def _patient_group(path: Path) -> str:
@@ -158,24 +265,5 @@ def _normalised(name: str) -> str:
     return re.sub(r"[^0-9a-z]", "", name.lower())
 
 
-def _cq500(root: Path) -> list[Entry]:
-    study_label: dict[str, int] = {}
-    with open(root / "reads.csv", newline="") as fh:
-        reader = csv.DictReader(fh)
-        missing = {"name", *CQ500_READERS} - set(reader.fieldnames or ())
-        if missing:
-            raise LayoutError(f"reads.csv: missing the columns {', '.join(sorted(missing))}")
-        for row in reader:
-            votes = [(row[r] or "").strip() for r in CQ500_READERS]
-            if all(v in ("0", "1") for v in votes):
-                study_label[_normalised(row["name"])] = int(sum(map(int, votes)) >= 2)
-    out = []
-    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
-        key = _normalised(folder.name.split()[0]) if folder.name.split() else ""
-        if key in study_label:
-            group = _digest("study", key)
-            out.extend(Entry(p, study_label[key], group) for p in _images(folder))
-    return out
-
-
-__all__ = ["CLASS_DIRS", "IMAGE_SUFFIXES", "Entry", "LayoutError", "detect", "entries"]
+__all__ = ["CLASS_DIRS", "IMAGE_SUFFIXES", "Entry", "LayoutError", "Table", "detect", "entries",
+           "read_table"]  # fmt: skip

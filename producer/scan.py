@@ -22,7 +22,13 @@ from hemoscan.settings import Settings
 from hemoscan.storage import open_store
 from producer.plan import ScanPlan, check_plan
 from producer.senders import BrokerSender, Sender
-from producer.sources import SourceItem, iter_listing, iter_manifest
+from producer.sources import (
+    SourceItem,
+    iter_labelled_listing,
+    iter_listing,
+    iter_manifest,
+    read_layout_table,
+)
 from schema import jobs
 
 log = logging.getLogger(__name__)
@@ -97,8 +103,13 @@ def run_scan(
     if on_start:
         on_start(outcome)
 
-    items = iter_manifest(plan.manifest, plan.pattern) if plan.manifest else None
-    items = items or iter_listing(store, plan.pattern)
+    table = read_layout_table(plan.manifest) if plan.manifest else None
+    if table is not None:  # RSNA / CQ500 / Kaggle label table: the listing, labelled
+        items = iter_labelled_listing(store, table, plan.pattern)
+    elif plan.manifest:
+        items = iter_manifest(plan.manifest, plan.pattern)
+    else:
+        items = iter_listing(store, plan.pattern)
     own_sender = sender is None
     if sender is None:
         if not settings.distributed:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from hemoscan.errors import HemoscanError
 from hemoscan.storage import ObjectStore
+from hybrid_model.layouts import LayoutError, Table, read_table
 
 
 class ManifestError(HemoscanError):
@@ -22,6 +23,29 @@ class SourceItem:
     size: int | None = None
     etag: str | None = None
     true_label: int | None = None
+
+
+def iter_labelled_listing(
+    store: ObjectStore, table: Table, pattern: str | None = None
+) -> Iterator[SourceItem]:
+    """The listed objects a public layout's label table names (RSNA ``stage_2_train.csv``,
+    CQ500 ``reads.csv``, Kaggle ``labels.csv``: ``hybrid_model.layouts``), with their labels;
+    keys the table does not name are not scanned, as with a plain manifest."""
+    for item in iter_listing(store, pattern):
+        label = table.label(item.key)
+        if label is not None:
+            yield SourceItem(item.key, item.size, item.etag, label)
+
+
+def read_layout_table(path: str | Path) -> Table | None:
+    """The label table of a public layout in the manifest ``path``, None for a plain manifest
+    of keys; ManifestError when the file cannot be read or its columns are wrong."""
+    try:
+        return read_table(path)
+    except OSError as exc:
+        raise ManifestError(f"cannot read manifest {path}: {exc.strerror}") from exc
+    except LayoutError as exc:
+        raise ManifestError(f"manifest {path}: {exc}") from exc
 
 
 def iter_listing(store: ObjectStore, pattern: str | None = None) -> Iterator[SourceItem]:

@@ -28,7 +28,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     scan.add_argument("--batch-size", type=int, help="images per batch (default: setting)")
     scan.add_argument("--pattern", help="only keys matching this glob, e.g. '*.dcm'")
     scan.add_argument(
-        "--manifest", type=Path, help="CSV of keys relative to SOURCE, optional label column"
+        "--manifest",
+        type=Path,
+        help="CSV of keys relative to SOURCE with an optional label column; or a public "
+        "layout's label table, matched against SOURCE's listing: RSNA stage_2_train.csv "
+        "(ID,Label), CQ500 reads.csv (2-of-3 majority per study folder), Kaggle labels.csv "
+        "(id, hemorrhage)",
     )
     scan.add_argument("--rescore", action="store_true", help="score everything again")
     scan.add_argument(

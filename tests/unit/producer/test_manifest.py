@@ -72,3 +72,48 @@ def test_the_pattern_filters_keys_and_labels_are_still_checked(tmp_path):
 def test_an_unreadable_manifest_is_a_manifest_error(tmp_path):
     with pytest.raises(ManifestError, match="cannot read manifest"):
         list(iter_manifest(tmp_path / "absent.csv"))
+
+
+def _store(root: Path, names: list[str]):
+    from hemoscan.storage import LocalStore
+
+    for name in names:
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(b"x")
+    return LocalStore(root)
+
+
+def test_an_rsna_table_labels_the_listing_and_skips_what_it_does_not_name(tmp_path):
+    from producer.sources import iter_labelled_listing, read_layout_table
+
+    store = _store(tmp_path / "src", ["train/ID_aa.dcm", "train/ID_bb.dcm", "train/ID_cc.dcm"])
+    table = _manifest(
+        tmp_path,
+        "ID,Label\nID_aa_any,1\nID_aa_subdural,1\nID_bb_epidural,1\nID_bb_any,0\nID_aa_any,1\n",
+    )
+    got = list(iter_labelled_listing(store, read_layout_table(table)))
+    assert [(i.key, i.true_label) for i in got] == [("train/ID_aa.dcm", 1), ("train/ID_bb.dcm", 0)]
+
+
+def test_cq500_and_kaggle_tables_label_folders_and_zero_padded_names(tmp_path):
+    from producer.sources import iter_labelled_listing, read_layout_table
+
+    store = _store(tmp_path / "cq", ["CQ500CT7 CQ500CT7/Unknown Study/CT 5mm/CT000001.dcm"])
+    reads = tmp_path / "reads.csv"
+    reads.write_text("name,Category,R1:ICH,R2:ICH,R3:ICH\nCQ500-CT-7,B1,1,0,1\n")
+    assert [i.true_label for i in iter_labelled_listing(store, read_layout_table(reads))] == [1]
+    store = _store(tmp_path / "kg", ["head_ct/007.png", "head_ct/notes.png"])
+    labels = tmp_path / "labels.csv"
+    labels.write_text("id, hemorrhage\n7,0\n")
+    got = list(iter_labelled_listing(store, read_layout_table(labels)))
+    assert [(i.key, i.true_label) for i in got] == [("head_ct/007.png", 0)]
+
+
+def test_a_plain_manifest_is_no_layout_table_and_a_broken_one_is_a_manifest_error(tmp_path):
+    from producer.sources import read_layout_table
+
+    assert read_layout_table(_manifest(tmp_path, "key,label\na.dcm,1\n")) is None
+    broken = tmp_path / "reads.csv"
+    broken.write_text("name,R1:ICH\nCQ500-CT-1,1\n")
+    with pytest.raises(ManifestError, match="R2:ICH"):
+        read_layout_table(broken)
