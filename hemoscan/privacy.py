@@ -10,6 +10,7 @@ de-identified.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import re
 
 _SUFFIX = re.compile(r"\.[A-Za-z0-9]{1,8}(\.gz)?$")
@@ -36,3 +37,12 @@ def scrub(text: str, key: str, shown: str, *extra: str) -> str:
         if spelling and spelling != shown:
             text = text.replace(spelling, shown)
     return text
+
+
+def pseudonym(kind: str, value: str, key: bytes) -> str:
+    """The keyed pseudonym of an identifier (a StudyInstanceUID, a SeriesInstanceUID):
+    ``<kind>-`` and the first 24 hex digits of HMAC-SHA256(key, kind + value). Stable for one
+    key, not reversible, and not linkable to the value without the key (a plain hash of a UID
+    could be recomputed by anyone holding the UID)."""
+    mac = hmac.new(key, f"{kind}\x00{value}".encode("utf-8", "surrogatepass"), hashlib.sha256)
+    return f"{kind}-{mac.hexdigest()[:24]}"

@@ -151,6 +151,14 @@ class Settings(BaseSettings):
         description="Show full object keys in logs and failure messages (keys may hold "
         "identifiers; default: a short hash of the key). For de-identified archives.",
     )
+    pseudonym_key: SecretStr | None = Field(
+        default=None,
+        description="Secret of the keyed pseudonyms (HMAC-SHA256) that stand for study and "
+        "series UIDs in the database: the same study maps to the same pseudonym across jobs "
+        "while the key is kept. Required in distributed mode (every worker needs the same "
+        "key); embedded mode generates one in <data_dir>/pseudonym.key. Losing it means new "
+        "jobs cannot be matched to old pseudonyms.",
+    )
     # --- limits ----------------------------------------------------------------------------
     max_object_bytes: int = Field(
         default=64 * 1024 * 1024, ge=1, description="Objects larger than this are rejected."
@@ -221,6 +229,46 @@ class Settings(BaseSettings):
     def distributed(self) -> bool:
         """True when batches go through a broker to Celery workers."""
         return self.broker_url is not None
+
+    def effective_pseudonym_key(self) -> bytes:
+        """The pseudonym secret: the setting; in embedded mode, without it, the one kept in
+        ``<data_dir>/pseudonym.key`` (generated there, readable by its owner only, on first
+        use); in distributed mode, without it, a ConfigurationError (workers that drew
+        their own keys would give one study different pseudonyms)."""
+        if self.pseudonym_key is not None:
+            value = self.pseudonym_key.get_secret_value().encode("utf-8")
+            if len(value) < 16:
+                raise ConfigurationError(
+                    f"{ENV_PREFIX}PSEUDONYM_KEY: must be at least 16 characters"
+                )
+            return value
+        if self.distributed:
+            raise ConfigurationError(
+                f"{ENV_PREFIX}PSEUDONYM_KEY is required in distributed mode: the same secret "
+                "on every worker and producer (e.g. `openssl rand -hex 32`), kept safe: "
+                "without it new jobs cannot be matched to earlier pseudonyms"
+            )
+        return _kept_key(self.data_dir / "pseudonym.key")
+
+
+def _kept_key(path: Path) -> bytes:
+    """The key in ``path``, created (32 random bytes, hex, mode 0600) when absent; two
+    processes creating it at once agree on the first one written."""
+    import os
+    import secrets
+
+    try:
+        return path.read_bytes().strip()
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_bytes().strip()
+    with os.fdopen(fd, "w") as fh:
+        fh.write(secrets.token_hex(32) + "\n")
+    return path.read_bytes().strip()
 
 
 def load_settings(**overrides: object) -> Settings:

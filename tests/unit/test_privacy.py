@@ -24,3 +24,35 @@ def test_scrub_replaces_every_spelling_longest_first():
     text = f"cannot get s3://bucket/{key}: {key} timed out"
     out = scrub(text, key, "key:abc.dcm", f"s3://bucket/{key}")
     assert out == "cannot get key:abc.dcm: key:abc.dcm timed out"
+
+
+def test_pseudonyms_are_keyed_stable_and_say_their_kind():
+    from hemoscan.privacy import pseudonym
+
+    uid = "1.2.826.0.1.3680043.8.498.1"
+    a = pseudonym("study", uid, b"k" * 32)
+    assert a == pseudonym("study", uid, b"k" * 32) and a.startswith("study-") and len(a) == 30
+    assert a != pseudonym("study", uid, b"j" * 32)  # another key, another pseudonym
+    assert a != pseudonym("series", uid, b"k" * 32)  # kinds do not collide
+    assert uid not in a and "3680043" not in a
+
+
+def test_embedded_mode_keeps_one_generated_key_and_distributed_mode_requires_one(tmp_path):
+    import stat
+
+    import pytest
+
+    from hemoscan.errors import ConfigurationError
+    from hemoscan.settings import load_settings
+
+    settings = load_settings(data_dir=tmp_path)
+    key = settings.effective_pseudonym_key()
+    assert len(key) == 64 and load_settings(data_dir=tmp_path).effective_pseudonym_key() == key
+    assert stat.S_IMODE((tmp_path / "pseudonym.key").stat().st_mode) == 0o600
+    given = load_settings(data_dir=tmp_path, pseudonym_key="s" * 20)
+    assert given.effective_pseudonym_key() == b"s" * 20
+    with pytest.raises(ConfigurationError, match="at least 16"):
+        load_settings(pseudonym_key="short").effective_pseudonym_key()
+    distributed = load_settings(data_dir=tmp_path, broker_url="redis://127.0.0.1:6379/0")
+    with pytest.raises(ConfigurationError, match="PSEUDONYM_KEY is required"):
+        distributed.effective_pseudonym_key()
