@@ -46,6 +46,68 @@ _AIR_EVIDENCE_HU = -500.0
 
 
 @dataclass(frozen=True)
+class SeriesIdentity:
+    """Where a slice belongs and lies: its study and series (raw UIDs: they stay in the worker's
+    memory and are stored only as keyed pseudonyms, ``hemoscan.privacy.pseudonym``),
+    InstanceNumber, ImagePositionPatient, ImageOrientationPatient (row then column direction
+    cosines), SliceThickness; each None when missing or malformed."""
+
+    study_uid: str | None = None
+    series_uid: str | None = None
+    instance: int | None = None
+    position: tuple[float, float, float] | None = None
+    orientation: tuple[float, ...] | None = None
+    thickness_mm: float | None = None
+
+    @property
+    def z_mm(self) -> float | None:
+        """The position along the slice normal (row x column direction), the coordinate a
+        series is ordered by (gantry tilt included); None without position and orientation."""
+        if self.position is None or self.orientation is None:
+            return None
+        row, col = np.asarray(self.orientation[:3]), np.asarray(self.orientation[3:])
+        normal = np.cross(row, col)
+        norm = float(np.linalg.norm(normal))
+        if not norm > 1e-6:
+            return None
+        return float(np.dot(np.asarray(self.position), normal / norm))
+
+
+def _floats(ds: Any, keyword: str, count: int) -> tuple[float, ...] | None:
+    value = _optional(ds, keyword)
+    if isinstance(value, int | float | str):  # a single value (SliceThickness)
+        value = [value]
+    try:
+        values = tuple(float(v) for v in value or ())
+    except (TypeError, ValueError):
+        return None
+    return values if len(values) == count and all(np.isfinite(values)) else None
+
+
+def _uid(ds: Any, keyword: str) -> str | None:
+    value = str(_optional(ds, keyword) or "").strip()
+    return value[:64] or None
+
+
+def series_identity(ds: Any) -> SeriesIdentity:
+    """The series identity and geometry of a dataset (``SeriesIdentity``)."""
+    try:
+        instance = int(_optional(ds, "InstanceNumber"))
+    except (TypeError, ValueError):
+        instance = None
+    position = _floats(ds, "ImagePositionPatient", 3)
+    thickness = _floats(ds, "SliceThickness", 1)
+    return SeriesIdentity(
+        study_uid=_uid(ds, "StudyInstanceUID"),
+        series_uid=_uid(ds, "SeriesInstanceUID"),
+        instance=instance,
+        position=(position[0], position[1], position[2]) if position else None,
+        orientation=_floats(ds, "ImageOrientationPatient", 6),
+        thickness_mm=thickness[0] if thickness and thickness[0] > 0 else None,
+    )
+
+
+@dataclass(frozen=True)
 class DicomSlice:
     """HU of one frame and the flags that qualify it (``no_rescale``, ``not_hu_like``), with
     what the out-of-scope gate (``hybrid_model.scope``) reads from the header: PixelSpacing in
@@ -58,6 +120,7 @@ class DicomSlice:
     modality: str = "CT"
     body_part: str = ""
     image_type: tuple[str, ...] = ()
+    identity: SeriesIdentity | None = None
 
 
 def _optional(ds: Any, keyword: str) -> Any:
@@ -107,6 +170,7 @@ def _header_hints(ds: Any) -> dict[str, Any]:
         "modality": str(_optional(ds, "Modality") or "").strip().upper(),
         "body_part": part[0] if part else "",
         "image_type": image_type,
+        "identity": series_identity(ds),
     }
 
 
