@@ -70,6 +70,51 @@ def breakdown(
     return {"by_kind": dict(sorted(by_kind.items())), "mimics": by_mimic}
 
 
+LEVELS = (("skull base (< 0.3)", 0.0, 0.3), ("middle (0.3-0.7)", 0.3, 0.7),
+          ("vertex (> 0.7)", 0.7, 1.01))  # fmt: skip
+
+
+def _stratum(labels: np.ndarray, probs: np.ndarray, threshold: float) -> dict[str, Any]:
+    from sklearn.metrics import roc_auc_score
+
+    pos, neg = labels == 1, labels == 0
+    flagged = probs >= threshold
+    return {
+        "slices": int(len(labels)),
+        "hemorrhage": int(pos.sum()),
+        "roc_auc": float(roc_auc_score(labels, probs)) if pos.any() and neg.any() else None,
+        "sensitivity": float(flagged[pos].mean()) if pos.any() else None,
+        "specificity": float((~flagged[neg]).mean()) if neg.any() else None,
+    }
+
+
+def strata(
+    root: Path, ids: list[str], labels: np.ndarray, probs: np.ndarray, threshold: float
+) -> dict[str, Any]:
+    """With the CT phantoms' ``slices.csv``: ROC AUC, sensitivity and specificity by export
+    format (DICOM, 8/16-bit windowed PNG, HU + 1024 PNG) and by level in the head (0 at the
+    skull base, 1 at the vertex): where a model fails."""
+    import csv
+
+    slices_csv = root / "slices.csv"
+    if not slices_csv.is_file():
+        return {}
+    with open(slices_csv, newline="") as fh:
+        rows = {r["id"]: r for r in csv.DictReader(fh)}
+    known = np.array([i in rows for i in ids], bool)
+    fmt = np.array([rows[i]["format"] if i in rows else "" for i in ids])
+    level = np.array([float(rows[i]["level"]) if i in rows else -1.0 for i in ids])
+    by_format = {
+        f: _stratum(labels[fmt == f], probs[fmt == f], threshold) for f in sorted(set(fmt[known]))
+    }
+    by_level = {}
+    for name, low, high in LEVELS:
+        m = known & (level >= low) & (level < high)
+        if m.any():
+            by_level[name] = _stratum(labels[m], probs[m], threshold)
+    return {"by_format": by_format, "by_level": by_level}
+
+
 def skipped_summary(root: Path, skipped: dict[str, str]) -> dict[str, Any]:
     """Skipped slices by reason, with how many of them were labelled hemorrhage (a positive
     slice the out-of-scope gate rejects is a bleed the screening never scores)."""
@@ -132,6 +177,7 @@ def evaluate(
                 hits += pointing_hit(mask, peak(maps[j], data.native_shapes[i]), tolerance_px)
     metrics = classification_metrics(data.labels, probs, threshold=threshold)
     metrics.update(breakdown(Path(data_dir), data.ids, data.labels, probs >= threshold))
+    metrics.update(strata(Path(data_dir), data.ids, data.labels, probs, threshold))
     metrics["model"] = {k: loaded.metadata.get(k) for k in ("version", "phantom_trained")}
     metrics["model"]["path"] = loaded.path
     metrics["skipped"] = data.skipped

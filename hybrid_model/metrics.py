@@ -115,6 +115,10 @@ def classification_metrics(
     }
 
 
+def _maybe(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
 def render_metrics(metrics: dict[str, Any], title: str = "hemoscan metrics") -> None:
     """Print metrics as rich tables."""
     from rich.console import Console
@@ -170,6 +174,15 @@ def render_metrics(metrics: dict[str, Any], title: str = "hemoscan metrics") -> 
         for kind, row in metrics["by_kind"].items():
             kinds.add_row(kind, str(row["slices"]), str(row["detected"]), f"{row['rate']:.3f}")
         console.print(kinds)
+    for key, title in (("by_format", "export format"), ("by_level", "level in the head")):
+        if metrics.get(key):
+            table = Table(title=f"by {title} (at the stored threshold)")
+            for col in (title.split()[0], "slices", "hemorrhage", "ROC AUC", "sens", "spec"):
+                table.add_column(col, justify="right")
+            for name, row in metrics[key].items():
+                table.add_row(name, str(row["slices"]), str(row["hemorrhage"]),
+                              *(_maybe(row[k]) for k in ("roc_auc", "sensitivity", "specificity")))  # fmt: skip
+            console.print(table)
     if metrics.get("mimics"):
         mimics = Table(title="false positives on normal slices of series with each mimic")
         for col in ("mimic", "normal slices", "flagged", "rate"):

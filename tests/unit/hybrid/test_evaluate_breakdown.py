@@ -45,3 +45,37 @@ def test_sensitivity_by_kind_and_false_positives_by_mimic(tmp_path):
 
 def test_no_tables_no_breakdown(tmp_path):
     assert breakdown(tmp_path, ["x"], np.array([1]), np.array([True])) == {}
+
+
+def test_strata_by_format_and_level(tmp_path):
+    from hybrid_model.evaluate import strata
+    from hybrid_model.metrics import classification_metrics, render_metrics
+
+    rows = [  # id, format, level, label, probability
+        ("d1", "dcm", 0.1, 1, 0.9), ("d2", "dcm", 0.1, 0, 0.2), ("d3", "dcm", 0.5, 1, 0.3),
+        ("d4", "dcm", 0.5, 0, 0.4), ("p1", "png-u8", 0.9, 1, 0.7), ("p2", "png-u8", 0.9, 0, 0.8),
+    ]  # fmt: skip
+    with open(tmp_path / "slices.csv", "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["id", "format", "level"])
+        writer.writerows(r[:3] for r in rows)
+    ids = [r[0] for r in rows]
+    labels = np.array([r[3] for r in rows])
+    probs = np.array([r[4] for r in rows])
+    out = strata(tmp_path, ids, labels, probs, threshold=0.5)
+    dcm = out["by_format"]["dcm"]
+    assert dcm["slices"] == 4 and dcm["hemorrhage"] == 2
+    assert dcm["roc_auc"] == 0.75  # pairs (0.9>0.2, 0.9>0.4, 0.3>0.2, 0.3<0.4)
+    assert dcm["sensitivity"] == 0.5 and dcm["specificity"] == 1.0
+    png = out["by_format"]["png-u8"]
+    assert png["roc_auc"] == 0.0 and png["specificity"] == 0.0
+    assert out["by_level"]["skull base (< 0.3)"]["roc_auc"] == 1.0
+    assert out["by_level"]["middle (0.3-0.7)"]["sensitivity"] == 0.0
+    assert set(out["by_level"]) == {"skull base (< 0.3)", "middle (0.3-0.7)", "vertex (> 0.7)"}
+    render_metrics({**classification_metrics(labels, probs, 0.5), **out}, title="t")
+
+
+def test_strata_need_the_phantom_tables(tmp_path):
+    from hybrid_model.evaluate import strata
+
+    assert strata(tmp_path, ["a"], np.array([1]), np.array([0.5]), 0.5) == {}
