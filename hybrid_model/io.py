@@ -17,6 +17,7 @@ from typing import Any
 
 from hybrid_model.metadata import (
     DEMO_MODEL_PATH,
+    DEMO_SERIES_MODEL_PATH,
     DISCLAIMER,
     METADATA_MEMBER,
     ModelLoadError,
@@ -26,6 +27,7 @@ from hybrid_model.metadata import (
 
 __all__ = [
     "DEMO_MODEL_PATH",
+    "DEMO_SERIES_MODEL_PATH",
     "DISCLAIMER",
     "METADATA_MEMBER",
     "LoadedModel",
@@ -70,7 +72,7 @@ def default_metadata(model: Any) -> dict[str, Any]:
 
     return {
         "version": weights_version(model),
-        "input_size": int(model.input_shape[1]),
+        "input_size": int(model.input_shape[1]) if model.input_shape[1] else None,
         "windows": [list(w) for w in WINDOWS],
         "training_data": "unknown",
         "phantom_trained": False,

@@ -18,6 +18,7 @@ from hybrid_model.errors import ModelError
 METADATA_MEMBER = "hemoscan_metadata.json"
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 DEMO_MODEL_PATH = WEIGHTS_DIR / "demo.keras"
+DEMO_SERIES_MODEL_PATH = WEIGHTS_DIR / "demo_series.keras"
 DISCLAIMER = (
     "Research and triage tool, not a diagnosis. Weights trained on synthetic phantoms are not "
     "clinically valid."

@@ -238,6 +238,39 @@ def register(subparsers) -> None:
     p.set_defaults(func=_evaluate)
 
     p = subparsers.add_parser(
+        "train-series",
+        help="train the series stage (a GRU over the slices of a series in z order)",
+        description="Score every slice of DATA with the slice network (--model), then train a "
+        "bidirectional GRU over each series' slices in z order (their evidence vectors, "
+        "logits and spacing): a context-refined probability per slice and a series "
+        "probability (the largest). DATA must hold series the slice network never saw "
+        "(e.g. fresh `hemoscan phantoms --series N`); series come from slices.csv or the "
+        "DICOM headers. Prints max-of-slices and the series stage side by side on the "
+        "validation series; the model is phantom-trained when DATA is.",
+    )
+    p.add_argument("--data", required=True, type=_existing_dir, help="labelled series folder")
+    p.add_argument("--out", required=True, type=Path, help="output series model (.keras)")
+    p.add_argument("--model", type=Path, default=None, help="slice network (default: demo)")
+    p.add_argument("--epochs", default=60, type=_positive_int, help="maximum epochs (60)")
+    p.add_argument("--val-split", default=0.2, type=_fraction, help="validation series share")
+    p.add_argument("--seed", default=0, type=int, help="random seed (default: 0)")
+    p.set_defaults(func=_train_series)
+
+    p = subparsers.add_parser(
+        "evaluate-series",
+        help="series-level ROC AUC: max-of-slices next to the series stage",
+        description="Series ROC AUC and slice ROC AUC of the slice network alone "
+        "(max-of-slices) and with the series stage, and the series stage's sensitivity and "
+        "specificity at its stored threshold, on a labelled folder of series.",
+    )
+    p.add_argument("--data", required=True, type=_existing_dir, help="labelled series folder")
+    p.add_argument("--series-model", type=Path, default=None,
+                   help="series stage (default: the demo series stage)")  # fmt: skip
+    p.add_argument("--model", type=Path, default=None, help="slice network (default: demo)")
+    p.add_argument("--json-out", type=Path, default=None, help="also write the figures to FILE")
+    p.set_defaults(func=_evaluate_series)
+
+    p = subparsers.add_parser(
         "predict",
         help="score images (files or folders) with Grad-CAM heatmaps",
         description="Score DICOM/PNG/JPEG slices. Folders are walked recursively; a file is "
@@ -373,6 +406,28 @@ def _evaluate(args) -> int:
         print(json.dumps(metrics, sort_keys=True, default=float))
     if args.json_out:
         args.json_out.write_text(json.dumps(metrics, indent=2, sort_keys=True, default=float))
+    return 0
+
+
+def _train_series(args) -> int:
+    if args.out.suffix != ".keras":
+        raise ModelCommandError(f"--out must end in .keras: {args.out}")
+    from hybrid_model.series import train_series
+
+    meta = train_series(args.data, args.out, _model(args), epochs=args.epochs,
+                        val_split=args.val_split, seed=args.seed)  # fmt: skip
+    stage = meta["metrics"]["validation"]["series stage"]
+    print(f"saved {args.out} (validation series ROC AUC {stage['series_roc_auc']:.4f})")
+    return 0
+
+
+def _evaluate_series(args) -> int:
+    from hybrid_model.io import DEMO_SERIES_MODEL_PATH
+    from hybrid_model.series import evaluate_series
+
+    figures = evaluate_series(args.data, args.series_model or DEMO_SERIES_MODEL_PATH, _model(args))
+    if args.json_out:
+        args.json_out.write_text(json.dumps(figures, indent=2, sort_keys=True, default=float))
     return 0
 
 

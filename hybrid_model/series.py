@@ -1,0 +1,437 @@
+"""The series stage: a bidirectional GRU over the slices of a series in z order.
+
+Every slice is first scored alone by the slice network (``network.build_model``); its
+evidence vector (``row_max``, the GRU's strongest band response) and its logit, with the
+spacing to the previous slice, form one step of the series' sequence. A bidirectional GRU reads
+the sequence and gives every slice a context-refined logit; the series logit is the largest of
+them (a series shows a bleed when one of its slices does). Max-of-slices of the slice network
+alone is the baseline it must beat (``evaluate_series`` prints both).
+
+The stage is trained on slices the slice network never saw (a fresh phantom set): on its own
+training slices the slice network is over-confident, and a series stage trained there would
+learn to trust it too much. Its weights are a plain Keras model (Masking, GRU, Dense); the
+masked max is taken outside it, so it loads without custom objects.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+EMBED_LAYER = "row_max"
+REFERENCE_SPACING_MM = 5.0
+EXTRA_FEATURES = 3  # slice logit, spacing to the previous slice / 5 mm, 1 (marks a real step)
+
+
+@dataclass
+class SeriesSet:
+    """Slices grouped into series in z order, padded to the longest series."""
+
+    names: list[str]  # series folder / pseudonym, never a UID
+    features: np.ndarray  # S x T x F float32, zeros after a series' last slice
+    mask: np.ndarray  # S x T bool
+    slice_labels: np.ndarray  # S x T int (0 where padded)
+    slice_logits: np.ndarray  # S x T float32: the slice network's own logits
+    slice_ids: list[list[str]]
+
+    @property
+    def series_labels(self) -> np.ndarray:
+        return (self.slice_labels.max(axis=1) > 0).astype(np.int64)
+
+
+def slice_outputs(model, images_u8: np.ndarray, batch_size: int = 32):
+    """(logits N, evidence vectors N x D) of the slice network on uint8 images."""
+    import keras
+
+    view = keras.Model(
+        model.inputs, [model.get_layer("logit").output, model.get_layer(EMBED_LAYER).output]
+    )
+    logits, embeddings = [], []
+    for start in range(0, len(images_u8), batch_size):
+        x = images_u8[start : start + batch_size].astype(np.float32) / 255.0
+        logit, emb = view(x, training=False)
+        logits.append(np.asarray(logit).reshape(-1))
+        embeddings.append(np.asarray(emb))
+    return np.concatenate(logits), np.concatenate(embeddings)
+
+
+def series_order(
+    root: Path, ids: list[str], files: list[Path]
+) -> dict[str, list[tuple[float, int]]]:
+    """Series name -> [(z, index into ``ids``)] in z order: from the phantoms' ``slices.csv``
+    (series, z_mm), else from each DICOM header (SeriesInstanceUID, position along the normal,
+    InstanceNumber as the fallback). Slices with neither are left out."""
+    groups: dict[str, list[tuple[float, int]]] = {}
+    table = root / "slices.csv"
+    if table.is_file():
+        with open(table, newline="") as fh:
+            rows = {r["id"]: r for r in csv.DictReader(fh)}
+        for i, sid in enumerate(ids):
+            if sid in rows:
+                groups.setdefault(rows[sid]["series"], []).append((float(rows[sid]["z_mm"]), i))
+    else:
+        import pydicom
+
+        from hybrid_model.dicom import series_identity
+        from hybrid_model.layouts import _digest
+
+        for i, path in enumerate(files):
+            try:
+                ident = series_identity(pydicom.dcmread(path, stop_before_pixels=True))
+            except Exception:  # not DICOM or unreadable: not part of a series
+                continue
+            z = ident.z_mm if ident.z_mm is not None else ident.instance
+            if ident.series_uid and z is not None:
+                groups.setdefault(_digest("series", ident.series_uid), []).append((float(z), i))
+    return {name: sorted(members) for name, members in sorted(groups.items())}
+
+
+def build_series_set(
+    order: dict[str, list[tuple[float, int]]],
+    ids: list[str],
+    labels: np.ndarray,
+    logits: np.ndarray,
+    embeddings: np.ndarray,
+) -> SeriesSet:
+    names = list(order)
+    longest = max(len(m) for m in order.values())
+    dim = embeddings.shape[1] + EXTRA_FEATURES
+    feats = np.zeros((len(names), longest, dim), np.float32)
+    mask = np.zeros((len(names), longest), bool)
+    slice_labels = np.zeros((len(names), longest), np.int64)
+    slice_logits = np.zeros((len(names), longest), np.float32)
+    slice_ids = []
+    for s, name in enumerate(names):
+        members = order[name]
+        z = np.array([m[0] for m in members])
+        idx = np.array([m[1] for m in members])
+        gaps = np.abs(np.diff(z, prepend=z[0] - REFERENCE_SPACING_MM)) / REFERENCE_SPACING_MM
+        n = len(idx)
+        feats[s, :n, : embeddings.shape[1]] = embeddings[idx]
+        feats[s, :n, -3] = logits[idx]
+        feats[s, :n, -2] = np.clip(gaps, 0.0, 4.0)
+        feats[s, :n, -1] = 1.0
+        mask[s, :n] = True
+        slice_labels[s, :n] = labels[idx]
+        slice_logits[s, :n] = logits[idx]
+        slice_ids.append([ids[i] for i in idx])
+    return SeriesSet(names, feats, mask, slice_labels, slice_logits, slice_ids)
+
+
+def build_series_model(feature_dim: int, units: int = 32, dropout: float = 0.2):
+    """Masking -> bidirectional GRU (every step) -> Dense(1): a refined logit per slice."""
+    import keras
+    from keras import layers
+
+    inputs = keras.Input(shape=(None, feature_dim), name="slices")
+    x = layers.Masking(mask_value=0.0, name="padding")(inputs)
+    x = layers.Dropout(dropout, name="feature_dropout")(x)
+    x = layers.Bidirectional(layers.GRU(units, return_sequences=True), name="bigru")(x)
+    x = layers.Dense(units, activation="relu", name="step_dense")(x)
+    logits = layers.Dense(1, name="slice_logit")(x)
+    return keras.Model(inputs, logits, name="series_stage")
+
+
+def masked_max(values, mask):
+    """Max over steps of S x T ``values`` where ``mask`` (a very low value elsewhere)."""
+    import tensorflow as tf
+
+    return tf.reduce_max(tf.where(mask, values, tf.fill(tf.shape(values), -1e9)), axis=1)
+
+
+def refined_logits(model, data: SeriesSet, batch_size: int = 32) -> np.ndarray:
+    """S x T context-refined slice logits (0 where padded)."""
+    out = np.zeros(data.mask.shape, np.float32)
+    for start in range(0, len(data.names), batch_size):
+        part = slice(start, start + batch_size)
+        pred = np.asarray(model(data.features[part], training=False))[..., 0]
+        out[part] = np.where(data.mask[part], pred, 0.0)
+    return out
+
+
+def series_logits(slice_logits: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    return np.where(mask, slice_logits, -np.inf).max(axis=1)
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.clip(x, -60, 60)))
+
+
+def fit_series_model(
+    train: SeriesSet,
+    val: SeriesSet,
+    *,
+    epochs: int = 60,
+    batch_size: int = 16,
+    learning_rate: float = 2e-3,
+    patience: int = 10,
+    seed: int = 0,
+    slice_weight: float = 0.5,
+    show: bool = True,
+):
+    """Train the series stage (series BCE on the masked max + ``slice_weight`` x slice BCE);
+    keep the epoch with the best validation series ROC AUC (ties: lower loss)."""
+    import keras
+    import tensorflow as tf
+    from sklearn.metrics import roc_auc_score
+
+    keras.utils.set_random_seed(seed)
+    model = build_series_model(train.features.shape[-1])
+    optimizer = keras.optimizers.Adam(learning_rate, clipnorm=1.0)
+    pos = max(train.series_labels.mean(), 1e-3)
+    series_w = tf.constant([0.5 / (1 - pos), 0.5 / pos], tf.float32)
+
+    @tf.function(reduce_retracing=True)
+    def step(x, mask, y_slice, y_series):
+        with tf.GradientTape() as tape:
+            logits = model(x, training=True)[..., 0]
+            per_slice = tf.nn.sigmoid_cross_entropy_with_logits(y_slice, logits)
+            maskf = tf.cast(mask, tf.float32)
+            slice_loss = tf.reduce_sum(per_slice * maskf) / tf.reduce_sum(maskf)
+            top = masked_max(logits, mask)
+            w = tf.gather(series_w, tf.cast(y_series, tf.int32))
+            series_loss = tf.reduce_mean(w * tf.nn.sigmoid_cross_entropy_with_logits(y_series, top))
+            loss = series_loss + slice_weight * slice_loss
+        grads = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
+        return loss
+
+    rng = np.random.default_rng(seed)
+    best, best_weights, stale, history = (-1.0, 0.0), model.get_weights(), 0, []
+    for epoch in range(1, epochs + 1):
+        started = time.time()
+        order = rng.permutation(len(train.names))
+        losses = []
+        for start in range(0, len(order), batch_size):
+            b = np.sort(order[start : start + batch_size])
+            losses.append(float(step(
+                train.features[b], train.mask[b],
+                train.slice_labels[b].astype(np.float32),
+                train.series_labels[b].astype(np.float32),
+            )))  # fmt: skip
+        refined = refined_logits(model, val)
+        auc = float(roc_auc_score(val.series_labels, series_logits(refined, val.mask)))
+        slice_auc = float(roc_auc_score(val.slice_labels[val.mask], refined[val.mask]))
+        record = {"epoch": epoch, "loss": round(float(np.mean(losses)), 5),
+                  "val_series_auc": round(auc, 5), "val_slice_auc": round(slice_auc, 5),
+                  "seconds": round(time.time() - started, 2)}  # fmt: skip
+        history.append(record)
+        if show and (epoch == 1 or epoch % 5 == 0):
+            print(f"series stage epoch {epoch}: val series AUC {auc:.4f}, slice AUC "
+                  f"{slice_auc:.4f}, loss {record['loss']:.4f}")  # fmt: skip
+        score = (auc, slice_auc)
+        if score > best:
+            best, best_weights, stale = score, model.get_weights(), 0
+        else:
+            stale += 1
+            if stale >= patience:
+                break
+    model.set_weights(best_weights)
+    return model, history
+
+
+def compare(model, data: SeriesSet, threshold: float | None = None) -> dict[str, Any]:
+    """Series and slice ROC AUC of max-of-slices (the slice network alone) and of the series
+    stage, side by side; sensitivity/specificity at ``threshold`` (a series probability)."""
+    from sklearn.metrics import roc_auc_score
+
+    y_series = data.series_labels
+    y_slice = data.slice_labels[data.mask]
+    refined = refined_logits(model, data) if model is not None else None
+    out: dict[str, Any] = {"series": len(data.names), "series_with_hemorrhage": int(y_series.sum()),
+                           "slices": int(data.mask.sum())}  # fmt: skip
+    both = 0 < y_series.sum() < len(y_series)
+    rows = [("max of slices", data.slice_logits)]
+    if refined is not None:
+        rows.append(("series stage", refined))
+    for name, logits in rows:
+        top = series_logits(logits, data.mask)
+        row = {
+            "series_roc_auc": float(roc_auc_score(y_series, top)) if both else None,
+            "slice_roc_auc": float(roc_auc_score(y_slice, logits[data.mask])),
+        }
+        if threshold is not None and name == "series stage":
+            flagged = _sigmoid(top) >= threshold
+            row["sensitivity"] = float(flagged[y_series == 1].mean()) if y_series.any() else None
+            row["specificity"] = (
+                float((~flagged[y_series == 0]).mean()) if (y_series == 0).any() else None
+            )
+        out[name] = row
+    return out
+
+
+def split_series(n: int, val_split: float, seed: int, labels: np.ndarray):
+    from sklearn.model_selection import train_test_split
+
+    idx = np.arange(n)
+    return train_test_split(idx, test_size=val_split, random_state=seed, stratify=labels)
+
+
+def subset(data: SeriesSet, idx: np.ndarray) -> SeriesSet:
+    return SeriesSet(
+        [data.names[i] for i in idx],
+        data.features[idx],
+        data.mask[idx],
+        data.slice_labels[idx],
+        data.slice_logits[idx],
+        [data.slice_ids[i] for i in idx],
+    )
+
+
+def load_series_set(data_dir: str | Path, slice_model, batch_size: int = 32) -> SeriesSet:
+    """Decode a labelled folder (every slice, no out-of-scope gate: a series is read whole)
+    and build its series from the slice network's outputs."""
+    from hybrid_model.data import DatasetError, load_labelled
+
+    root = Path(data_dir)
+    size = int(slice_model.input_shape[1])
+    data = load_labelled(root, size, head_gate=False)
+    order = series_order(root, data.ids, data.files)
+    if not order:
+        raise DatasetError(f"{root}: no series found (slices.csv, or DICOM series headers)")
+    logits, embeddings = slice_outputs(slice_model, data.images, batch_size)
+    return build_series_set(order, data.ids, data.labels, logits, embeddings)
+
+
+def _calibrate(model, val: SeriesSet) -> dict[str, Any]:
+    """Temperature scaling of the series logits on the validation series, folded into the
+    ``slice_logit`` layer (the max commutes with a positive scale)."""
+    from hybrid_model.metrics import expected_calibration_error, fit_temperature
+
+    top = series_logits(refined_logits(model, val), val.mask)
+    temperature = fit_temperature(val.series_labels, top)
+    layer = model.get_layer("slice_logit")
+    kernel, bias = layer.get_weights()
+    layer.set_weights([kernel / temperature, bias / temperature])
+    return {
+        "method": "temperature scaling of the series logits on the validation series",
+        "temperature": round(float(temperature), 5),
+        "ece_before": round(expected_calibration_error(val.series_labels, _sigmoid(top)), 5),
+        "ece_after": round(
+            expected_calibration_error(val.series_labels, _sigmoid(top / temperature)), 5
+        ),
+        "validation_series": len(val.names),
+    }
+
+
+def train_series(
+    data_dir: str | Path,
+    out_path: str | Path,
+    slice_model_path: str | Path | None = None,
+    *,
+    epochs: int = 60,
+    val_split: float = 0.2,
+    seed: int = 0,
+    show: bool = True,
+) -> dict[str, Any]:
+    """Train the series stage on a folder of series the slice network never saw; save it
+    with its metadata (phantom-trained when the folder is); return the validation figures."""
+    from hybrid_model.io import DEMO_MODEL_PATH, DISCLAIMER, load_model, save_model
+    from hybrid_model.metrics import threshold_at_specificity
+    from hybrid_model.train import is_phantom_folder
+
+    started = time.time()
+    loaded = load_model(slice_model_path or DEMO_MODEL_PATH)
+    data = load_series_set(data_dir, loaded.model)
+    labels = data.series_labels
+    train_idx, val_idx = split_series(len(labels), val_split, seed, labels)
+    train, val = subset(data, train_idx), subset(data, val_idx)
+    log.info("series stage: %d training series, %d validation", len(train_idx), len(val_idx))
+    model, history = fit_series_model(train, val, epochs=epochs, seed=seed, show=show)
+    calibration = _calibrate(model, val)
+    top = _sigmoid(series_logits(refined_logits(model, val), val.mask))
+    threshold, _, _ = threshold_at_specificity(val.series_labels, top)
+    figures = compare(model, val, threshold)
+    files = [Path(data_dir) / f"{i}" for ids in data.slice_ids for i in ids]
+    phantom = is_phantom_folder(Path(data_dir), files)
+    metadata = {
+        "kind": "series_stage",
+        "slice_model_version": loaded.metadata.get("version"),
+        "feature_dim": int(data.features.shape[-1]),
+        "training_data": f"{len(labels)} series ({int(labels.sum())} with hemorrhage) from "
+        f"{Path(data_dir).name}, seed {seed}, val split {val_split}",
+        "phantom_trained": bool(phantom),
+        "clinically_valid": False,
+        "threshold": float(threshold),
+        "calibration": calibration,
+        "metrics": {
+            "validation": figures,
+            "history": history,
+            "train_seconds": round(time.time() - started, 1),
+        },  # fmt: skip
+        "disclaimer": DISCLAIMER,
+        "seed": seed,
+    }
+    save_model(model, out_path, metadata)
+    if show:
+        print_comparison(figures, f"validation ({len(val_idx)} series)")
+    return metadata
+
+
+def evaluate_series(
+    data_dir: str | Path,
+    series_model_path: str | Path,
+    slice_model_path: str | Path | None = None,
+    show: bool = True,
+) -> dict[str, Any]:
+    """Max-of-slices and the series stage side by side on a labelled folder of series."""
+    from hybrid_model.io import DEMO_MODEL_PATH, load_model
+
+    loaded = load_model(slice_model_path or DEMO_MODEL_PATH)
+    stage = load_model(series_model_path)
+    if stage.metadata.get("kind") != "series_stage":
+        from hybrid_model.metadata import ModelLoadError
+
+        raise ModelLoadError(f"{series_model_path} is not a series-stage model")
+    if stage.metadata.get("slice_model_version") != loaded.metadata.get("version"):
+        log.warning("the series stage was trained on another slice network's outputs")
+    data = load_series_set(data_dir, loaded.model)
+    figures = compare(stage.model, data, float(stage.metadata["threshold"]))
+    if show:
+        print_comparison(figures, f"{Path(data_dir).name} ({len(data.names)} series)")
+        print(loaded.note)
+    return figures
+
+
+def print_comparison(figures: dict[str, Any], title: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"series screening: {title}, {figures['series_with_hemorrhage']} "
+                  f"with hemorrhage, {figures['slices']} slices")  # fmt: skip
+    for col in ("", "series ROC AUC", "slice ROC AUC", "sensitivity", "specificity"):
+        table.add_column(col, justify="right")
+
+    def cell(v):
+        return "-" if v is None else f"{v:.4f}"
+
+    for name in ("max of slices", "series stage"):
+        if name in figures:
+            row = figures[name]
+            table.add_row(name, cell(row["series_roc_auc"]), cell(row["slice_roc_auc"]),
+                          cell(row.get("sensitivity")), cell(row.get("specificity")))  # fmt: skip
+    Console().print(table)
+
+
+__all__ = [
+    "evaluate_series",
+    "train_series",
+    "SeriesSet",
+    "build_series_model",
+    "build_series_set",
+    "compare",
+    "fit_series_model",
+    "load_series_set",
+    "refined_logits",
+    "series_logits",
+    "series_order",
+    "slice_outputs",
+]
