@@ -54,7 +54,8 @@ def test_phantom_series_are_ordered_by_z_from_slices_csv(tmp_path):
     generate_series(tmp_path, 2, seed=5, size=64, workers=1)
     import csv
 
-    rows = list(csv.DictReader(open(tmp_path / "slices.csv")))
+    with open(tmp_path / "slices.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
     ids = [r["id"] for r in rows][::-1]  # reversed: order must come from z
     order = series_order(tmp_path, ids, [tmp_path / r["file"] for r in rows][::-1])
     assert set(order) == {"s00000", "s00001"}
