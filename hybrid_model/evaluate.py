@@ -112,7 +112,57 @@ def strata(
         m = known & (level >= low) & (level < high)
         if m.any():
             by_level[name] = _stratum(labels[m], probs[m], threshold)
-    return {"by_format": by_format, "by_level": by_level}
+    out = {"by_format": by_format, "by_level": by_level}
+    out.update(_by_lesion_and_neighbour(root, ids, labels, probs >= threshold, rows))
+    return out
+
+
+LESION_MM2_BINS = (0.0, 25.0, 100.0, 400.0, float("inf"))
+
+
+def _by_lesion_and_neighbour(root: Path, ids, labels, flagged, rows) -> dict[str, Any]:
+    """Sensitivity by lesion area in the slice (mm², from the mask and the series' pixel
+    spacing), and the false-positive rate of normal slices next to a hemorrhage slice of
+    their series (blood in less than half of their slab: the label's boundary) against the
+    other normal slices."""
+    import csv
+
+    series_csv = root / "series.csv"
+    if not series_csv.is_file():
+        return {}
+    with open(series_csv, newline="") as fh:
+        spacing = {r["series"]: float(r["spacing_mm"]) for r in csv.DictReader(fh)}
+    positive = {(r["series"], int(r["instance"])) for r in rows.values() if r["hemorrhage"] == "1"}
+    names = [
+        f"{low:g}-{high:g} mm2" if high < float("inf") else f">= {low:g} mm2"
+        for low, high in zip(LESION_MM2_BINS, LESION_MM2_BINS[1:], strict=False)
+    ]
+    by_size: dict[str, dict[str, Any]] = {n: {"slices": 0, "detected": 0} for n in names}
+    near = {"next to a hemorrhage slice": [0, 0], "other normal slices": [0, 0]}
+    for sid, label, hit in zip(ids, labels, flagged, strict=True):
+        r = rows.get(sid)
+        if r is None or r["series"] not in spacing:
+            continue
+        if label:
+            area = int(r["lesion_pixels"]) * spacing[r["series"]] ** 2
+            row = by_size[names[int(np.searchsorted(LESION_MM2_BINS, area, "right")) - 1]]
+            row["slices"] += 1
+            row["detected"] += int(hit)
+        else:
+            key = (r["series"], int(r["instance"]))
+            beside = {(key[0], key[1] - 1), (key[0], key[1] + 1)} & positive
+            cell = near["next to a hemorrhage slice" if beside else "other normal slices"]
+            cell[0] += 1
+            cell[1] += int(hit)
+    by_size = {k: {**v, "rate": v["detected"] / v["slices"]} for k, v in by_size.items()
+               if v["slices"]}  # fmt: skip
+    return {
+        "by_lesion_area": by_size,
+        "normal_by_neighbour": {
+            k: {"slices": n, "flagged": f, "rate": f / n if n else None}
+            for k, (n, f) in near.items()
+        },
+    }
 
 
 def skipped_summary(root: Path, skipped: dict[str, str]) -> dict[str, Any]:

@@ -183,6 +183,20 @@ def render_metrics(metrics: dict[str, Any], title: str = "hemoscan metrics") -> 
                 table.add_row(name, str(row["slices"]), str(row["hemorrhage"]),
                               *(_maybe(row[k]) for k in ("roc_auc", "sensitivity", "specificity")))  # fmt: skip
             console.print(table)
+    if metrics.get("by_lesion_area"):
+        sizes = Table(title="sensitivity by lesion area in the slice")
+        for col in ("area", "slices", "detected", "sensitivity"):
+            sizes.add_column(col, justify="right")
+        for name, row in metrics["by_lesion_area"].items():
+            sizes.add_row(name, str(row["slices"]), str(row["detected"]), f"{row['rate']:.3f}")
+        console.print(sizes)
+    if metrics.get("normal_by_neighbour"):
+        near = Table(title="false positives on normal slices, by neighbour")
+        for col in ("normal slices", "slices", "flagged", "rate"):
+            near.add_column(col, justify="right")
+        for name, row in metrics["normal_by_neighbour"].items():
+            near.add_row(name, str(row["slices"]), str(row["flagged"]), _maybe(row["rate"]))
+        console.print(near)
     if metrics.get("mimics"):
         mimics = Table(title="false positives on normal slices of series with each mimic")
         for col in ("mimic", "normal slices", "flagged", "rate"):

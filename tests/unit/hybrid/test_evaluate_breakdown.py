@@ -79,3 +79,30 @@ def test_strata_need_the_phantom_tables(tmp_path):
     from hybrid_model.evaluate import strata
 
     assert strata(tmp_path, ["a"], np.array([1]), np.array([0.5]), 0.5) == {}
+
+
+def test_sensitivity_by_lesion_area_and_false_positives_next_to_a_lesion(tmp_path):
+    from hybrid_model.evaluate import strata
+
+    rows = [  # id, instance, label, lesion pixels, flagged
+        ("a1", 1, 0, 0, True), ("a2", 2, 1, 40, False), ("a3", 3, 1, 2000, True),
+        ("a4", 4, 0, 0, False), ("a5", 5, 0, 0, True), ("a6", 6, 0, 0, False),
+    ]  # fmt: skip
+    with open(tmp_path / "slices.csv", "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["id", "series", "instance", "hemorrhage", "lesion_pixels", "format",
+                         "level"])  # fmt: skip
+        writer.writerows((r[0], "a", r[1], r[2], r[3], "dcm", 0.5) for r in rows)
+    with open(tmp_path / "series.csv", "w", newline="") as fh:
+        fh.write("series,spacing_mm\na,0.5\n")
+    labels = np.array([r[2] for r in rows])
+    probs = np.array([0.9 if r[4] else 0.1 for r in rows])
+    out = strata(tmp_path, [r[0] for r in rows], labels, probs, threshold=0.5)
+    # 40 px x 0.25 mm2 = 10 mm2; 2000 px = 500 mm2
+    assert out["by_lesion_area"] == {
+        "0-25 mm2": {"slices": 1, "detected": 0, "rate": 0.0},
+        ">= 400 mm2": {"slices": 1, "detected": 1, "rate": 1.0},
+    }
+    near = out["normal_by_neighbour"]
+    assert near["next to a hemorrhage slice"] == {"slices": 2, "flagged": 1, "rate": 0.5}
+    assert near["other normal slices"] == {"slices": 2, "flagged": 1, "rate": 0.5}
