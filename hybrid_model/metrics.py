@@ -66,9 +66,13 @@ def fit_temperature(y_true: np.ndarray, logits: np.ndarray) -> float:
 
 
 def classification_metrics(
-    y_true: np.ndarray, probs: np.ndarray, threshold: float | None = None
+    y_true: np.ndarray,
+    probs: np.ndarray,
+    threshold: float | None = None,
+    specificity: float = TARGET_SPECIFICITY,
 ) -> dict[str, Any]:
-    """ROC AUC, sensitivity at 95% specificity, and report/confusion at ``threshold``.
+    """ROC AUC, sensitivity at ``specificity`` (95 % by default), and report/confusion at
+    ``threshold``.
 
     With ``threshold`` None, the threshold meeting the target specificity on this data is used
     (that is how training picks the model's threshold, on the validation split).
@@ -80,7 +84,9 @@ def classification_metrics(
     both = len(np.unique(y_true)) == 2
     auc = float(roc_auc_score(y_true, probs)) if both else float("nan")
     thr_spec, sens_spec, spec = (
-        threshold_at_specificity(y_true, probs) if both else (0.5, float("nan"), float("nan"))
+        threshold_at_specificity(y_true, probs, specificity)
+        if both
+        else (0.5, float("nan"), float("nan"))
     )
     used = float(thr_spec if threshold is None else threshold)
     pred = (probs >= used).astype(int)
@@ -97,7 +103,7 @@ def classification_metrics(
     return {
         "count": int(len(y_true)),
         "roc_auc": auc,
-        "target_specificity": TARGET_SPECIFICITY,
+        "target_specificity": specificity,
         "sensitivity_at_target_specificity": sens_spec,
         "specificity_achieved": spec,
         "threshold_at_target_specificity": thr_spec,

@@ -231,6 +231,7 @@ def train(
     pointing_subset: int = 200,
     filters: tuple[int, ...] | None = None,
     grey_share: float = 0.0,
+    target_specificity: float = 0.95,
 ) -> dict[str, Any]:
     """Train, save the best model to ``out_path`` with metadata, return the validation metrics.
 
@@ -239,7 +240,8 @@ def train(
     block (default ``network.DEFAULT_FILTERS``; with ``initial_model`` a wider network starts
     from a narrower one, see ``_warm_start``). ``grey_share``: the share of three-window
     training slices redrawn per batch as grey exports of a random window
-    (``augment.windowed_grey``).
+    (``augment.windowed_grey``). ``target_specificity``: the stored threshold is the lowest
+    reaching it on the calibrated validation probabilities.
     """
     import keras
     from sklearn.utils.class_weight import compute_class_weight
@@ -313,7 +315,7 @@ def train(
 
     calibration = calibrate(model, data.floats(val_idx), data.labels[val_idx], batch_size)
     probs = model.predict(data.floats(val_idx), batch_size=batch_size, verbose=0).reshape(-1)
-    metrics = classification_metrics(data.labels[val_idx], probs)
+    metrics = classification_metrics(data.labels[val_idx], probs, specificity=target_specificity)
     metrics["calibration"] = calibration
     metrics["split"] = "validation"
     metrics["epochs_run"] = epochs_run

@@ -210,6 +210,13 @@ def register(subparsers) -> None:
         "used 0.4)",
     )
     p.add_argument(
+        "--target-specificity",
+        type=_fraction,
+        default=0.95,
+        help="the stored threshold is the lowest reaching this specificity on the calibrated "
+        "validation split (default 0.95; a triage queue that must miss less takes less)",
+    )
+    p.add_argument(
         "--cam-temperature",
         type=float,
         default=None,
@@ -388,6 +395,7 @@ def _train(args) -> int:
             cam_temperature=args.cam_temperature,
             filters=args.filters,
             grey_share=args.grey_share,
+            target_specificity=args.target_specificity,
         )
     except RowStepsError as exc:  # raised before any data is read
         raise ModelCommandError(f"--row-steps: {exc}") from None
