@@ -62,6 +62,25 @@ def labelled_scores(session: Session, job_id: uuid.UUID) -> list[tuple[int, floa
     return [(int(r[0] or 0), float(r[1]), float(r[2])) for r in rows]
 
 
+def probabilities(session: Session, job_id: uuid.UUID) -> list[float]:
+    """Every scored scan's probability (the report's histogram)."""
+    rows = session.execute(
+        select(Prediction.probability).where(Prediction.job_id == job_id)
+    ).scalars()
+    return [float(p) for p in rows]
+
+
+def threshold_of(session: Session, job_id: uuid.UUID) -> float:
+    """The threshold the job's latest prediction was labelled with (0.5 without any)."""
+    value = session.execute(
+        select(Prediction.threshold)
+        .where(Prediction.job_id == job_id)
+        .order_by(Prediction.id.desc())
+        .limit(1)
+    ).scalar()
+    return float(value) if value is not None else 0.5
+
+
 def failure_examples(session: Session, job_id: uuid.UUID) -> list[tuple[str, int, str, str]]:
     """(reason, count, one example's object key, its message) per failure reason."""
     rows = []

@@ -99,6 +99,7 @@ table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding
 text-align:left;vertical-align:top}th{background:#f3f3f3}.num{text-align:right}
 .warn{background:#fff4d6;border:1px solid #e0b84c;padding:.6em 1em}.dim{color:#777}
 img{width:192px;height:auto;image-rendering:pixelated}
+img.plot{width:48%;max-width:660px;image-rendering:auto;margin:0 1% 8px 0}
 """
 
 
@@ -133,6 +134,29 @@ def _metrics_html(metrics: dict[str, Any]) -> str:
         ),
     ]  # fmt: skip
     return f"<table>{head}{body}</table>" + _table(summary)
+
+
+def _plots(session: Session, job: Job, metrics: dict[str, Any] | None) -> list[str]:
+    """The probability histogram (by label when the manifest had labels) and the ROC curve."""
+    import numpy as np
+
+    from hemoscan.reporting.plots import histogram_png, img_tag, roc_png
+
+    probs = np.array(reports.probabilities(session, job.id), np.float64)
+    if not len(probs):
+        return []
+    labelled = reports.labelled_scores(session, job.id)
+    threshold = labelled[0][2] if labelled else reports.threshold_of(session, job.id)
+    parts = ["<h2>Probabilities</h2>"]
+    if labelled:
+        y = np.array([r[0] for r in labelled])
+        p = np.array([r[1] for r in labelled])
+        parts.append(img_tag(histogram_png(p, threshold, y), "probability histogram by label"))
+        if metrics is not None and 0 < y.sum() < len(y):
+            parts.append(img_tag(roc_png(y, p, threshold), "ROC curve"))
+    else:
+        parts.append(img_tag(histogram_png(probs, threshold), "probability histogram"))
+    return parts
 
 
 def build_report(
@@ -189,6 +213,7 @@ def build_report(
             else "<p class=dim>none</p>"
         ),
     ]
+    parts += _plots(session, job, metrics)
     if metrics is not None:
         parts += ["<h2>Classification report against the manifest's labels</h2>"]
         parts += [_metrics_html(metrics)]

@@ -97,7 +97,8 @@ def test_database_values_are_escaped(job_db, tmp_path):
 def test_embedded_overlays_are_the_stored_pngs(job_db, tmp_path):
     _, page = _report(job_db, tmp_path)
     _, _, overlays = job_db
-    embedded = re.findall(r"data:image/png;base64,([A-Za-z0-9+/=]+)", page)
+    flagged = page.split("Flagged images")[1]  # the plots come before
+    embedded = re.findall(r"data:image/png;base64,([A-Za-z0-9+/=]+)", flagged)
     stored = {p.read_bytes() for p in overlays.iterdir()}
     assert len(embedded) == 2 and {base64.b64decode(e) for e in embedded} <= stored
 
@@ -107,7 +108,8 @@ def test_limit_links_and_bad_options(job_db, tmp_path):
     assert summary.flagged_shown == 1 and summary.images_embedded == 0
     assert "Flagged images (1 of 3" in page and 'href="file://' in page
     _, page = _report(job_db, tmp_path, images="none")
-    assert "data:image/png" not in page and "href=" not in page
+    flagged = page.split("Flagged images")[1]
+    assert "data:image/png" not in flagged and "href=" not in page
     with pytest.raises(ReportError, match="--images"):
         _report(job_db, tmp_path, images="gif")
     url, sessions, _ = job_db
@@ -134,3 +136,42 @@ def test_cli_writes_the_report(job_db, tmp_path, monkeypatch, capsys):
     assert "hemoscan report: ward-7" in out.read_text()
     err = " ".join(capsys.readouterr().err.split())  # rich wraps long lines
     assert "3 of 3 flagged" in err and "1 unavailable" in err and "no job called" in err
+
+
+def _plots(page: str) -> dict[str, np.ndarray]:
+    found = re.findall(r'<img class=plot alt="([^"]+)" src="data:image/png;base64,([^"]+)"', page)
+    return {
+        alt: cv2.imdecode(np.frombuffer(base64.b64decode(data), np.uint8), cv2.IMREAD_COLOR)
+        for alt, data in found
+    }
+
+
+def test_report_plots_the_histogram_by_label_and_the_roc_curve(job_db, tmp_path):
+    _, page = _report(job_db, tmp_path)
+    plots = _plots(page)
+    assert set(plots) == {"probability histogram by label", "ROC curve"}
+    for image in plots.values():
+        assert image is not None and image.shape == (396, 660, 3)
+        assert image.std() > 10  # drawn, not blank
+    assert page.index("Probabilities") < page.index("Classification report")
+
+
+def test_a_job_without_labels_gets_the_plain_histogram(tmp_path):
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    upgrade(url)
+    sessions = session_factory(url)
+    with sessions.begin() as session:
+        job, _ = open_job(session, "plain", str(tmp_path), {}, "abc123")
+        results.add_scans(session, job.id, [{"object_key": f"{i}.png"} for i in range(4)])
+        ids = results.scan_ids(session, job.id, [f"{i}.png" for i in range(4)])
+        rows = [{"scan_id": ids[f"{i}.png"], "probability": i / 4, "label": i > 2,
+                 "threshold": 0.7, "model_version": "abc123", "overlay_uri": None,
+                 "raw_map_uri": None, "timings": {}, "worker_host": "t"} for i in range(4)]  # fmt: skip
+        results.record_batch(session, job.id, rows, [])
+    settings = load_settings(database_url=url, data_dir=tmp_path)
+    from schema.jobs import find_job
+
+    with sessions.begin() as session:
+        build_report(session, find_job(session, "plain"), settings, tmp_path / "r.html")
+    page = (tmp_path / "r.html").read_text()
+    assert set(_plots(page)) == {"probability histogram"}
