@@ -46,7 +46,7 @@ def histogram_png(probs: np.ndarray, threshold: float, labels: np.ndarray | None
     ax.set_xlabel("probability of hemorrhage")
     ax.set_ylabel("images (log scale)")
     ax.set_title(f"{len(probs)} scored images")
-    ax.legend(loc="upper center", fontsize=8)
+    ax.legend(loc="best", fontsize=8, framealpha=0.85)
     return _png(fig)
 
 
