@@ -15,7 +15,11 @@ def _synthetic(n_series: int, seed: int):
     """Slices whose logits carry weak evidence (+0.9 in noise of 1) on 4 to 6 consecutive
     slices of a positive series: one slice alone says little, a run of them says a lot."""
     rng = np.random.default_rng(seed)
-    ids, labels, logits, emb, order = [], [], [], [], {}
+    ids: list[str] = []
+    labels: list[int] = []
+    logits: list[float] = []
+    emb: list[np.ndarray] = []
+    order: dict[str, list[tuple[float, int]]] = {}
     for s in range(n_series):
         n = int(rng.integers(18, 26))
         lab = np.zeros(n, int)

@@ -138,7 +138,7 @@ def test_cli_writes_the_report(job_db, tmp_path, monkeypatch, capsys):
     assert "3 of 3 flagged" in err and "1 unavailable" in err and "no job called" in err
 
 
-def _plots(page: str) -> dict[str, np.ndarray]:
+def _plots(page: str) -> dict[str, np.ndarray | None]:
     found = re.findall(r'<img class=plot alt="([^"]+)" src="data:image/png;base64,([^"]+)"', page)
     return {
         alt: cv2.imdecode(np.frombuffer(base64.b64decode(data), np.uint8), cv2.IMREAD_COLOR)
