@@ -173,13 +173,25 @@ def render_metrics(metrics: dict[str, Any], title: str = "hemoscan metrics") -> 
             f"{pg['hit_rate']:.4f} ({pg['hits']}/{pg['slices']} true-positive slices)",
         )
     console.print(summary)
-    if metrics.get("by_kind"):
-        kinds = Table(title="sensitivity by hemorrhage kind (slices containing it)")
-        for col in ("kind", "slices", "detected", "sensitivity"):
-            kinds.add_column(col, justify="right")
-        for kind, row in metrics["by_kind"].items():
-            kinds.add_row(kind, str(row["slices"]), str(row["detected"]), f"{row['rate']:.3f}")
-        console.print(kinds)
+    # (metrics key, title, first column, the row's count columns, the rate column)
+    rate_tables = (
+        ("by_kind", "sensitivity by hemorrhage kind (slices containing it)", "kind",
+         ("slices", "detected"), "sensitivity"),
+        ("by_lesion_area", "sensitivity by lesion area in the slice", "area",
+         ("slices", "detected"), "sensitivity"),
+        ("normal_by_neighbour", "false positives on normal slices, by neighbour",
+         "normal slices", ("slices", "flagged"), "rate"),
+        ("mimics", "false positives on normal slices of series with each mimic", "mimic",
+         ("slices", "flagged"), "rate"),
+    )  # fmt: skip
+    for key, title, first, counts, rate in rate_tables:
+        if metrics.get(key):
+            table = Table(title=title)
+            for col in (first, *counts, rate):
+                table.add_column(col, justify="right")
+            for name, row in metrics[key].items():
+                table.add_row(name, *(str(row[c]) for c in counts), _maybe(row["rate"]))
+            console.print(table)
     for key, title in (("by_format", "export format"), ("by_level", "level in the head")):
         if metrics.get(key):
             table = Table(title=f"by {title} (at the stored threshold)")
@@ -189,24 +201,3 @@ def render_metrics(metrics: dict[str, Any], title: str = "hemoscan metrics") -> 
                 table.add_row(name, str(row["slices"]), str(row["hemorrhage"]),
                               *(_maybe(row[k]) for k in ("roc_auc", "sensitivity", "specificity")))  # fmt: skip
             console.print(table)
-    if metrics.get("by_lesion_area"):
-        sizes = Table(title="sensitivity by lesion area in the slice")
-        for col in ("area", "slices", "detected", "sensitivity"):
-            sizes.add_column(col, justify="right")
-        for name, row in metrics["by_lesion_area"].items():
-            sizes.add_row(name, str(row["slices"]), str(row["detected"]), f"{row['rate']:.3f}")
-        console.print(sizes)
-    if metrics.get("normal_by_neighbour"):
-        near = Table(title="false positives on normal slices, by neighbour")
-        for col in ("normal slices", "slices", "flagged", "rate"):
-            near.add_column(col, justify="right")
-        for name, row in metrics["normal_by_neighbour"].items():
-            near.add_row(name, str(row["slices"]), str(row["flagged"]), _maybe(row["rate"]))
-        console.print(near)
-    if metrics.get("mimics"):
-        mimics = Table(title="false positives on normal slices of series with each mimic")
-        for col in ("mimic", "normal slices", "flagged", "rate"):
-            mimics.add_column(col, justify="right")
-        for kind, row in metrics["mimics"].items():
-            mimics.add_row(kind, str(row["slices"]), str(row["flagged"]), f"{row['rate']:.3f}")
-        console.print(mimics)
