@@ -17,12 +17,11 @@ import numpy as np
 
 from hybrid_model import layouts
 from hybrid_model.errors import ImageError, ModelError
-from hybrid_model.layouts import CLASS_DIRS, IMAGE_SUFFIXES, Entry
+from hybrid_model.layouts import Entry
 from hybrid_model.preprocess import decode_native, resize_to_model
 
 log = logging.getLogger(__name__)
-__all__ = ["CLASS_DIRS", "IMAGE_SUFFIXES", "DatasetError", "LabelledSet", "list_entries",
-           "list_labelled", "load_labelled"]  # fmt: skip
+__all__ = ["DatasetError", "LabelledSet", "list_entries", "list_labelled", "load_labelled"]
 
 
 class DatasetError(ModelError):

@@ -74,14 +74,8 @@ class SeriesIdentity:
 
 
 def _floats(ds: Any, keyword: str, count: int) -> tuple[float, ...] | None:
-    value = _optional(ds, keyword)
-    if isinstance(value, int | float | str):  # a single value (SliceThickness)
-        value = [value]
-    try:
-        values = tuple(float(v) for v in value or ())
-    except (TypeError, ValueError):
-        return None
-    return values if len(values) == count and all(np.isfinite(values)) else None
+    values = _numbers(ds, keyword)
+    return values if values is not None and len(values) == count else None
 
 
 def _uid(ds: Any, keyword: str) -> str | None:
@@ -132,15 +126,25 @@ def _optional(ds: Any, keyword: str) -> Any:
         return None
 
 
-def _spacing(ds: Any) -> tuple[float, float] | None:
-    """PixelSpacing (row, column) in mm, or None when missing, malformed or not positive."""
+def _numbers(ds: Any, keyword: str) -> tuple[float, ...] | None:
+    """A numeric element's values (one or many) as finite floats; None when missing or
+    malformed."""
+    value = _optional(ds, keyword)
+    if isinstance(value, int | float | str):  # a single value (SliceThickness)
+        value = [value]
     try:
-        values = [float(v) for v in _optional(ds, "PixelSpacing") or ()]
+        values = tuple(float(v) for v in value or ())
     except (TypeError, ValueError):
         return None
-    if len(values) == 1:
+    return values if values and all(math.isfinite(v) for v in values) else None
+
+
+def _spacing(ds: Any) -> tuple[float, float] | None:
+    """PixelSpacing (row, column) in mm, or None when missing, malformed or not positive."""
+    values = _numbers(ds, "PixelSpacing")
+    if values is not None and len(values) == 1:
         values *= 2
-    if len(values) != 2 or not all(math.isfinite(v) and v > 0 for v in values):
+    if values is None or len(values) != 2 or min(values) <= 0:
         return None
     return values[0], values[1]
 

@@ -74,7 +74,9 @@ LEVELS = (("skull base (< 0.3)", 0.0, 0.3), ("middle (0.3-0.7)", 0.3, 0.7),
           ("vertex (> 0.7)", 0.7, 1.01))  # fmt: skip
 
 
-def _stratum(labels: np.ndarray, probs: np.ndarray, threshold: float) -> dict[str, Any]:
+def stratum(labels: np.ndarray, probs: np.ndarray, threshold: float) -> dict[str, Any]:
+    """Slices, positives, ROC AUC, sensitivity and specificity at ``threshold`` (None where a
+    class is missing)."""
     from sklearn.metrics import roc_auc_score
 
     pos, neg = labels == 1, labels == 0
@@ -105,13 +107,13 @@ def strata(
     fmt = np.array([rows[i]["format"] if i in rows else "" for i in ids])
     level = np.array([float(rows[i]["level"]) if i in rows else -1.0 for i in ids])
     by_format = {
-        f: _stratum(labels[fmt == f], probs[fmt == f], threshold) for f in sorted(set(fmt[known]))
+        f: stratum(labels[fmt == f], probs[fmt == f], threshold) for f in sorted(set(fmt[known]))
     }
     by_level = {}
     for name, low, high in LEVELS:
         m = known & (level >= low) & (level < high)
         if m.any():
-            by_level[name] = _stratum(labels[m], probs[m], threshold)
+            by_level[name] = stratum(labels[m], probs[m], threshold)
     out = {"by_format": by_format, "by_level": by_level}
     out.update(_by_lesion_and_neighbour(root, ids, labels, probs >= threshold, rows))
     return out

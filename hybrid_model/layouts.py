@@ -11,7 +11,8 @@
 * ``labels``: ``labels.csv`` with ``id`` and ``hemorrhage`` (the Kaggle "Head CT - hemorrhage"
   set spells it `` hemorrhage``, with a leading space, and names its files ``head_ct/000.png``
   for id ``0``; hemoscan's phantoms use the same file with series subfolders). Grouped by the
-  folder an image lies in (a phantom series) when the images lie in more than one.
+  folder an image lies in (a phantom series); one folder (``head_ct/``) is one group, and a
+  split needs five, so such a set is split by image.
 * ``classes``: one subfolder per class (``0/`` ``1/`` or ``normal/`` ``hemorrhage/``); no groups.
 
 Training splits by group (``train.split``): neighbouring slices of a series, and the series of
@@ -25,7 +26,8 @@ import csv
 import hashlib
 import logging
 import re
-from collections.abc import Iterable
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,7 +52,8 @@ class Entry:
     group: str = ""  # patient / study / series digest: a split keeps a group on one side
 
 
-def _digest(kind: str, value: str) -> str:
+def digest(kind: str, value: str) -> str:
+    """``kind:`` and 16 hex digits of the value's SHA-256: a group key that names no patient."""
     return f"{kind}:{hashlib.sha256(value.encode('utf-8', 'surrogatepass')).hexdigest()[:16]}"
 
 
@@ -60,14 +63,18 @@ def _images(root: Path) -> Iterable[Path]:
             yield p
 
 
+def _table_file(root: Path) -> tuple[Path, type[Table]] | None:
+    for name, kind in TABLE_FILES:
+        if (root / name).is_file():
+            return root / name, kind
+    return None
+
+
 def detect(root: Path) -> str:
     """The layout name of ``root`` (see the module docstring), or LayoutError."""
-    if any((root / name).is_file() for name in RSNA_FILES):
-        return "rsna"
-    if (root / "reads.csv").is_file():
-        return "cq500"
-    if (root / "labels.csv").is_file():
-        return "labels"
+    found = _table_file(root)
+    if found is not None:
+        return found[1].layout
     if any((root / name).is_dir() for name in CLASS_DIRS):
         return "classes"
     raise LayoutError(
@@ -82,24 +89,41 @@ def entries(root: str | Path) -> tuple[str, list[Entry]]:
     if not root.is_dir():
         raise LayoutError(f"data folder not found: {root}")
     layout = detect(root)
-    found = {"rsna": _rsna, "cq500": _cq500, "labels": _labels, "classes": _classes}[layout](root)
-    if not found:
+    found = _table_file(root)
+    listed = _classes(root) if found is None else _from_table(root, found[1](found[0]))
+    if not listed:
         raise LayoutError(f"{root} ({layout} layout): no labelled image file found")
-    log.info("%s layout: %d labelled images in %d groups", layout, len(found),
-             len({e.group for e in found}))  # fmt: skip
-    return layout, found
+    log.info("%s layout: %d labelled images in %d groups", layout, len(listed),
+             len({e.group for e in listed}))  # fmt: skip
+    return layout, listed
 
 
-class Table:
+def _rows(path: Path, required: set[str]) -> Iterator[dict[str, str]]:
+    """The rows of a label table, names and values stripped (Kaggle's `` hemorrhage``);
+    LayoutError naming the columns it lacks."""
+    with open(path, newline="") as fh:
+        reader = csv.DictReader(fh)
+        missing = required - {(n or "").strip() for n in reader.fieldnames or ()}
+        if missing:
+            raise LayoutError(f"{path.name}: missing the columns {', '.join(sorted(missing))}")
+        for row in reader:
+            yield {(k or "").strip(): (v or "").strip() for k, v in row.items() if k is not None}
+
+
+class Table(ABC):
     """A label table of one layout, matched against keys relative to the data root
     (``a/b/ID_12.dcm``): the same rules for a folder (``entries``) and for an object-store
     listing (``hemoscan scan --manifest``)."""
 
     layout = ""
 
+    def __init__(self, path: Path) -> None:
+        """Read the table at ``path``; LayoutError when its columns are wrong."""
+        self.labels: dict[str, int] = {}
+
+    @abstractmethod
     def label(self, key: str) -> int | None:
         """The label of the image at ``key``, None when the table does not name it."""
-        raise NotImplementedError
 
     def group(self, key: str, path: Path | None = None) -> str:
         """The split group of the image at ``key`` ("" for none); ``path``: the local file."""
@@ -117,16 +141,11 @@ class LabelsTable(Table):
     layout = "labels"
 
     def __init__(self, path: Path):
-        self.labels: dict[str, int] = {}
-        with open(path, newline="") as fh:
-            reader = csv.DictReader(fh)
-            names = {(n or "").strip() for n in reader.fieldnames or ()}
-            if not {"id", "hemorrhage"} <= names:
-                raise LayoutError(f"{path.name}: expected the columns id and hemorrhage")
-            for row in reader:
-                row = {(k or "").strip(): (v or "").strip() for k, v in row.items()}
-                if row.get("hemorrhage") in ("0", "1"):
-                    self.labels[row.get("id", "")] = int(row["hemorrhage"])
+        self.labels = {
+            r["id"]: int(r["hemorrhage"])
+            for r in _rows(path, {"id", "hemorrhage"})
+            if r["hemorrhage"] in ("0", "1")
+        }
 
     def label(self, key: str) -> int | None:
         stem = _stem(key)
@@ -137,7 +156,7 @@ class LabelsTable(Table):
 
     def group(self, key: str, path: Path | None = None) -> str:
         folder = key.rsplit("/", 1)[0] if "/" in key else ""
-        return _digest("folder", folder) if folder else ""
+        return digest("folder", folder) if folder else ""
 
 
 class RsnaTable(Table):
@@ -147,16 +166,11 @@ class RsnaTable(Table):
 
     def __init__(self, path: Path):
         self.labels: dict[str, int] = {}
-        with open(path, newline="") as fh:
-            reader = csv.DictReader(fh)
-            if not {"ID", "Label"} <= set(reader.fieldnames or ()):
-                raise LayoutError(f"{path.name}: expected the columns ID,Label")
-            for row in reader:
-                match = RSNA_ID.match((row["ID"] or "").strip())
-                value = (row["Label"] or "").strip()
-                if match and match.group(2) == "any" and value in ("0", "1"):
-                    sop = match.group(1)  # a conflicting duplicate counts as positive
-                    self.labels[sop] = max(self.labels.get(sop, 0), int(value))
+        for row in _rows(path, {"ID", "Label"}):
+            match = RSNA_ID.match(row["ID"])
+            if match and match.group(2) == "any" and row["Label"] in ("0", "1"):
+                sop = match.group(1)  # a conflicting duplicate counts as positive
+                self.labels[sop] = max(self.labels.get(sop, 0), int(row["Label"]))
 
     def label(self, key: str) -> int | None:
         return self.labels.get(_stem(key))
@@ -173,15 +187,10 @@ class Cq500Table(Table):
 
     def __init__(self, path: Path):
         self.labels: dict[str, int] = {}
-        with open(path, newline="") as fh:
-            reader = csv.DictReader(fh)
-            missing = {"name", *CQ500_READERS} - set(reader.fieldnames or ())
-            if missing:
-                raise LayoutError(f"{path.name}: missing the columns {', '.join(sorted(missing))}")
-            for row in reader:
-                votes = [(row[r] or "").strip() for r in CQ500_READERS]
-                if all(v in ("0", "1") for v in votes):
-                    self.labels[_normalised(row["name"])] = int(sum(map(int, votes)) >= 2)
+        for row in _rows(path, {"name", *CQ500_READERS}):
+            votes = [row[r] for r in CQ500_READERS]
+            if all(v in ("0", "1") for v in votes):
+                self.labels[_normalised(row["name"])] = int(sum(map(int, votes)) >= 2)
 
     @staticmethod
     def _study(key: str) -> str:
@@ -192,7 +201,7 @@ class Cq500Table(Table):
         return self.labels.get(self._study(key))
 
     def group(self, key: str, path: Path | None = None) -> str:
-        return _digest("study", self._study(key))
+        return digest("study", self._study(key))
 
 
 def read_table(path: str | Path) -> Table | None:
@@ -210,6 +219,13 @@ def read_table(path: str | Path) -> Table | None:
     return None
 
 
+TABLE_FILES: tuple[tuple[str, type[Table]], ...] = (
+    *((name, RsnaTable) for name in RSNA_FILES),
+    ("reads.csv", Cq500Table),
+    ("labels.csv", LabelsTable),
+)
+
+
 def _from_table(root: Path, table: Table) -> list[Entry]:
     out = []
     for p in _images(root):
@@ -217,21 +233,7 @@ def _from_table(root: Path, table: Table) -> list[Entry]:
         label = table.label(key)
         if label is not None:
             out.append(Entry(p, label, table.group(key, p)))
-    if table.layout == "labels" and len({e.group for e in out}) == 1:
-        out = [Entry(e.path, e.label) for e in out]  # one folder (head_ct/ or flat): no groups
     return out
-
-
-def _labels(root: Path) -> list[Entry]:
-    return _from_table(root, LabelsTable(root / "labels.csv"))
-
-
-def _rsna(root: Path) -> list[Entry]:
-    return _from_table(root, RsnaTable(next(root / n for n in RSNA_FILES if (root / n).is_file())))
-
-
-def _cq500(root: Path) -> list[Entry]:
-    return _from_table(root, Cq500Table(root / "reads.csv"))
 
 
 def _classes(root: Path) -> list[Entry]:
@@ -257,13 +259,13 @@ def _patient_group(path: Path) -> str:
     except Exception:  # an unreadable header: the decoder reports it when the file is read
         patient = study = ""
     if patient:
-        return _digest("patient", patient)
-    return _digest("study", study) if study else _digest("file", str(path))
+        return digest("patient", patient)
+    return digest("study", study) if study else digest("file", str(path))
 
 
 def _normalised(name: str) -> str:
     return re.sub(r"[^0-9a-z]", "", name.lower())
 
 
-__all__ = ["CLASS_DIRS", "IMAGE_SUFFIXES", "Entry", "LayoutError", "Table", "detect", "entries",
-           "read_table"]  # fmt: skip
+__all__ = ["CLASS_DIRS", "IMAGE_SUFFIXES", "Entry", "LayoutError", "Table", "detect", "digest",
+           "entries", "read_table"]  # fmt: skip

@@ -9,9 +9,9 @@ from typing import Any
 import numpy as np
 
 from hybrid_model.errors import ImageError, UnreadableImage
+from hybrid_model.layouts import IMAGE_SUFFIXES
 from hybrid_model.preprocess import DEFAULT_MAX_BYTES, decode_native, resize_to_model, sniff
 
-IMAGE_SUFFIXES = (".dcm", ".dicom", ".png", ".jpg", ".jpeg")
 HEAD_BYTES = 4096  # sniff needs the first 132 bytes; reading a page costs the same
 
 

@@ -81,7 +81,7 @@ def series_order(
         import pydicom
 
         from hybrid_model.dicom import series_identity
-        from hybrid_model.layouts import _digest
+        from hybrid_model.layouts import digest
 
         for i, path in enumerate(files):
             try:
@@ -90,7 +90,7 @@ def series_order(
                 continue
             z = ident.z_mm if ident.z_mm is not None else ident.instance
             if ident.series_uid and z is not None:
-                groups.setdefault(_digest("series", ident.series_uid), []).append((float(z), i))
+                groups.setdefault(digest("series", ident.series_uid), []).append((float(z), i))
     return {name: sorted(members) for name, members in sorted(groups.items())}
 
 
@@ -238,33 +238,26 @@ def fit_series_model(
     return model, history
 
 
-def compare(model, data: SeriesSet, threshold: float | None = None) -> dict[str, Any]:
+def compare(model, data: SeriesSet, threshold: float) -> dict[str, Any]:
     """Series and slice ROC AUC of max-of-slices (the slice network alone) and of the series
-    stage, side by side; sensitivity/specificity at ``threshold`` (a series probability)."""
+    stage, side by side; the stage's sensitivity/specificity at ``threshold`` (a series
+    probability)."""
     from sklearn.metrics import roc_auc_score
 
-    y_series = data.series_labels
-    y_slice = data.slice_labels[data.mask]
-    refined = refined_logits(model, data) if model is not None else None
-    out: dict[str, Any] = {"series": len(data.names), "series_with_hemorrhage": int(y_series.sum()),
+    from hybrid_model.evaluate import stratum
+
+    out: dict[str, Any] = {"series": len(data.names),
+                           "series_with_hemorrhage": int(data.series_labels.sum()),
                            "slices": int(data.mask.sum())}  # fmt: skip
-    both = 0 < y_series.sum() < len(y_series)
-    rows = [("max of slices", data.slice_logits)]
-    if refined is not None:
-        rows.append(("series stage", refined))
-    for name, logits in rows:
-        top = series_logits(logits, data.mask)
-        row = {
-            "series_roc_auc": float(roc_auc_score(y_series, top)) if both else None,
-            "slice_roc_auc": float(roc_auc_score(y_slice, logits[data.mask])),
+    for name, logits in (("max of slices", data.slice_logits),
+                         ("series stage", refined_logits(model, data))):  # fmt: skip
+        series = stratum(data.series_labels, _sigmoid(series_logits(logits, data.mask)), threshold)
+        out[name] = {
+            "series_roc_auc": series["roc_auc"],
+            "slice_roc_auc": float(roc_auc_score(data.slice_labels[data.mask], logits[data.mask])),
         }
-        if threshold is not None and name == "series stage":
-            flagged = _sigmoid(top) >= threshold
-            row["sensitivity"] = float(flagged[y_series == 1].mean()) if y_series.any() else None
-            row["specificity"] = (
-                float((~flagged[y_series == 0]).mean()) if (y_series == 0).any() else None
-            )
-        out[name] = row
+        if name == "series stage":
+            out[name].update(sensitivity=series["sensitivity"], specificity=series["specificity"])
     return out
 
 
@@ -350,8 +343,7 @@ def train_series(
     top = _sigmoid(series_logits(refined_logits(model, val), val.mask))
     threshold, _, _ = threshold_at_specificity(val.series_labels, top)
     figures = compare(model, val, threshold)
-    files = [Path(data_dir) / f"{i}" for ids in data.slice_ids for i in ids]
-    phantom = is_phantom_folder(Path(data_dir), files)
+    phantom = is_phantom_folder(Path(data_dir), [])  # its PHANTOMS.txt or slices.csv
     metadata = {
         "kind": "series_stage",
         "slice_model_version": loaded.metadata.get("version"),

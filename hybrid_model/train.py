@@ -189,19 +189,17 @@ def _warm_start(model, initial_model: str | Path) -> None:
         current = layer.get_weights()
         if not weights or len(weights) != len(current):
             continue
-        if [w.shape for w in weights] == [w.shape for w in current]:
-            layer.set_weights(weights)
-            copied += 1
-            continue
         if isinstance(layer, klayers.RNN | klayers.Dense) and (
             weights[0].shape[1:] != current[0].shape[1:]
         ):
             continue  # a different number of units: the gates would not line up
-        # BatchNormalization: the new channels keep gamma 1, beta 0, mean 0, variance 1
+        # Same shapes: a plain copy. BatchNormalization: new channels keep gamma 1, beta 0,
+        # mean 0, variance 1.
         embedded = [widen(o, n) for o, n in zip(weights, current, strict=True)]
         if all(e is not None for e in embedded):
             layer.set_weights(embedded)
-            widened += 1
+            same = all(o.shape == n.shape for o, n in zip(weights, current, strict=True))
+            copied, widened = copied + same, widened + (not same)
     log.info(
         "warm start: copied the weights of %d layers, widened %d, from %s",
         copied,

@@ -25,7 +25,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from hemoscan.errors import HemoscanError, StorageError
-from hemoscan.reporting.report import DISCLAIMER, failure_examples, labelled_metrics, summary_rows
+from hemoscan.reporting.report import DISCLAIMER, failure_examples, metrics_of, summary_rows
 from hemoscan.settings import Settings
 from hemoscan.storage import open_object, write_atomic
 from schema import reports
@@ -136,27 +136,33 @@ def _metrics_html(metrics: dict[str, Any]) -> str:
     return f"<table>{head}{body}</table>" + _table(summary)
 
 
-def _plots(session: Session, job: Job, metrics: dict[str, Any] | None) -> list[str]:
-    """The probability histogram (by label when the manifest had labels) and the ROC curve."""
+def _plots(
+    session: Session,
+    job: Job,
+    labelled: list[tuple[int, float, float]],
+    metrics: dict[str, Any] | None,
+) -> list[str]:
+    """The probability histogram of the ``labelled`` rows by label, with the ROC curve at the
+    operating point of their ``metrics``; without labels, of every scored image."""
     import numpy as np
 
     from hemoscan.reporting.plots import histogram_png, img_tag, roc_png
 
-    probs = np.array(reports.probabilities(session, job.id), np.float64)
-    if not len(probs):
-        return []
-    labelled = reports.labelled_scores(session, job.id)
-    threshold = labelled[0][2] if labelled else reports.threshold_of(session, job.id)
-    parts = ["<h2>Probabilities</h2>"]
-    if labelled:
+    if metrics is not None and labelled:
         y = np.array([r[0] for r in labelled])
         p = np.array([r[1] for r in labelled])
-        parts.append(img_tag(histogram_png(p, threshold, y), "probability histogram by label"))
-        if metrics is not None and 0 < y.sum() < len(y):
-            parts.append(img_tag(roc_png(y, p, threshold), "ROC curve"))
+        parts = [
+            img_tag(histogram_png(p, metrics["threshold"], y), "probability histogram by label")
+        ]
+        if 0 < y.sum() < len(y):
+            parts.append(img_tag(roc_png(y, p, metrics), "ROC curve"))
     else:
-        parts.append(img_tag(histogram_png(probs, threshold), "probability histogram"))
-    return parts
+        probs = np.array(reports.probabilities(session, job.id), np.float64)
+        if not len(probs):
+            return []
+        threshold = reports.threshold_of(session, job.id)
+        parts = [img_tag(histogram_png(probs, threshold), "probability histogram")]
+    return ["<h2>Probabilities</h2>", *parts]
 
 
 def build_report(
@@ -179,7 +185,8 @@ def build_report(
         raise ReportError(f"output folder does not exist: {out.parent}")
     status = reports.job_status(session, job)
     state = status.progress
-    metrics = labelled_metrics(session, job.id)
+    labelled = reports.labelled_scores(session, job.id)
+    metrics = metrics_of(labelled)
     note = _model_note(settings, job.model_version)
     fetch = _Images(settings, images, presign_seconds)
 
@@ -213,7 +220,7 @@ def build_report(
             else "<p class=dim>none</p>"
         ),
     ]
-    parts += _plots(session, job, metrics)
+    parts += _plots(session, job, labelled, metrics)
     if metrics is not None:
         parts += ["<h2>Classification report against the manifest's labels</h2>"]
         parts += [_metrics_html(metrics)]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import io
+from typing import Any
 
 import numpy as np
 
@@ -50,17 +51,16 @@ def histogram_png(probs: np.ndarray, threshold: float, labels: np.ndarray | None
     return _png(fig)
 
 
-def roc_png(labels: np.ndarray, probs: np.ndarray, threshold: float) -> bytes:
-    """PNG: the ROC curve against the labels, with the operating point at ``threshold``."""
-    from sklearn.metrics import roc_auc_score, roc_curve
+def roc_png(labels: np.ndarray, probs: np.ndarray, metrics: dict[str, Any]) -> bytes:
+    """PNG: the ROC curve against the labels, with the operating point of ``metrics``
+    (``classification_metrics``: its ROC AUC, threshold, sensitivity and specificity)."""
+    from sklearn.metrics import roc_curve
 
     fpr, tpr, _ = roc_curve(labels, probs)
-    flagged = probs >= threshold
-    sens = float(flagged[labels == 1].mean())
-    spec = float((~flagged[labels == 0]).mean())
+    threshold, sens, spec = metrics["threshold"], metrics["sensitivity"], metrics["specificity"]
     fig = _figure()
     ax = fig.add_subplot()
-    ax.plot(fpr, tpr, color="#cc3311", label=f"ROC AUC {roc_auc_score(labels, probs):.3f}")
+    ax.plot(fpr, tpr, color="#cc3311", label=f"ROC AUC {metrics['roc_auc']:.3f}")
     ax.plot([0, 1], [0, 1], color="#999999", linestyle=":", linewidth=1)
     ax.plot([1 - spec], [sens], "o", color="black",
             label=f"threshold {threshold:.3f}: sens {sens:.3f}, spec {spec:.3f}")  # fmt: skip

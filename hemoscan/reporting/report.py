@@ -23,7 +23,11 @@ DISCLAIMER = "Research and triage tool: these scores are not a diagnosis."
 
 def labelled_metrics(session: Session, job_id: Any) -> dict[str, Any] | None:
     """Classification metrics against the manifest's labels (None without labels)."""
-    rows = reports.labelled_scores(session, job_id)
+    return metrics_of(reports.labelled_scores(session, job_id))
+
+
+def metrics_of(rows: list[tuple[int, float, float]]) -> dict[str, Any] | None:
+    """Classification metrics of (label, probability, threshold) rows (None without rows)."""
     if not rows:
         return None
     import numpy as np

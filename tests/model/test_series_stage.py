@@ -45,7 +45,7 @@ def test_the_series_stage_beats_max_of_slices_when_evidence_spreads_along_z():
     n = int(train.mask[0].sum())
     np.testing.assert_allclose(train.features[0, 1:n, -2], 1.0)  # 5 mm steps, in z order
     model, history = fit_series_model(train, val, epochs=40, patience=8, seed=0, show=False)
-    figures = compare(model, test)
+    figures = compare(model, test, threshold=0.5)
     base, stage = figures["max of slices"], figures["series stage"]
     assert stage["series_roc_auc"] > base["series_roc_auc"] + 0.03, figures
     assert stage["slice_roc_auc"] > base["slice_roc_auc"], figures
