@@ -28,9 +28,9 @@ class HeatmapPolicy(StrEnum):
     NONE = "none"
 
 
-def _default_model_path() -> str:
+def _default_model_path(name: str = "demo.keras") -> str:
     # The committed demo weights: trained on synthetic phantoms, NOT clinically valid.
-    return str(Path(__file__).resolve().parent.parent / "hybrid_model" / "weights" / "demo.keras")
+    return str(Path(__file__).resolve().parent.parent / "hybrid_model" / "weights" / name)
 
 
 class Png16(StrEnum):
@@ -103,6 +103,14 @@ class Settings(BaseSettings):
     model_path: Path = Field(
         default_factory=lambda: Path(_default_model_path()),
         description="The .keras model file. Default: the phantom-trained demo model.",
+    )
+    series_model_path: Path | None = Field(
+        default_factory=lambda: Path(_default_model_path("demo_series.keras")),
+        description="The series stage (.keras, from `hemoscan train-series`) that turns a "
+        "series' slice embeddings into its verdict. Default: the phantom-trained demo series "
+        "stage. Empty, a missing file, or a stage trained on another slice model: series "
+        "verdicts are max-of-slices (the series' largest slice probability), said in each "
+        "series row's method.",
     )
     threshold: float | None = Field(
         default=None,
@@ -201,6 +209,11 @@ class Settings(BaseSettings):
     @classmethod
     def _empty_is_unset(cls, value: str | None) -> str | None:
         return value or None
+
+    @field_validator("series_model_path", mode="before")
+    @classmethod
+    def _no_series_model(cls, value: object) -> object:
+        return None if value in ("", None) else value
 
     @field_validator("broker_url")
     @classmethod

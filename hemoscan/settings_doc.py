@@ -11,7 +11,8 @@ from hemoscan.settings import ENV_PREFIX, Settings
 def _default(name: str) -> str:
     field = Settings.model_fields[name]
     if field.default_factory is not None:
-        return "demo model" if name == "model_path" else "(computed)"
+        demo = {"model_path": "demo model", "series_model_path": "demo series stage"}
+        return demo.get(name, "(computed)")
     value = field.default
     if value is None:
         return "unset"

@@ -14,6 +14,8 @@ measured: docs/experiments.md, "Grad-CAM arithmetic".
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 # Added to the per-image maximum: an all-zero map divides by EPSILON and stays zero (no NaN), and
@@ -21,9 +23,10 @@ import numpy as np
 EPSILON = 1e-12
 
 
-def gradcam_model(model, layer_name: str = "last_conv"):
+def gradcam_model(model, layer_name: str = "last_conv", extra_layers: tuple[str, ...] = ()):
     """A functional view of ``model`` (same layers and weights, the model itself untouched)
-    returning (activations A of ``layer_name``, gradient target, score, probability).
+    returning (activations A of ``layer_name``, gradient target, score, probability), then the
+    outputs of ``extra_layers`` (e.g. the evidence vector the series stage reads).
 
     The score is the pre-sigmoid logit when the model exposes it (our network has a linear
     "logit" layer before the sigmoid): the sigmoid saturates for confident predictions, so
@@ -44,7 +47,8 @@ def gradcam_model(model, layer_name: str = "last_conv"):
     acts = model.get_layer(layer_name).output
     pooled = _tiling_max_pool_output(model, acts)
     target = pooled if pooled is not None else acts
-    return keras.Model(model.inputs, [acts, target, score, model.output])
+    extras = [model.get_layer(name).output for name in extra_layers]
+    return keras.Model(model.inputs, [acts, target, score, model.output, *extras])
 
 
 def _tiling_max_pool_output(model, tensor):
@@ -67,9 +71,10 @@ def _tiling_max_pool_output(model, tensor):
     return uses[0].output_tensors[0] if tiles and pool.data_format == "channels_last" else None
 
 
-def weighted_activations(view, images):
+def weighted_activations(view, images, with_extras: bool = False):
     """The Grad-CAM map BEFORE its ReLU, at the layer's resolution (N, h, w), with the scores
-    and probabilities: alpha_k = spatial mean of d(score)/dA_k, map = sum_k alpha_k A_k.
+    and probabilities: alpha_k = spatial mean of d(score)/dA_k, map = sum_k alpha_k A_k; with
+    ``with_extras``, a fourth item: the list of the view's ``extra_layers`` outputs.
 
     ``view`` is a ``gradcam_model``. Called under an enclosing gradient tape (training with
     Grad-CAM guidance), the map stays differentiable in the weights through both A and alpha.
@@ -77,14 +82,15 @@ def weighted_activations(view, images):
     import tensorflow as tf
 
     with tf.GradientTape() as tape:
-        acts, target, score, prob = view(images, training=False)
+        acts, target, score, prob, *extras = view(images, training=False)
         total = tf.reduce_sum(score)
     grads = tape.gradient(total, target)  # each image's own gradient (see gradcam_model)
     cells = float(acts.shape[1] * acts.shape[2])
     alpha = tf.reduce_sum(grads, axis=(1, 2)) / cells  # (N, C): the spatial mean over A
     # One batched matrix-vector product, not alpha * A summed over channels: no N x h x w x C
     # temporary (docs/experiments.md, "Grad-CAM arithmetic").
-    return tf.einsum("nhwc,nc->nhw", acts, alpha), score, prob
+    weighted = tf.einsum("nhwc,nc->nhw", acts, alpha)
+    return (weighted, score, prob, extras) if with_extras else (weighted, score, prob)
 
 
 def bilinear_matrix(n_in: int, n_out: int) -> np.ndarray:
@@ -100,6 +106,21 @@ def bilinear_matrix(n_in: int, n_out: int) -> np.ndarray:
         weights[i, lo] += 1.0 - frac
         weights[i, hi] += frac
     return weights
+
+
+@dataclass(frozen=True)
+class Explained:
+    """What one model call gives per image: the probability, the Grad-CAM map in [0, 1], the
+    calibrated logit and the evidence vector (``EMBED_LAYER``; N x 0 when the model has none)."""
+
+    probabilities: np.ndarray
+    maps: np.ndarray
+    logits: np.ndarray
+    embeddings: np.ndarray
+
+
+# The slice network's evidence vector, read by the series stage (hybrid_model.series).
+EMBED_LAYER = "row_max"
 
 
 class GradCam:
@@ -118,7 +139,10 @@ class GradCam:
 
         self.model_batch = model_batch
         self.input_shape = tuple(int(d) for d in model.input_shape[1:])
-        self._grad_model = gradcam_model(model, layer_name)
+        names = {layer.name for layer in model.layers}
+        extra = (EMBED_LAYER,) if EMBED_LAYER in names else ()
+        self._grad_model = gradcam_model(model, layer_name, extra)
+        self.embedding_dim = int(model.get_layer(EMBED_LAYER).output.shape[-1]) if extra else 0
         h, w = (int(d) for d in self._grad_model.outputs[0].shape[1:3])
         # Upsampling as two small matrix products (rows, then columns): the same bilinear
         # weights as tf.image.resize, at about 60 % of its op time for 64 -> 256 (3.1 vs 5.2 ms
@@ -137,35 +161,54 @@ class GradCam:
     def _maps(self, images):
         import tensorflow as tf
 
-        weighted, _, prob = weighted_activations(self._grad_model, images)
+        weighted, score, prob, extras = weighted_activations(
+            self._grad_model, images, with_extras=True
+        )
         cam = tf.nn.relu(weighted)
         cam = tf.einsum("Hh,nhw->nHw", self._rows, cam)
         cam = tf.einsum("nHw,Ww->nHW", cam, self._cols)
         # Non-negative weights keep the map >= 0; the minimum only absorbs rounding above 1.
         scale = 1.0 / (tf.reduce_max(cam, axis=(1, 2), keepdims=True) + EPSILON)
-        return tf.reshape(tf.cast(prob, tf.float32), [-1]), tf.minimum(cam * scale, 1.0)
+        n = tf.shape(images)[0]
+        embedding = (
+            tf.cast(extras[0], tf.float32) if extras else tf.zeros((n, 0), tf.float32)
+        )
+        return (
+            tf.reshape(tf.cast(prob, tf.float32), [-1]),
+            tf.minimum(cam * scale, 1.0),
+            tf.reshape(tf.cast(score, tf.float32), [-1]),
+            embedding,
+        )
 
     def __call__(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(N, H, W, 3) float32 -> (probabilities (N,), maps (N, H, W) in [0, 1]) as float32."""
+        out = self.explain(images)
+        return out.probabilities, out.maps
+
+    def explain(self, images: np.ndarray) -> Explained:
+        """(N, H, W, 3) float32 -> ``Explained`` (probabilities, maps, logits, embeddings)."""
         images = np.asarray(images, dtype=np.float32)
         if images.ndim == 3:
             images = images[None]
         n = images.shape[0]
         if n == 0:
-            return np.zeros((0,), np.float32), np.zeros((0, *self.input_shape[:2]), np.float32)
+            return Explained(
+                np.zeros((0,), np.float32),
+                np.zeros((0, *self.input_shape[:2]), np.float32),
+                np.zeros((0,), np.float32),
+                np.zeros((0, self.embedding_dim), np.float32),
+            )
         if self.model_batch is None:
-            probs, maps = self._compute(images)
-            return probs.numpy(), maps.numpy()
-        probs_out, maps_out = [], []
+            return Explained(*(t.numpy() for t in self._compute(images)))
+        parts: list[list[np.ndarray]] = [[], [], [], []]
         for start in range(0, n, self.model_batch):
             chunk = images[start : start + self.model_batch]
             real = chunk.shape[0]
             if real < self.model_batch:
                 pad = np.zeros((self.model_batch - real, *chunk.shape[1:]), np.float32)
                 chunk = np.concatenate([chunk, pad])
-            probs, maps = self._compute(chunk)
-            probs_out.append(probs.numpy()[:real])
-            maps_out.append(maps.numpy()[:real])
-        if len(maps_out) == 1:  # one call: no 8 MB copy into a concatenation
-            return probs_out[0], maps_out[0]
-        return np.concatenate(probs_out), np.concatenate(maps_out)
+            for out, tensor in zip(parts, self._compute(chunk), strict=True):
+                out.append(tensor.numpy()[:real])
+        if len(parts[0]) == 1:  # one call: no 8 MB copy into a concatenation
+            return Explained(*(p[0] for p in parts))
+        return Explained(*(np.concatenate(p) for p in parts))

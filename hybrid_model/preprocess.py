@@ -120,13 +120,29 @@ class DecodeOptions:
 
 
 @dataclass(frozen=True)
+class Placement:
+    """Where a decoded image lies: its index in its object (a volume's slices count from the
+    most inferior), z along the slice normal in mm, InstanceNumber, and the raw study and
+    series UIDs (DICOM; they stay in memory and are stored only as keyed pseudonyms);
+    ``volume`` for the slices of one NIfTI object (which is its own series)."""
+
+    index: int = 0
+    z_mm: float | None = None
+    instance: int | None = None
+    study_uid: str | None = None
+    series_uid: str | None = None
+    volume: bool = False
+
+
+@dataclass(frozen=True)
 class Decoded:
-    """A decoded slice: float32 HxWx3 in [0, 1] (model size when resized), its native shape
-    and flags (empty for a normal slice; see the module docstring)."""
+    """A decoded slice: float32 HxWx3 in [0, 1] (model size when resized), its native shape,
+    flags (empty for a normal slice; see the module docstring) and where it lies."""
 
     pixels: np.ndarray
     native_shape: tuple[int, int]
     flags: tuple[str, ...] = ()
+    placement: Placement = Placement()
 
 
 def _stretch(values: np.ndarray) -> np.ndarray:
@@ -157,9 +173,21 @@ def _require_head(scope: Scope | None, name: str) -> None:
         )
 
 
+def _dicom_placement(dicom: DicomSlice) -> Placement:
+    ident = dicom.identity
+    if ident is None:
+        return Placement()
+    return Placement(
+        z_mm=ident.z_mm,
+        instance=ident.instance,
+        study_uid=ident.study_uid,
+        series_uid=ident.series_uid,
+    )
+
+
 def _decode_channels(
     data: bytes, name: str, options: DecodeOptions
-) -> tuple[np.ndarray, tuple[str, ...]]:
+) -> tuple[np.ndarray, tuple[str, ...], Placement]:
     kind = _kind(data, name)
     if kind == "dicom":
         from hybrid_model.dicom import decode_dicom
@@ -173,18 +201,27 @@ def _decode_channels(
         )
         if options.head_gate:
             _require_head(dicom_scope(dicom), name)
-        return hu_to_channels(dicom.hu), dicom.flags
+        return hu_to_channels(dicom.hu), dicom.flags, _dicom_placement(dicom)
     if kind is None:
         raise UnsupportedImage(f"{name}: not a DICOM, PNG or JPEG file")
     raster = decode_raster(data, name, max_pixels=options.max_pixels, png16=options.png16)
     if raster.hu is not None:
         if options.head_gate:
             _require_head(check_hu(raster.hu), name)
-        return hu_to_channels(raster.hu), raster.flags
+        return hu_to_channels(raster.hu), raster.flags, Placement()
     assert raster.grey is not None
     if options.head_gate:
         _require_head(check_grey(raster.grey), name)
-    return np.repeat(raster.grey[:, :, None], 3, axis=2), raster.flags
+    return np.repeat(raster.grey[:, :, None], 3, axis=2), raster.flags, Placement()
+
+
+def _check_size(data: bytes, name: str, options: DecodeOptions) -> None:
+    if not data:
+        raise EmptyImage(f"{name or 'image'}: the file is empty (0 bytes)")
+    if len(data) > options.max_bytes:
+        raise ImageTooLarge(
+            f"{name}: {len(data)} bytes is over the limit of {options.max_bytes} bytes"
+        )
 
 
 def decode_image(
@@ -194,14 +231,9 @@ def decode_image(
 
     Raises an ``ImageError`` subclass (its ``reason`` is the failure code) for bad input.
     """
-    if not data:
-        raise EmptyImage(f"{name or 'image'}: the file is empty (0 bytes)")
-    if len(data) > options.max_bytes:
-        raise ImageTooLarge(
-            f"{name}: {len(data)} bytes is over the limit of {options.max_bytes} bytes"
-        )
+    _check_size(data, name, options)
     try:
-        native, flags = _decode_channels(data, name, options)
+        native, flags, placement = _decode_channels(data, name, options)
     except (ImageError, MemoryError):
         raise
     except Exception as exc:  # a decoder bug on a corrupt file; only the type: values may be PHI
@@ -209,7 +241,50 @@ def decode_image(
             f"{name}: decoding failed on this file ({type(exc).__name__})"
         ) from exc
     pixels = native if size is None else resize_to_model(native, size)
-    return Decoded(pixels, (int(native.shape[0]), int(native.shape[1])), flags)
+    return Decoded(pixels, (int(native.shape[0]), int(native.shape[1])), flags, placement)
+
+
+def _decode_volume(data: bytes, name: str, size: int | None, options: DecodeOptions):
+    """The axial slices of a NIfTI volume (``hybrid_model.nifti``), inferior first. The head
+    gate judges the volume as a whole: it is head CT when one of its slices is (the neck and
+    the vertex of a head volume are scored with it: a series is read whole)."""
+    from hybrid_model.nifti import read_volume
+
+    slices = list(read_volume(data, name, max_pixels=options.max_pixels))
+    if options.head_gate and slices:
+        middle = len(slices) // 2  # the middle first: one head slice is enough
+        order = sorted(slices, key=lambda v: abs(v.index - middle))
+        first = check_hu(order[0].hu, order[0].spacing_mm)
+        if not any(s.head for s in (first, *(check_hu(v.hu, v.spacing_mm) for v in order[1:]))):
+            _require_head(first, name)
+    out = []
+    for v in slices:
+        native = hu_to_channels(v.hu)
+        pixels = native if size is None else resize_to_model(native, size)
+        placement = Placement(index=v.index, z_mm=v.z_mm, instance=v.index + 1, volume=True)
+        out.append(Decoded(pixels, (int(native.shape[0]), int(native.shape[1])), (), placement))
+    return out
+
+
+def decode_object(
+    data: bytes, name: str, *, size: int | None = 256, options: DecodeOptions = DecodeOptions()
+) -> list[Decoded]:
+    """Every image of one object: one for a DICOM, PNG or JPEG slice; a NIfTI volume's axial
+    slices, inferior to superior. Raises an ``ImageError`` subclass for bad input (a volume
+    fails or is scored as a whole)."""
+    from hybrid_model.nifti import is_nifti
+
+    if not is_nifti(data, name):
+        return [decode_image(data, name, size=size, options=options)]
+    _check_size(data, name, options)
+    try:
+        return _decode_volume(data, name, size, options)
+    except (ImageError, MemoryError):
+        raise
+    except Exception as exc:  # as decode_image: only the type, values may be PHI
+        raise UnreadableImage(
+            f"{name}: decoding failed on this volume ({type(exc).__name__})"
+        ) from exc
 
 
 def decode_native(
@@ -280,8 +355,10 @@ __all__ = [
     "DecodeOptions",
     "Decoded",
     "ImageError",
+    "Placement",
     "decode",
     "decode_image",
+    "decode_object",
     "decode_native",
     "dicom_scope",
     "hu_to_channels",

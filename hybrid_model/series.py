@@ -24,9 +24,10 @@ from typing import Any
 
 import numpy as np
 
+from hybrid_model.gradcam import EMBED_LAYER  # the slice network's evidence vector
+
 log = logging.getLogger(__name__)
 
-EMBED_LAYER = "row_max"
 REFERENCE_SPACING_MM = 5.0
 EXTRA_FEATURES = 3  # slice logit, spacing to the previous slice / 5 mm, 1 (marks a real step)
 
@@ -94,6 +95,98 @@ def series_order(
     return {name: sorted(members) for name, members in sorted(groups.items())}
 
 
+def sequence_features(embeddings: np.ndarray, logits: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """T x F steps of one series in z order: evidence vector, logit, spacing to the previous
+    slice / 5 mm (NaN z, e.g. a folder of PNGs: 5 mm is assumed), 1."""
+    z = np.asarray(z, np.float64)
+    gaps = np.abs(np.diff(z, prepend=z[0] - REFERENCE_SPACING_MM)) / REFERENCE_SPACING_MM
+    gaps = np.where(np.isfinite(gaps), gaps, 1.0)
+    out = np.zeros((len(logits), embeddings.shape[1] + EXTRA_FEATURES), np.float32)
+    out[:, : embeddings.shape[1]] = embeddings
+    out[:, -3] = logits
+    out[:, -2] = np.clip(gaps, 0.0, 4.0)
+    out[:, -1] = 1.0
+    return out
+
+
+@dataclass(frozen=True)
+class SeriesVerdict:
+    """A series' verdict: its probability, its slices' context-refined probabilities (in the
+    order given), the baseline (the largest slice probability alone) and how it was made."""
+
+    probability: float
+    slice_probabilities: np.ndarray
+    max_slice_probability: float
+    method: str  # "series_stage" | "max_of_slices"
+
+
+class SeriesStage:
+    """The trained series stage at inference: slices of one series in z order -> verdict.
+
+    ``stage`` None (no series model, or one trained on another slice network's outputs)
+    gives max-of-slices, labelled so in ``method``."""
+
+    def __init__(self, stage: Any | None, threshold: float, version: str | None = None):
+        self.stage = stage
+        self.threshold = float(threshold)
+        self.version = version
+
+    @property
+    def method(self) -> str:
+        return "series_stage" if self.stage is not None else "max_of_slices"
+
+    def __call__(
+        self, series: list[tuple[np.ndarray, np.ndarray, np.ndarray]]
+    ) -> list[SeriesVerdict]:
+        """One verdict per series of (embeddings T x D, logits T, z T) in z order (T >= 1),
+        from one padded call of the stage (padded steps are all zeros: masked)."""
+        logits = [np.asarray(lg, np.float64) for _, lg, _ in series]
+        slices = [_sigmoid(lg) for lg in logits]
+        baselines = [float(p.max()) if len(p) else 0.0 for p in slices]
+        if self.stage is None or not series:
+            return [
+                SeriesVerdict(b, p, b, self.method)
+                for b, p in zip(baselines, slices, strict=True)
+            ]
+        steps = [sequence_features(np.asarray(e, np.float32), lg, z) for e, lg, z in series]
+        longest = max(1, max(len(f) for f in steps))
+        batch = np.zeros((len(steps), longest, steps[0].shape[1]), np.float32)
+        for i, f in enumerate(steps):
+            batch[i, : len(f)] = f
+        refined = np.asarray(self.stage(batch, training=False))[..., 0].astype(np.float64)
+        out = []
+        for i, f in enumerate(steps):
+            probs = _sigmoid(refined[i, : len(f)])
+            top = float(probs.max()) if len(probs) else 0.0
+            out.append(SeriesVerdict(top, probs, baselines[i], self.method))
+        return out
+
+
+def load_stage(path: str | Path | None, slice_metadata: dict[str, Any], slice_threshold: float):
+    """The series stage at ``path`` for the slice network of ``slice_metadata``; max-of-slices
+    (at the slice threshold) when ``path`` is None or missing, or its stage was trained on
+    another slice network's outputs (a warning says so)."""
+    if path is None or not Path(path).is_file():
+        return SeriesStage(None, slice_threshold)
+    from hybrid_model.io import load_model
+    from hybrid_model.metadata import read_metadata
+
+    meta = read_metadata(Path(path))  # checked before TensorFlow loads anything
+    if meta.get("kind") != "series_stage":
+        log.warning("%s is not a series-stage model: series verdicts are max-of-slices", path)
+        return SeriesStage(None, slice_threshold)
+    if meta.get("slice_model_version") != slice_metadata.get("version"):
+        log.warning(
+            "the series stage %s was trained on the outputs of slice network %s, not %s: "
+            "series verdicts are max-of-slices",
+            Path(path).name,
+            meta.get("slice_model_version"),
+            slice_metadata.get("version"),
+        )
+        return SeriesStage(None, slice_threshold)
+    return SeriesStage(load_model(path).model, float(meta["threshold"]), meta.get("version"))
+
+
 def build_series_set(
     order: dict[str, list[tuple[float, int]]],
     ids: list[str],
@@ -113,12 +206,8 @@ def build_series_set(
         members = order[name]
         z = np.array([m[0] for m in members])
         idx = np.array([m[1] for m in members])
-        gaps = np.abs(np.diff(z, prepend=z[0] - REFERENCE_SPACING_MM)) / REFERENCE_SPACING_MM
         n = len(idx)
-        feats[s, :n, : embeddings.shape[1]] = embeddings[idx]
-        feats[s, :n, -3] = logits[idx]
-        feats[s, :n, -2] = np.clip(gaps, 0.0, 4.0)
-        feats[s, :n, -1] = 1.0
+        feats[s, :n] = sequence_features(embeddings[idx], logits[idx], z)
         mask[s, :n] = True
         slice_labels[s, :n] = labels[idx]
         slice_logits[s, :n] = logits[idx]

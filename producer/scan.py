@@ -20,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from hemoscan.errors import ConfigurationError
 from hemoscan.settings import Settings
 from hemoscan.storage import open_store
+from hybrid_model.nifti import NIFTI_SUFFIXES
 from producer.plan import ScanPlan, check_plan
 from producer.senders import BrokerSender, Sender
 from producer.sources import (
@@ -29,7 +30,7 @@ from producer.sources import (
     iter_manifest,
     read_layout_table,
 )
-from schema import jobs
+from schema import jobs, series
 
 log = logging.getLogger(__name__)
 
@@ -133,11 +134,16 @@ def run_scan(
                 for it in chunk
             ]
             with sessions.begin() as session:
-                pending.extend(_register(session, job.id, rows, plan.rescore, created))
-                if not running and pending:
+                fresh = _register(session, job.id, rows, plan.rescore, created)
+                if not running and fresh:
                     jobs.mark_running(session, session.merge(job))
                     running = True
             outcome.listed += len(chunk)
+            for key in fresh:  # a volume is a batch of its own: it holds many images
+                if key.lower().endswith(NIFTI_SUFFIXES):
+                    send([key])
+                else:
+                    pending.append(key)
             while len(pending) >= batch_size:
                 send(pending[:batch_size])
                 del pending[:batch_size]
@@ -158,6 +164,10 @@ def run_scan(
         from schema.results import refresh_job
 
         refresh_job(session, session.merge(job))
+    # A transaction of its own, after the counters' commit: whichever of this check and the
+    # last worker's check runs later sees both (schema.series.finalise).
+    with sessions.begin() as session:
+        series.finalise(session, job.id, exact=True)
     outcome.seconds = time.perf_counter() - started
     return outcome
 

@@ -6,11 +6,11 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from hemoscan.errors import HemoscanError
-from schema import results
+from schema import results, series
 from schema.models import RETRYABLE_REASONS, Failure, Job, Prediction, Scan, utcnow
 
 
@@ -119,6 +119,16 @@ def forget_changed(
                 )
     if changed:
         ids = list(changed)
+        current = session.scalar(select(Job.pass_number).where(Job.id == job_id)) or 1
+        done = session.scalar(
+            select(func.count())
+            .select_from(Scan)
+            .where(Scan.id.in_(ids), results.has_result_of_pass(current))
+        )
+        if done:  # their results go: they are pending again in this pass
+            session.execute(
+                update(Job).where(Job.id == job_id).values(pass_done=Job.pass_done - done)
+            )
         session.execute(delete(Prediction).where(Prediction.scan_id.in_(ids)))
         session.execute(delete(Failure).where(Failure.scan_id.in_(ids)))
     return list(changed.values())
@@ -128,12 +138,15 @@ def start_pass(session: Session, job: Job) -> int:
     """Begin a new pass of ``job`` (``--rescore``): every result written from now on carries it,
     and results of earlier passes still in flight can no longer overwrite them."""
     job.pass_number = (job.pass_number or 1) + 1
+    job.pass_done = 0
+    series.reopen(session, job.id)
     session.flush()
     return job.pass_number
 
 
 def mark_running(session: Session, job: Job) -> None:
     job.state = "running"
+    job.total_objects = 0  # a listing runs: no verdict is final before it ends
     job.finished_at = None
     job.started_at = job.started_at or utcnow()
 

@@ -24,6 +24,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -45,6 +46,9 @@ NAMING_CONVENTION = {
 }
 
 JOB_STATES = ("created", "running", "done", "cancelled")
+# A series or study verdict is ``provisional`` while slices of its job are still pending, and
+# ``final`` once every object of the job has its result (``schema.series``).
+VERDICT_STATES = ("provisional", "final")
 # Why an image has no prediction. Permanent reasons describe the input (or a key that can never
 # be read) and are never retried; a rerun of the job (``hemoscan scan JOB``) resends only the
 # retryable ones. README, "Reliability", has what each means and the test that shows it.
@@ -113,12 +117,18 @@ class Job(Base):
     state: Mapped[str] = mapped_column(String(16), default="created")
     model_version: Mapped[str | None] = mapped_column(String(64))
     parameters: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # The objects of the job as of its last complete listing; 0 while a listing runs, so no
+    # verdict is made final before the producer has registered every object.
     total_objects: Mapped[int] = mapped_column(BigInteger, default=0)
     scored_count: Mapped[int] = mapped_column(BigInteger, default=0)
     failed_count: Mapped[int] = mapped_column(BigInteger, default=0)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     # Incremented by ``hemoscan scan --rescore``: rows of an older pass never overwrite newer.
     pass_number: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    # Objects with a result (prediction or failure) of the current pass, kept by the writers
+    # in the transaction of their rows: ``pass_done >= total_objects`` is the O(1) test that
+    # makes the job's series verdicts final (``schema.series.finalise``).
+    pass_done: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
@@ -141,22 +151,96 @@ class Scan(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     job: Mapped[Job] = relationship(back_populates="scans")
-    prediction: Mapped[Prediction | None] = relationship(back_populates="scan")
+    predictions: Mapped[list[Prediction]] = relationship(back_populates="scan")
     failure: Mapped[Failure | None] = relationship(back_populates="scan")
 
 
+class Study(Base):
+    """A study of a job (DICOM StudyInstanceUID as its keyed pseudonym; for a folder of PNGs
+    or a NIfTI volume, the study of its one series) and its verdict over its series."""
+
+    __tablename__ = "studies"
+    __table_args__ = (
+        UniqueConstraint("job_id", "study_key"),
+        CheckConstraint(f"state IN ({_in(VERDICT_STATES)})", name="state"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    study_key: Mapped[str] = mapped_column(String(64))  # a pseudonym: never a UID
+    probability: Mapped[float | None] = mapped_column(Float)  # its most suspicious series'
+    label: Mapped[bool | None] = mapped_column(Boolean)
+    series_count: Mapped[int] = mapped_column(Integer, default=0)
+    state: Mapped[str] = mapped_column(String(16), default="provisional")
+    model_version: Mapped[str | None] = mapped_column(String(64))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class Series(Base):
+    """A series of a job and its verdict, recomputed from its slices' stored embeddings by
+    every batch that commits slices of it (``schema.series``): idempotent and order-free."""
+
+    __tablename__ = "series"
+    __table_args__ = (
+        UniqueConstraint("job_id", "series_key"),
+        CheckConstraint(f"state IN ({_in(VERDICT_STATES)})", name="state"),
+        # "Series of a job, most suspicious first"
+        Index("ix_series_job_probability", "job_id", "probability"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"), index=True)
+    series_key: Mapped[str] = mapped_column(String(64))  # a pseudonym: never a UID
+    # What makes it a series: "dicom" (SeriesInstanceUID), "folder" (the objects' folder),
+    # "volume" (one NIfTI object).
+    source: Mapped[str] = mapped_column(String(16))
+    probability: Mapped[float | None] = mapped_column(Float)
+    label: Mapped[bool | None] = mapped_column(Boolean)
+    threshold: Mapped[float | None] = mapped_column(Float)
+    # The baseline, side by side: the largest slice probability of the slice network alone.
+    max_slice_probability: Mapped[float | None] = mapped_column(Float)
+    method: Mapped[str | None] = mapped_column(String(32))  # series_stage | max_of_slices
+    slice_count: Mapped[int] = mapped_column(Integer, default=0)
+    positive_slices: Mapped[int] = mapped_column(Integer, default=0)
+    # The top slices by context-refined probability: prediction id, slice index, z, instance,
+    # both probabilities; and the z range of the slices called positive (else of the top ones).
+    key_slices: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    key_z_min: Mapped[float | None] = mapped_column(Float)
+    key_z_max: Mapped[float | None] = mapped_column(Float)
+    state: Mapped[str] = mapped_column(String(16), default="provisional")
+    model_version: Mapped[str | None] = mapped_column(String(64))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
 class Prediction(Base):
-    """The model's score for one scan (at most one per scan; re-scoring updates it)."""
+    """The model's score for one image of a scan: one row per slice (a DICOM or PNG object
+    has one, slice 0; a NIfTI volume one per axial slice); re-scoring updates them."""
 
     __tablename__ = "predictions"
     __table_args__ = (
         CheckConstraint("probability >= 0 AND probability <= 1", name="probability_range"),
+        UniqueConstraint("scan_id", "slice_index"),
         # "Positives of a job by probability": WHERE job_id = ? AND label ORDER BY probability DESC
         Index("ix_predictions_job_label_probability", "job_id", "label", "probability"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    scan_id: Mapped[int] = mapped_column(ForeignKey("scans.id", ondelete="CASCADE"), unique=True)
+    scan_id: Mapped[int] = mapped_column(ForeignKey("scans.id", ondelete="CASCADE"))
+    # The image's index in its object (0 for a single-slice object; a volume's axial slices
+    # count from the most inferior).
+    slice_index: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    series_id: Mapped[int | None] = mapped_column(
+        ForeignKey("series.id", ondelete="SET NULL"), index=True
+    )
+    # Position along the slice normal in mm (DICOM: ImagePositionPatient on the normal of
+    # ImageOrientationPatient; NIfTI: the affine) and InstanceNumber: the series' z order.
+    z_mm: Mapped[float | None] = mapped_column(Float)
+    instance_number: Mapped[int | None] = mapped_column(Integer)
+    # The slice network's calibrated logit and evidence vector (float16 bytes): what the
+    # series stage reads, so a series verdict is recomputed without the pixels.
+    logit: Mapped[float | None] = mapped_column(Float)
+    embedding: Mapped[bytes | None] = mapped_column(LargeBinary)
     # Denormalised from the scan so progress and positives queries need no join.
     job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
     probability: Mapped[float] = mapped_column(Float)
@@ -176,7 +260,7 @@ class Prediction(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
-    scan: Mapped[Scan] = relationship(back_populates="prediction")
+    scan: Mapped[Scan] = relationship(back_populates="predictions")
 
 
 class Failure(Base):

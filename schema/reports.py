@@ -135,9 +135,10 @@ def pass_progress(session: Session, job: Job, expected: int) -> results.Progress
     nor the workers'.
     """
     scored, positives = session.execute(
-        select(func.count(), func.count().filter(Prediction.label.is_(True))).where(
-            Prediction.job_id == job.id, Prediction.pass_number >= job.pass_number
-        )
+        select(
+            func.count(Prediction.scan_id.distinct()),
+            func.count().filter(Prediction.label.is_(True)),
+        ).where(Prediction.job_id == job.id, Prediction.pass_number >= job.pass_number)
     ).one()
     failed = session.scalar(
         select(func.count()).where(Failure.job_id == job.id, Failure.pass_number >= job.pass_number)

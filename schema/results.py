@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Table, delete, func, select
+from sqlalchemy import Table, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -191,11 +191,13 @@ def record_batch(
         rows = [{**p, "job_id": job_id} for p in plan.predictions]
         stmt = _insert(session, _core(Prediction)).values(created_at=db_now(), updated_at=db_now())
         updated: dict[str, Any] = {
-            c: stmt.excluded[c] for c in rows[0] if c not in ("scan_id", "job_id")
+            c: stmt.excluded[c] for c in rows[0] if c not in ("scan_id", "slice_index", "job_id")
         }
         updated["updated_at"] = db_now()
         updated["writes"] = _core(Prediction).c.writes + 1
-        stmt = stmt.on_conflict_do_update(index_elements=["scan_id"], set_=updated)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["scan_id", "slice_index"], set_=updated
+        )
         session.execute(stmt.returning(_core(Prediction).c.scan_id), rows)  # see add_scans
         scored = [p["scan_id"] for p in plan.predictions]
         session.execute(delete(Failure).where(Failure.scan_id.in_(scored)))
@@ -217,6 +219,31 @@ def record_batch(
         failed = [f["scan_id"] for f in plan.failures]
         session.execute(delete(Prediction).where(Prediction.scan_id.in_(failed)))
     return plan
+
+
+def count_done(session: Session, job_id: uuid.UUID, pass_number: int, newly_done: int) -> None:
+    """Add ``newly_done`` to the job's ``pass_done`` if ``pass_number`` is its current pass.
+
+    Run as the LAST statement of a batch's transaction: it locks the job row, and every batch
+    of the job passes through it, so the lock is held only until the commit."""
+    if newly_done:
+        session.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.pass_number == pass_number)
+            .values(pass_done=Job.pass_done + newly_done)
+        )
+
+
+def has_result_of_pass(pass_number: int):  # type: ignore[no-untyped-def]
+    """A condition on ``Scan``: it has a prediction or a failure of ``pass_number`` or newer."""
+    return or_(
+        select(Prediction.id)
+        .where(Prediction.scan_id == Scan.id, Prediction.pass_number >= pass_number)
+        .exists(),
+        select(Failure.id)
+        .where(Failure.scan_id == Scan.id, Failure.pass_number >= pass_number)
+        .exists(),
+    )
 
 
 def done_in_pass(
@@ -256,10 +283,10 @@ def job_pass(session: Session, job_id: uuid.UUID) -> int:
 
 @dataclass(frozen=True)
 class Progress:
-    total: int
-    scored: int
-    failed: int
-    positives: int
+    total: int  # objects
+    scored: int  # objects with a prediction
+    failed: int  # objects with a failure
+    positives: int  # images called positive
 
     @property
     def done(self) -> int:
@@ -273,7 +300,13 @@ class Progress:
 def progress(session: Session, job_id: uuid.UUID) -> Progress:
     """Counts for a job from the indexed tables (cheap enough to poll every second)."""
     total = session.scalar(select(func.count()).where(Scan.job_id == job_id)) or 0
-    scored = session.scalar(select(func.count()).where(Prediction.job_id == job_id)) or 0
+    # Objects with a prediction (a volume has one per slice), and positive images.
+    scored = (
+        session.scalar(
+            select(func.count(Prediction.scan_id.distinct())).where(Prediction.job_id == job_id)
+        )
+        or 0
+    )
     positives = (
         session.scalar(
             select(func.count()).where(Prediction.job_id == job_id, Prediction.label.is_(True))

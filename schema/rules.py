@@ -42,6 +42,8 @@ class WritePlan:
     predictions: list[dict[str, Any]] = field(default_factory=list)
     failures: list[dict[str, Any]] = field(default_factory=list)
     stale: int = 0  # results not written because the scan holds a newer or better one
+    # Scans that had no result of this pass and get one now (the job's ``pass_done`` grows).
+    newly_done: int = 0
 
 
 def is_retryable(reason: str) -> bool:
@@ -99,4 +101,8 @@ def plan_writes(
             plan.stale += 1
             continue
         plan.failures.append({**row, "attempts": attempts, "pass_number": pass_number})
+    written = {row["scan_id"] for row in (*plan.predictions, *plan.failures)}
+    plan.newly_done = sum(
+        1 for sid in written if newest_pass(current.get(sid, Existing())) < pass_number
+    )
     return plan

@@ -177,6 +177,7 @@ def dist_env(base_env, pg_database, redis_url, s3_endpoint, s3_bucket) -> dict[s
         HEMOSCAN_OUTPUT_LOCATION=f"s3://{s3_bucket}/heatmaps",
         HEMOSCAN_QUEUE=f"hemoscan-test-{uuid.uuid4().hex[:8]}",
         HEMOSCAN_FLOWER_PASSWORD="flower-test-pw",
+        HEMOSCAN_PSEUDONYM_KEY="pseudonym-test-secret-0123456789",
         HEMOSCAN_TEST_BUCKET=s3_bucket,
     )
     return env

@@ -31,9 +31,10 @@ from hemoscan.privacy import scrub, shown_key
 from hemoscan.settings import HeatmapPolicy, Settings
 from hemoscan.storage import ObjectStore, ObjectTooLarge
 from hybrid_model.errors import ImageError
-from hybrid_model.preprocess import DecodeOptions, decode_image
+from hybrid_model.preprocess import DecodeOptions, Placement, decode_object
 from hybrid_model.render import overlay_png, raw_map_npy
-from schema import results
+from schema import results, series
+from schema.series import SeriesRef
 from workers.runtime import Runtime, release_free_memory
 from workers.timing import (
     HEATMAP_OBJECTS,
@@ -45,6 +46,7 @@ from workers.timing import (
     notify,
     timed_stage,
 )
+from workers.verdicts import encode_embedding, recompute, series_ref
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +67,10 @@ class Item:
     key: str
     scan_id: int
     shown: str = ""  # the key as logs and messages may show it (hemoscan.privacy)
-    image: np.ndarray | None = None
+    # Its images (one for a slice, a volume's axial slices), each set to None once its
+    # heatmaps are written, and where each lies.
+    images: list[np.ndarray | None] = field(default_factory=list)
+    placements: list[Placement] = field(default_factory=list)
     flags: tuple[str, ...] = ()
     reason: str | None = None
     message: str | None = None
@@ -73,6 +78,18 @@ class Item:
     timings: dict[str, float] = field(default_factory=dict)
     # Thread CPU ms per stage, by stage name: a dict only while an observer watches the batch.
     cpu_ms: dict[str, float] | None = None
+
+
+@dataclass
+class Scored:
+    """One image the model scored: its object, its index there, and the model's outputs."""
+
+    item: Item
+    index: int
+    probability: float
+    label: bool
+    logit: float
+    embedding: np.ndarray
 
 
 def image_times(item: Item) -> ImageTimes:
@@ -89,14 +106,19 @@ def image_times(item: Item) -> ImageTimes:
     )
 
 
-def heatmap_keys(job_id: uuid.UUID, object_key: str) -> tuple[str, str]:
-    """Deterministic output keys: the same job and object always give the same two keys.
+def heatmap_keys(
+    job_id: uuid.UUID, object_key: str, slice_index: int | None = None
+) -> tuple[str, str]:
+    """Deterministic output keys: the same job, object (and slice of a volume, ``.sNNNN``)
+    always give the same two keys.
 
     The object key is hashed so output keys carry nothing from the source path (which may
     hold identifiers) and have no awkward characters.
     """
     digest = hashlib.sha256(object_key.encode("utf-8")).hexdigest()[:32]
     base = f"{job_id}/{digest[:2]}/{digest}"
+    if slice_index is not None:
+        base = f"{base}.s{slice_index:04d}"
     return f"{base}.overlay.png", f"{base}.map.npy"
 
 
@@ -142,8 +164,11 @@ def _load(rt: Runtime, store: ObjectStore, item: Item, options: DecodeOptions) -
     if cpu is not None:
         cpu_at = cpu_lap(cpu, "fetch", cpu_at)
     try:
-        decoded = decode_image(data, item.shown, size=rt.input_size, options=options)
-        item.image, item.flags = decoded.pixels, decoded.flags
+        decoded = decode_object(data, item.shown, size=rt.input_size, options=options)
+        item.images = [d.pixels for d in decoded]
+        item.placements = [d.placement for d in decoded]
+        item.flags = tuple(dict.fromkeys(f for d in decoded for f in d.flags))
+        del decoded
     except ImageError as exc:
         item.reason, item.message = exc.reason, str(exc)
     except Exception as exc:  # a decoder bug on a corrupt file: the file's problem, not ours
@@ -157,10 +182,10 @@ def _load(rt: Runtime, store: ObjectStore, item: Item, options: DecodeOptions) -
 
 
 def _write_heatmaps(
-    rt: Runtime, job_id: uuid.UUID, item: Item, cam: np.ndarray, label: bool
+    rt: Runtime, job_id: uuid.UUID, item: Item, index: int, cam: np.ndarray, label: bool
 ) -> tuple[str | None, str | None]:
     policy = rt.settings.heatmaps
-    image, item.image = item.image, None  # the pixels are not needed after this: free them early
+    image, item.images[index] = item.images[index], None  # not needed after this: free early
     if policy is HeatmapPolicy.NONE or (policy is HeatmapPolicy.POSITIVES and not label):
         return None, None
     assert image is not None
@@ -173,11 +198,17 @@ def _write_heatmaps(
     encoded = time.perf_counter()
     if cpu is not None:
         cpu_at = cpu_lap(cpu, "render", cpu_at)
-    overlay_key, raw_key = heatmap_keys(job_id, item.key)
+    placement = item.placements[index]
+    overlay_key, raw_key = heatmap_keys(
+        job_id, item.key, placement.index if placement.volume else None
+    )
     overlay_uri = rt.output.put(overlay_key, overlay, "image/png")
     raw_uri = rt.output.put(raw_key, raw, "application/octet-stream")
-    item.timings["render_ms"] = (encoded - started) * 1000
-    item.timings["upload_ms"] = (time.perf_counter() - encoded) * 1000
+    # Summed over a volume's slices (one image: its own figures).
+    item.timings["render_ms"] = item.timings.get("render_ms", 0.0) + (encoded - started) * 1000
+    item.timings["upload_ms"] = (
+        item.timings.get("upload_ms", 0.0) + (time.perf_counter() - encoded) * 1000
+    )
     if cpu is not None:
         cpu_lap(cpu, "upload", cpu_at)
     return overlay_uri, raw_uri
@@ -251,58 +282,75 @@ def process_batch(
         )
 
     fetch_through(READ_AHEAD)
-    writes: list[tuple[Item, float, bool, Future[tuple[str | None, str | None]]]] = []
+    writes: list[tuple[Scored, Future[tuple[str | None, str | None]]]] = []
     model_seconds, model_images, model_calls = 0.0, 0, 0
     for call, part in enumerate(parts):
-        good = [loaded for loaded in (loads[i].result() for i in part) if loaded.image is not None]
+        good = [loaded for loaded in (loads[i].result() for i in part) if loaded.images]
         fetch_through(call + 1 + READ_AHEAD)
         if not good:
             continue
+        images = [(it, i) for it in good for i in range(len(it.images))]
         t0 = time.perf_counter()
         with timed_stage(watch, "model"):
-            probs, maps = rt.gradcam(np.stack([it.image for it in good if it.image is not None]))
+            out = rt.gradcam.explain(np.stack([it.images[i] for it, i in images]))  # type: ignore[misc]
         model_seconds += time.perf_counter() - t0
-        model_images += len(good)
+        model_images += len(images)
         model_calls += 1
-        for it, prob, cam in zip(good, probs, maps, strict=True):
-            label = bool(prob >= rt.threshold)
-            writes.append(
-                (
-                    it,
-                    float(prob),
-                    label,
-                    rt.pool.submit(_write_heatmaps, rt, job_id, it, cam, label),
-                )
+        for n, (it, i) in enumerate(images):
+            prob = float(out.probabilities[n])
+            scored_image = Scored(
+                it, i, prob, prob >= rt.threshold, float(out.logits[n]), out.embeddings[n]
             )
+            future = rt.pool.submit(_write_heatmaps, rt, job_id, it, i, out.maps[n], scored_image.label)
+            writes.append((scored_image, future))
+        del out
 
     model_ms = model_seconds * 1000 / model_images if model_images else 0.0
-    predictions = []
-    scored: list[Item] = []
-    upload_errors: list[tuple[Item, StorageError]] = []
-    for it, prob, label, future in writes:
+    uploaded: dict[int, list[tuple[Scored, str | None, str | None]]] = {}
+    upload_errors: dict[int, tuple[Item, StorageError]] = {}
+    for image, future in writes:
         try:
-            overlay_uri, raw_uri = future.result()
-        except StorageError as exc:
-            upload_errors.append((it, exc))
+            uris = future.result()
+        except StorageError as exc:  # the whole object is retried: a volume is scored whole
+            upload_errors.setdefault(image.item.scan_id, (image.item, exc))
             continue
+        uploaded.setdefault(image.item.scan_id, []).append((image, *uris))
+    predictions: list[dict[str, Any]] = []
+    refs: list[SeriesRef] = []  # each prediction's series
+    scored: list[Item] = []
+    secret = rt.pseudonym_secret
+    for scan_id, images in uploaded.items():
+        if scan_id in upload_errors:
+            continue
+        it = images[0][0].item
         if watch is not None:
             scored.append(it)
         timings = {k: round(v, 2) for k, v in it.timings.items()}
         timings["model_ms"] = round(model_ms, 2)
-        predictions.append(
-            {
-                "scan_id": it.scan_id,
-                "probability": float(np.clip(prob, 0.0, 1.0)),
-                "label": label,
-                "threshold": rt.threshold,
-                "model_version": rt.model_version,
-                "overlay_uri": overlay_uri,
-                "raw_map_uri": raw_uri,
-                "timings": timings,
-                "worker_host": rt.hostname,
-                "flags": list(it.flags),
-            }
-        )
+        for image, overlay_uri, raw_uri in images:
+            placement = it.placements[image.index]
+            predictions.append(
+                {
+                    "scan_id": it.scan_id,
+                    "slice_index": placement.index,
+                    "probability": float(np.clip(image.probability, 0.0, 1.0)),
+                    "label": image.label,
+                    "threshold": rt.threshold,
+                    "model_version": rt.model_version,
+                    "overlay_uri": overlay_uri,
+                    "raw_map_uri": raw_uri,
+                    "timings": timings,
+                    "worker_host": rt.hostname,
+                    "flags": list(it.flags),
+                    "z_mm": placement.z_mm,
+                    "instance_number": placement.instance,
+                    "logit": image.logit,
+                    "embedding": encode_embedding(image.embedding),
+                    "series_id": None,  # set under the series lock (commit)
+                }
+            )
+            refs.append(series_ref(it.key, placement, secret))
+
     failures = [
         {
             "scan_id": it.scan_id,
@@ -317,7 +365,14 @@ def process_batch(
     # Database outages (OperationalError) propagate: the task retries the whole batch, and
     # the heatmaps already written are simply overwritten with the same bytes.
     with timed_stage(watch, "commit"), rt.sessions.begin() as session:
+        # Lock order, the same in every transaction: studies, then scans, then the job row.
+        series_ids = series.lock(session, job_id, list({r.series_key: r for r in refs}.values()))
+        for row, ref in zip(predictions, refs, strict=True):
+            row["series_id"] = series_ids[ref.series_key]
         written = results.record_batch(session, job_id, predictions, failures, pass_number)
+        touched = sorted({int(p["series_id"]) for p in written.predictions})
+        recompute(session, rt.series_stage, rt.model_version, touched)
+        results.count_done(session, job_id, pass_number, written.newly_done)
     release_free_memory()  # keeps the worker's RSS flat over thousands of batches
     if observer is not None and watch is not None:
         watch.finish()
@@ -333,7 +388,9 @@ def process_batch(
         )
         notify(observer, times)
 
-    transient = [it.key for it in items if it.transient] + [it.key for it, _ in upload_errors]
+    transient = [it.key for it in items if it.transient] + [
+        it.key for it, _ in upload_errors.values()
+    ]
     summary = {
         "job": str(job_id),
         "scored": len(predictions),
@@ -346,7 +403,7 @@ def process_batch(
     }
     if transient:
         first = next((it.transient for it in items if it.transient), None)
-        cause = first or str(upload_errors[0][1])
+        cause = first or str(next(iter(upload_errors.values()))[1])
         raise TransientBatchError(transient, f"object store: {cause}")
     return summary
 
@@ -392,4 +449,5 @@ def record_failures(
             }
             for k in ids
         ]
-        results.record_batch(session, job_id, [], rows, pass_number)
+        written = results.record_batch(session, job_id, [], rows, pass_number)
+        results.count_done(session, job_id, pass_number, written.newly_done)

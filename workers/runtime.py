@@ -96,6 +96,7 @@ class Runtime:
     sessions: sessionmaker[Session]
     output: ObjectStore
     pool: ThreadPoolExecutor
+    series_stage: Any  # hybrid_model.series.SeriesStage
     model_batch: int = 0  # images per model call (0: the batch size); see model_batch_size()
     # Called with each batch's workers.timing.BatchTimes after its commit (the bench sets it;
     # None: nothing is timed beyond Item.timings).
@@ -103,6 +104,7 @@ class Runtime:
     hostname: str = field(default_factory=socket.gethostname)
     _stores: dict[str, ObjectStore] = field(default_factory=dict)
     _jobs: dict[uuid.UUID, JobInfo] = field(default_factory=dict)
+    _secret: bytes | None = None
 
     @property
     def threshold(self) -> float:
@@ -117,6 +119,13 @@ class Runtime:
     @property
     def input_size(self) -> int:
         return int(self.loaded.input_size)
+
+    @property
+    def pseudonym_secret(self) -> bytes:
+        """The keyed pseudonyms' secret (checked when the runtime is built)."""
+        if self._secret is None:
+            self._secret = self.settings.effective_pseudonym_key()
+        return self._secret
 
     def store(self, location: str) -> ObjectStore:
         if location not in self._stores:
@@ -162,11 +171,15 @@ def get_runtime(settings: Settings | None = None) -> Runtime:
 def _build(settings: Settings) -> Runtime:
     from hybrid_model.gradcam import GradCam
     from hybrid_model.io import load_model
+    from hybrid_model.series import load_stage
     from schema.db import session_factory
 
     limit_malloc_arenas()
+    secret = settings.effective_pseudonym_key()  # a distributed worker without it stops here
     configure_tensorflow(settings)
     loaded = load_model(settings.model_path)
+    threshold = settings.threshold if settings.threshold is not None else loaded.threshold
+    stage = load_stage(settings.series_model_path, loaded.metadata, float(threshold))
     model_batch = model_batch_size(settings)
     # A fixed call shape (GradCam zero-pads to it) means the tf.function is traced once; trace
     # and run it now, so the first real batch pays no warm-up.
@@ -176,12 +189,13 @@ def _build(settings: Settings) -> Runtime:
     size = int(loaded.input_size)
     gradcam(np.zeros((1, size, size, 3), dtype=np.float32))
     log.info(
-        "worker %s loaded %s (batch %d in model calls of %d, threshold %s)",
+        "worker %s loaded %s (batch %d in model calls of %d, threshold %s); series verdicts: %s",
         os.getpid(),
         loaded.note,
         settings.batch_size,
         model_batch,
-        settings.threshold if settings.threshold is not None else loaded.threshold,
+        threshold,
+        stage.method,
     )
     return Runtime(
         settings=settings,
@@ -190,7 +204,9 @@ def _build(settings: Settings) -> Runtime:
         sessions=session_factory(settings.effective_database_url),
         output=open_store(settings.effective_output_location, settings),
         pool=ThreadPoolExecutor(settings.fetch_threads, thread_name_prefix="hemoscan-io"),
+        series_stage=stage,
         model_batch=model_batch,
+        _secret=secret,
     )
 
 

@@ -21,6 +21,7 @@ from workers import delivery
 from workers.celery_app import SCORE_BATCH, app
 from workers.pipeline import TransientBatchError, process_batch, record_failures, undone_keys
 from workers.runtime import Runtime, get_runtime, reset_after_fork
+from workers.verdicts import finalise
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +37,9 @@ def _preflight(**_: Any) -> None:
     settings = get_settings()
     try:
         check_model_file(settings.model_path)
+        settings.effective_pseudonym_key()  # distributed: required, the same on every node
     except Exception as exc:
-        log.critical("refusing to consume: %s (HEMOSCAN_MODEL_PATH)", exc)
+        log.critical("refusing to consume: %s", exc)
         raise SystemExit(f"hemoscan worker: refusing to consume: {exc}") from None
 
 
@@ -147,7 +149,9 @@ def score_batch(
 
     try:
         try:
-            return _run(self, rt, job, object_keys, pass_number)
+            summary = _run(self, rt, job, object_keys, pass_number)
+            finalise(rt.sessions, job)
+            return summary
         except (TransientBatchError, *DATABASE_ERRORS) as exc:
             if not isinstance(exc, TransientBatchError):
                 exc = TransientBatchError(object_keys, f"database: {type(exc.orig).__name__}")
@@ -165,6 +169,7 @@ def score_batch(
                 attempts=tries,
                 attempt_key=attempt,
             )
+            finalise(rt.sessions, job)
             return _summary(job, len(exc.keys), "gave_up", gave_up=True)
         except Exception as exc:
             # A bug, not bad input and not an outage: record it (retryable) rather than lose
@@ -181,6 +186,7 @@ def score_batch(
                 attempts=1,
                 attempt_key=attempt,
             )
+            finalise(rt.sessions, job)
             return _summary(job, len(object_keys), "internal", error=True)
     except DATABASE_ERRORS as exc:  # recording a failure (or a poison) met an outage
         raise retry(object_keys, f"database: {type(exc.orig).__name__}") from None

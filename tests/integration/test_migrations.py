@@ -11,7 +11,7 @@ from sqlalchemy import inspect
 from schema.db import alembic_config, current_revision, downgrade, engine_for, upgrade
 from schema.models import Base
 
-TABLES = {"jobs", "scans", "predictions", "failures"}
+TABLES = {"jobs", "scans", "predictions", "failures", "series", "studies"}
 
 
 @pytest.fixture(params=[pytest.param("postgresql", marks=pytest.mark.services), "sqlite"])
@@ -51,7 +51,12 @@ def test_constraints_and_indexes_are_named(db_url):
     indexes = {i["name"] for t in TABLES for i in insp.get_indexes(t)}
     assert {"ix_predictions_job_label_probability", "ix_failures_job_reason"} <= indexes
     uniques = {u["name"] for t in TABLES for u in insp.get_unique_constraints(t)}
-    assert {"uq_scans_job_id_object_key", "uq_predictions_scan_id"} <= uniques
+    assert {
+        "uq_scans_job_id_object_key",
+        "uq_predictions_scan_id_slice_index",
+        "uq_series_job_id_series_key",
+        "uq_studies_job_id_study_key",
+    } <= uniques
 
 
 def test_0002_keeps_round_1_rows_and_relabels_internal_failures(db_url):
@@ -170,3 +175,59 @@ def test_0004_admits_not_head_and_downgrades_it_to_unsupported(db_url):
             text("SELECT s.object_key, f.reason FROM failures f JOIN scans s ON s.id = f.scan_id")
         ).all()
     assert dict(rows) == {"chest.dcm": "unsupported", "mr.dcm": "not_ct"}
+
+
+def test_0005_keeps_round_1_predictions_and_volumes_need_it(db_url):
+    """A database of round 1 (a job with a prediction per object) upgraded to 0005 keeps every
+    row as it was (slice 0, no series); after it one object holds several predictions (the
+    slices of a volume), which the unique key of 0004 refuses; a downgrade keeps slice 0."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import IntegrityError
+
+    upgrade(db_url, "0004")
+    stamp = "2026-12-02 01:00:00"
+    insert = text(
+        "INSERT INTO predictions (scan_id, job_id, probability, label, threshold, model_version,"
+        " timings, created_at, updated_at) VALUES (:s, :j, :p, :l, 0.5, 'v1', '{}', :t, :t)"
+    )
+    with engine_for(db_url).begin() as conn:
+        _failure(conn, db_url, "bad.dcm", "unreadable")
+        job_value = conn.scalar(text("SELECT id FROM jobs"))
+        scans = {}
+        for key, prob in (("a.dcm", 0.9), ("b.png", 0.1)):
+            scans[key] = conn.execute(
+                text("INSERT INTO scans (job_id, object_key, created_at) VALUES (:j, :k, :t) "
+                     "RETURNING id"),
+                {"j": job_value, "k": key, "t": stamp},
+            ).scalar_one()  # fmt: skip
+            conn.execute(insert, {"s": scans[key], "j": job_value, "p": prob, "l": prob > 0.5,
+                                  "t": stamp})  # fmt: skip
+    with pytest.raises(IntegrityError), engine_for(db_url).begin() as conn:
+        conn.execute(insert, {"s": scans["a.dcm"], "j": job_value, "p": 0.2, "l": False,
+                              "t": stamp})  # fmt: skip
+    upgrade(db_url, "0005")
+    query = text(
+        "SELECT s.object_key, p.probability, p.label, p.slice_index, p.series_id, p.embedding "
+        "FROM predictions p JOIN scans s ON s.id = p.scan_id ORDER BY s.object_key"
+    )
+    with engine_for(db_url).connect() as conn:
+        rows = [tuple(r) for r in conn.execute(query)]
+        reasons = list(conn.scalars(text("SELECT reason FROM failures")))
+        pass_done = conn.scalar(text("SELECT pass_done FROM jobs"))
+    assert rows == [("a.dcm", 0.9, True, 0, None, None), ("b.png", 0.1, False, 0, None, None)]
+    assert reasons == ["unreadable"] and pass_done == 0
+    with engine_for(db_url).begin() as conn:  # a second slice of one object: now admitted
+        conn.execute(
+            text(
+                "INSERT INTO predictions (scan_id, job_id, slice_index, probability, label, "
+                "threshold, model_version, timings, created_at, updated_at) "
+                "VALUES (:s, :j, 1, 0.3, false, 0.5, 'v1', '{}', :t, :t)"
+            ),
+            {"s": scans["a.dcm"], "j": job_value, "t": stamp},
+        )
+    downgrade(db_url, "0004")
+    with engine_for(db_url).connect() as conn:
+        rows = [tuple(r) for r in conn.execute(text(
+            "SELECT s.object_key, p.probability FROM predictions p JOIN scans s "
+            "ON s.id = p.scan_id ORDER BY s.object_key"))]  # fmt: skip
+    assert rows == [("a.dcm", 0.9), ("b.png", 0.1)]

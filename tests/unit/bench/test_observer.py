@@ -16,6 +16,8 @@ from sqlalchemy import select
 
 from hemoscan.settings import HeatmapPolicy, load_settings
 from hemoscan.storage import LocalStore
+from hybrid_model.gradcam import Explained
+from hybrid_model.series import SeriesStage
 from schema import jobs, results
 from schema.db import session_factory, upgrade
 from schema.models import Prediction
@@ -27,10 +29,18 @@ from workers.timing import BATCH_STAGES, HEATMAP_OBJECTS, IMAGE_STAGES, BatchTim
 SIZE = 64  # the stand-in model's input size
 
 
-def fake_gradcam(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    n = len(images)
-    probs = np.linspace(0.1, 0.9, n, dtype=np.float32)
-    return probs, np.full((n, SIZE, SIZE), 0.5, np.float32)
+class FakeGradCam:
+    """Fixed probabilities, flat maps, their logits and 4-wide evidence vectors."""
+
+    def explain(self, images: np.ndarray) -> Explained:
+        n = len(images)
+        probs = np.linspace(0.1, 0.9, n, dtype=np.float32)
+        return Explained(
+            probs,
+            np.full((n, SIZE, SIZE), 0.5, np.float32),
+            np.log(probs / (1 - probs)),
+            np.ones((n, 4), np.float32),
+        )
 
 
 @pytest.fixture(scope="module")
@@ -54,10 +64,11 @@ def runtime(tmp_path) -> Iterator[Any]:  # type: ignore[no-untyped-def]
         return Runtime(
             settings=settings,
             loaded=SimpleNamespace(threshold=0.5, metadata={"version": "t"}, input_size=SIZE),
-            gradcam=fake_gradcam,
+            gradcam=FakeGradCam(),
             sessions=session_factory(url),
             output=LocalStore(tmp_path / "heatmaps"),
             pool=pool,
+            series_stage=SeriesStage(None, 0.5),
             model_batch=4,  # 7 keys: two model calls
             observer=observer,
         )

@@ -1,0 +1,340 @@
+"""Series and studies: register them, lock them, read their slices, store their verdicts.
+
+A batch that commits slices of a series recomputes that series' verdict in the same
+transaction, from every stored slice of it (embeddings and logits, never pixels): slices may
+arrive in any order, in any task, on any worker, and the last commit always sees them all.
+Two batches touching one study serialise on the study's row lock (``lock``), taken in key
+order after the scans' locks, so they never deadlock; a redelivered batch recomputes the same
+verdict from the same rows. Verdicts are ``provisional`` until every object of the job has a
+result of its current pass, then ``finalise`` (run after each batch's commit, and by the
+producer) makes them ``final``.
+
+Keys are pseudonyms (``hemoscan.privacy.pseudonym``) computed by the worker: nothing here sees
+a UID.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Integer, case, func, select, update
+from sqlalchemy.orm import Session
+
+from schema.models import Job, Prediction, Scan, Series, Study
+from schema.results import _ROWS_PER_STATEMENT, _core, _insert, has_result_of_pass
+
+# The top slices a series verdict names (by context-refined probability).
+KEY_SLICES = 3
+
+
+@dataclass(frozen=True)
+class SeriesRef:
+    """Which series (and study) a slice belongs to: pseudonyms and how the series is made."""
+
+    series_key: str
+    study_key: str
+    source: str  # dicom | folder | volume
+
+
+@dataclass
+class SliceRow:
+    """One stored slice of a series, as the series stage reads it."""
+
+    prediction_id: int
+    slice_index: int
+    z_mm: float | None
+    instance: int | None
+    object_key: str
+    probability: float
+    logit: float | None
+    embedding: bytes | None
+
+
+@dataclass
+class Verdict:
+    """What the worker computed for one series (``store_verdicts`` writes it)."""
+
+    series_id: int
+    probability: float
+    label: bool
+    threshold: float
+    max_slice_probability: float
+    method: str
+    model_version: str
+    slice_count: int
+    positive_slices: int
+    key_slices: list[dict[str, Any]] = field(default_factory=list)
+    key_z_min: float | None = None
+    key_z_max: float | None = None
+
+
+def lock(session: Session, job_id: uuid.UUID, refs: Sequence[SeriesRef]) -> dict[str, int]:
+    """Register the series and studies of ``refs`` (existing ones stay), lock their studies
+    (``FOR UPDATE``, in key order) and return series key -> series id."""
+    if not refs:
+        return {}
+    studies = sorted({r.study_key for r in refs})
+    stmt = _insert(session, _core(Study)).on_conflict_do_nothing(
+        index_elements=["job_id", "study_key"]
+    )
+    session.execute(
+        stmt,
+        [{"job_id": job_id, "study_key": k, "series_count": 0, "state": "provisional"}
+         for k in studies],
+    )  # fmt: skip
+    study_ids = dict(
+        session.execute(
+            select(Study.study_key, Study.id)
+            .where(Study.job_id == job_id, Study.study_key.in_(studies))
+            .order_by(Study.study_key)
+            .with_for_update()
+        ).all()
+    )
+    by_series = {r.series_key: r for r in refs}
+    rows = [
+        {
+            "job_id": job_id,
+            "study_id": study_ids[by_series[k].study_key],
+            "series_key": k,
+            "source": by_series[k].source,
+            "slice_count": 0,
+            "positive_slices": 0,
+            "key_slices": [],
+            "state": "provisional",
+        }
+        for k in sorted(by_series)
+    ]
+    stmt = _insert(session, _core(Series)).on_conflict_do_nothing(
+        index_elements=["job_id", "series_key"]
+    )
+    session.execute(stmt, rows)
+    return dict(
+        session.execute(
+            select(Series.series_key, Series.id).where(
+                Series.job_id == job_id, Series.series_key.in_(list(by_series))
+            )
+        ).all()
+    )
+
+
+def slices_of(session: Session, series_ids: Sequence[int]) -> dict[int, list[SliceRow]]:
+    """Every stored slice of each series, in z order (position along the normal, then
+    InstanceNumber, then object key and slice index: a folder of PNGs in key order)."""
+    out: dict[int, list[SliceRow]] = {sid: [] for sid in series_ids}
+    ids = sorted(set(series_ids))
+    for start in range(0, len(ids), _ROWS_PER_STATEMENT):
+        part = ids[start : start + _ROWS_PER_STATEMENT]
+        query = (
+            select(
+                Prediction.series_id,
+                Prediction.id,
+                Prediction.slice_index,
+                Prediction.z_mm,
+                Prediction.instance_number,
+                Scan.object_key,
+                Prediction.probability,
+                Prediction.logit,
+                Prediction.embedding,
+            )
+            .join(Scan, Scan.id == Prediction.scan_id)
+            .where(Prediction.series_id.in_(part))
+        )
+        for sid, *values in session.execute(query):
+            out[sid].append(SliceRow(*values))
+    for rows in out.values():
+        rows.sort(
+            key=lambda r: (
+                r.z_mm is None,
+                r.z_mm or 0.0,
+                r.instance is None,
+                r.instance or 0,
+                r.object_key,
+                r.slice_index,
+            )
+        )
+    return out
+
+
+def store_verdicts(session: Session, verdicts: Sequence[Verdict]) -> None:
+    """Write series verdicts (``provisional``: ``finalise`` decides when they are final) and
+    recompute their studies: the most suspicious series' probability, flagged when one is."""
+    if not verdicts:
+        return
+    for v in verdicts:
+        session.execute(
+            update(Series)
+            .where(Series.id == v.series_id)
+            .values(
+                probability=v.probability,
+                label=v.label,
+                threshold=v.threshold,
+                max_slice_probability=v.max_slice_probability,
+                method=v.method,
+                model_version=v.model_version,
+                slice_count=v.slice_count,
+                positive_slices=v.positive_slices,
+                key_slices=v.key_slices,
+                key_z_min=v.key_z_min,
+                key_z_max=v.key_z_max,
+                state="provisional",
+                updated_at=func.now(),
+            )
+        )
+    study_ids = session.scalars(
+        select(Series.study_id).where(Series.id.in_([v.series_id for v in verdicts])).distinct()
+    ).all()
+    for study_id in sorted(study_ids):
+        prob, flagged, count, version = session.execute(
+            select(
+                func.max(Series.probability),
+                func.max(_label_int()),
+                func.count(),
+                func.max(Series.model_version),
+            ).where(Series.study_id == study_id)
+        ).one()
+        session.execute(
+            update(Study)
+            .where(Study.id == study_id)
+            .values(
+                probability=prob,
+                label=bool(flagged),
+                series_count=count,
+                model_version=version,
+                state="provisional",
+                updated_at=func.now(),
+            )
+        )
+
+
+def _label_int():  # type: ignore[no-untyped-def]
+    """A series' label as 0/1 (max over a study's series: flagged when any is)."""
+    return case((Series.label.is_(True), 1), else_=0).cast(Integer)
+
+
+def complete_in_pass(session: Session, job_id: uuid.UUID, pass_number: int) -> bool:
+    """Whether every object of the job has a result (a prediction or a failure) of this pass
+    or a newer one: exact, and a scan of the job's objects (the producer asks once a listing
+    ends; workers read the job's counter)."""
+    total = session.scalar(select(func.count()).where(Scan.job_id == job_id)) or 0
+    done = session.scalar(
+        select(func.count())
+        .select_from(Scan)
+        .where(Scan.job_id == job_id, has_result_of_pass(pass_number))
+    )
+    return bool(total) and done == total
+
+
+def finalise(session: Session, job_id: uuid.UUID, exact: bool = False) -> bool:
+    """Make the job's verdicts ``final`` when every object has its result of the current pass;
+    returns whether they are. A worker runs it after each commit and reads the counters
+    (``pass_done >= total_objects``, both on the job row: O(1)); the producer runs it with
+    ``exact`` once its listing ended. Idempotent; the last commit's check sees all the others
+    (each batch's counter update commits with its rows)."""
+    row = session.execute(
+        select(Job.pass_number, Job.total_objects, Job.pass_done).where(Job.id == job_id)
+    ).one_or_none()
+    if row is None or not row.total_objects:
+        return False  # no such job, or its listing is still running
+    if exact:
+        complete = complete_in_pass(session, job_id, int(row.pass_number))
+    else:
+        complete = int(row.pass_done) >= int(row.total_objects)
+    if not complete:
+        return False
+    for model in (Series, Study):
+        session.execute(
+            update(model)
+            .where(model.job_id == job_id, model.state == "provisional")
+            .values(state="final")
+        )
+    return True
+
+
+def reopen(session: Session, job_id: uuid.UUID) -> None:
+    """A new pass (``--rescore``) begins: the job's verdicts are provisional again."""
+    for model in (Series, Study):
+        session.execute(update(model).where(model.job_id == job_id).values(state="provisional"))
+
+
+@dataclass(frozen=True)
+class VerdictCounts:
+    studies: int
+    studies_flagged: int
+    series: int
+    series_flagged: int
+    provisional: int  # series
+    final: int  # series
+
+
+def counts(session: Session, job_id: uuid.UUID) -> VerdictCounts:
+    """Studies and series of a job: how many, how many flagged, provisional and final."""
+    s_total, s_flagged, s_final = session.execute(
+        select(
+            func.count(),
+            func.count().filter(Series.label.is_(True)),
+            func.count().filter(Series.state == "final"),
+        ).where(Series.job_id == job_id)
+    ).one()
+    st_total, st_flagged = session.execute(
+        select(func.count(), func.count().filter(Study.label.is_(True))).where(
+            Study.job_id == job_id
+        )
+    ).one()
+    return VerdictCounts(
+        st_total, st_flagged, s_total, s_flagged, s_total - s_final, s_final
+    )
+
+
+def series_rows(
+    session: Session, job_id: uuid.UUID, positives: bool = False, limit: int | None = None
+) -> list[tuple[Series, str]]:
+    """(series, its study's key) of a job, most suspicious first (flagged only with
+    ``positives``)."""
+    query = (
+        select(Series, Study.study_key)
+        .join(Study, Study.id == Series.study_id)
+        .where(Series.job_id == job_id)
+        .order_by(Series.probability.desc().nulls_last(), Series.series_key)
+    )
+    if positives:
+        query = query.where(Series.label.is_(True))
+    if limit is not None:
+        query = query.limit(limit)
+    return [(s, key) for s, key in session.execute(query).all()]
+
+
+def key_slice_locations(
+    session: Session, prediction_ids: Sequence[int]
+) -> dict[int, tuple[str, int, str | None]]:
+    """Prediction id -> (object key, slice index, overlay URI) of key slices."""
+    out: dict[int, tuple[str, int, str | None]] = {}
+    ids = sorted(set(prediction_ids))
+    for start in range(0, len(ids), _ROWS_PER_STATEMENT):
+        part = ids[start : start + _ROWS_PER_STATEMENT]
+        query = (
+            select(Prediction.id, Scan.object_key, Prediction.slice_index, Prediction.overlay_uri)
+            .join(Scan, Scan.id == Prediction.scan_id)
+            .where(Prediction.id.in_(part))
+        )
+        out.update({pid: (key, idx, uri) for pid, key, idx, uri in session.execute(query)})
+    return out
+
+
+__all__ = [
+    "KEY_SLICES",
+    "SeriesRef",
+    "SliceRow",
+    "Verdict",
+    "complete_in_pass",
+    "counts",
+    "finalise",
+    "key_slice_locations",
+    "lock",
+    "reopen",
+    "series_rows",
+    "slices_of",
+    "store_verdicts",
+]

@@ -1,0 +1,122 @@
+"""Which series a scored slice belongs to, and the series verdicts a batch recomputes.
+
+A slice's series, as a keyed pseudonym (``hemoscan.privacy.pseudonym``: the raw UIDs never
+leave the worker's memory):
+
+- DICOM with a SeriesInstanceUID: that series, in its StudyInstanceUID's study;
+- a NIfTI volume: the object is the series (and its own study);
+- anything else (PNG, JPEG, DICOM without the UID): the object's folder is the series (and
+  its own study), ordered by object key.
+
+``recompute`` runs inside the batch's transaction, after its rows are written
+(``schema.series`` has why that makes the verdicts order-free and exactly-once).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+from sqlalchemy.orm import Session
+
+from hemoscan.privacy import pseudonym
+from hybrid_model.preprocess import Placement
+from hybrid_model.series import SeriesStage
+from schema import series
+from schema.series import KEY_SLICES, SeriesRef, SliceRow, Verdict
+
+
+def series_ref(object_key: str, placement: Placement, secret: bytes) -> SeriesRef:
+    """The pseudonymous series and study of one slice (see the module docstring)."""
+    if placement.volume:
+        value, source = f"object:{object_key}", "volume"
+    elif placement.series_uid:
+        study = placement.study_uid and pseudonym("study", placement.study_uid, secret)
+        ref = pseudonym("series", placement.series_uid, secret)
+        return SeriesRef(ref, study or pseudonym("study", f"series:{placement.series_uid}", secret), "dicom")
+    else:
+        folder = object_key.rsplit("/", 1)[0] if "/" in object_key else ""
+        value, source = f"folder:{folder}", "folder"
+    return SeriesRef(pseudonym("series", value, secret), pseudonym("study", value, secret), source)
+
+
+def encode_embedding(vector: np.ndarray) -> bytes:
+    """The evidence vector as stored (float32 bytes): the series stage reads it back exactly."""
+    return np.asarray(vector, np.float32).tobytes()
+
+
+def _usable(rows: Iterable[SliceRow]) -> list[SliceRow]:
+    return [r for r in rows if r.logit is not None and r.embedding is not None]
+
+
+def verdicts_of(
+    stage: SeriesStage, model_version: str, slices: dict[int, list[SliceRow]]
+) -> list[Verdict]:
+    """The verdict of each series from its stored slices (in z order), one stage call."""
+    ids = [sid for sid, rows in sorted(slices.items()) if _usable(rows)]
+    usable = {sid: _usable(slices[sid]) for sid in ids}
+    inputs = []
+    for sid in ids:
+        rows = usable[sid]
+        embeddings = np.stack([np.frombuffer(r.embedding or b"", np.float32) for r in rows])
+        logits = np.array([r.logit for r in rows], np.float64)
+        z = np.array([np.nan if r.z_mm is None else r.z_mm for r in rows], np.float64)
+        inputs.append((embeddings, logits, z))
+    out = []
+    for sid, verdict in zip(ids, stage(inputs), strict=True):
+        rows = usable[sid]
+        probs = verdict.slice_probabilities
+        top = np.argsort(-probs, kind="stable")[:KEY_SLICES]
+        positive = probs >= stage.threshold
+        ranged = [rows[i] for i in (np.flatnonzero(positive) if positive.any() else top)]
+        zs = [r.z_mm for r in ranged if r.z_mm is not None]
+        out.append(
+            Verdict(
+                series_id=sid,
+                probability=float(np.clip(verdict.probability, 0.0, 1.0)),
+                label=bool(verdict.probability >= stage.threshold),
+                threshold=stage.threshold,
+                max_slice_probability=verdict.max_slice_probability,
+                method=verdict.method,
+                model_version=model_version,
+                slice_count=len(rows),
+                positive_slices=int(positive.sum()),
+                key_slices=[
+                    {
+                        "prediction_id": rows[i].prediction_id,
+                        "slice_index": rows[i].slice_index,
+                        "z_mm": rows[i].z_mm,
+                        "instance": rows[i].instance,
+                        "position": int(i),
+                        "probability": round(float(probs[i]), 6),
+                        "slice_probability": round(float(rows[i].probability), 6),
+                    }
+                    for i in top
+                ],
+                key_z_min=min(zs) if zs else None,
+                key_z_max=max(zs) if zs else None,
+            )
+        )
+    return out
+
+
+def recompute(
+    session: Session,
+    stage: SeriesStage,
+    model_version: str,
+    series_ids: Sequence[int],
+) -> int:
+    """Recompute and store the verdicts of ``series_ids`` (already locked by
+    ``schema.series.lock`` in this transaction); returns how many."""
+    if not series_ids:
+        return 0
+    verdicts = verdicts_of(stage, model_version, series.slices_of(session, series_ids))
+    series.store_verdicts(session, verdicts)
+    return len(verdicts)
+
+
+def finalise(sessions, job_id: uuid.UUID) -> bool:  # type: ignore[no-untyped-def]
+    """After a commit: the job's verdicts become final once every object has its result."""
+    with sessions.begin() as session:
+        return series.finalise(session, job_id)
