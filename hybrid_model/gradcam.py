@@ -170,9 +170,7 @@ class GradCam:
         # Non-negative weights keep the map >= 0; the minimum only absorbs rounding above 1.
         scale = 1.0 / (tf.reduce_max(cam, axis=(1, 2), keepdims=True) + EPSILON)
         n = tf.shape(images)[0]
-        embedding = (
-            tf.cast(extras[0], tf.float32) if extras else tf.zeros((n, 0), tf.float32)
-        )
+        embedding = tf.cast(extras[0], tf.float32) if extras else tf.zeros((n, 0), tf.float32)
         return (
             tf.reshape(tf.cast(prob, tf.float32), [-1]),
             tf.minimum(cam * scale, 1.0),

@@ -145,8 +145,7 @@ class SeriesStage:
         baselines = [float(p.max()) if len(p) else 0.0 for p in slices]
         if self.stage is None or not series:
             return [
-                SeriesVerdict(b, p, b, self.method)
-                for b, p in zip(baselines, slices, strict=True)
+                SeriesVerdict(b, p, b, self.method) for b, p in zip(baselines, slices, strict=True)
             ]
         steps = [sequence_features(np.asarray(e, np.float32), lg, z) for e, lg, z in series]
         longest = max(1, max(len(f) for f in steps))

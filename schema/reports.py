@@ -96,11 +96,12 @@ def failure_examples(session: Session, job_id: uuid.UUID) -> list[tuple[str, int
 
 
 def result_rows(session: Session, job_id: uuid.UUID, positives_only: bool) -> Iterator[Any]:
-    """(object key, probability, label, overlay URI, raw map URI, flags), most suspicious first,
-    streamed."""
+    """(object key, slice index, probability, label, overlay URI, raw map URI, flags), most
+    suspicious first, streamed."""
     query = (
         select(
             Scan.object_key,
+            Prediction.slice_index,
             Prediction.probability,
             Prediction.label,
             Prediction.overlay_uri,
@@ -109,7 +110,7 @@ def result_rows(session: Session, job_id: uuid.UUID, positives_only: bool) -> It
         )
         .join(Prediction, Prediction.scan_id == Scan.id)
         .where(Prediction.job_id == job_id)
-        .order_by(Prediction.probability.desc(), Scan.object_key)
+        .order_by(Prediction.probability.desc(), Scan.object_key, Prediction.slice_index)
     )
     if positives_only:
         query = query.where(Prediction.label.is_(True))

@@ -195,9 +195,7 @@ def record_batch(
         }
         updated["updated_at"] = db_now()
         updated["writes"] = _core(Prediction).c.writes + 1
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["scan_id", "slice_index"], set_=updated
-        )
+        stmt = stmt.on_conflict_do_update(index_elements=["scan_id", "slice_index"], set_=updated)
         session.execute(stmt.returning(_core(Prediction).c.scan_id), rows)  # see add_scans
         scored = [p["scan_id"] for p in plan.predictions]
         session.execute(delete(Failure).where(Failure.scan_id.in_(scored)))

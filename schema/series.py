@@ -142,8 +142,8 @@ def slices_of(session: Session, series_ids: Sequence[int]) -> dict[int, list[Sli
             .join(Scan, Scan.id == Prediction.scan_id)
             .where(Prediction.series_id.in_(part))
         )
-        for sid, *values in session.execute(query):
-            out[sid].append(SliceRow(*values))
+        for sid, pid, index, z, instance, key, prob, logit, emb in session.execute(query):
+            out[sid or 0].append(SliceRow(pid, index, z, instance, key, prob, logit, emb))
     for rows in out.values():
         rows.sort(
             key=lambda r: (
@@ -283,9 +283,7 @@ def counts(session: Session, job_id: uuid.UUID) -> VerdictCounts:
             Study.job_id == job_id
         )
     ).one()
-    return VerdictCounts(
-        st_total, st_flagged, s_total, s_flagged, s_total - s_final, s_final
-    )
+    return VerdictCounts(st_total, st_flagged, s_total, s_flagged, s_total - s_final, s_final)
 
 
 def series_rows(
@@ -323,6 +321,52 @@ def key_slice_locations(
     return out
 
 
+def labelled_series(session: Session, job_id: uuid.UUID) -> list[tuple[int, float, float, float]]:
+    """(label, probability, max-of-slices probability, threshold) of every series with a
+    verdict and at least one labelled slice; a series is labelled positive when one of its
+    slices is (the manifest's labels are per object)."""
+    label = func.max(Scan.true_label)
+    query = (
+        select(label, Series.probability, Series.max_slice_probability, Series.threshold)
+        .join(Prediction, Prediction.series_id == Series.id)
+        .join(Scan, Scan.id == Prediction.scan_id)
+        .where(Series.job_id == job_id, Series.probability.is_not(None))
+        .where(Scan.true_label.is_not(None))
+        .group_by(Series.id, Series.probability, Series.max_slice_probability, Series.threshold)
+    )
+    return [
+        (
+            int((y or 0) > 0),
+            float(p or 0.0),
+            float(p or 0.0) if m is None else m,
+            0.5 if t is None else t,
+        )
+        for y, p, m, t in session.execute(query)
+    ]
+
+
+def flagged_studies(
+    session: Session, job_id: uuid.UUID, limit: int
+) -> list[tuple[Study, list[Series]]]:
+    """The ``limit`` most suspicious flagged studies, each with its series (most suspicious
+    first)."""
+    studies = session.scalars(
+        select(Study)
+        .where(Study.job_id == job_id, Study.label.is_(True))
+        .order_by(Study.probability.desc(), Study.study_key)
+        .limit(limit)
+    ).all()
+    out = []
+    for study in studies:
+        members = session.scalars(
+            select(Series)
+            .where(Series.study_id == study.id)
+            .order_by(Series.probability.desc().nulls_last(), Series.series_key)
+        ).all()
+        out.append((study, list(members)))
+    return out
+
+
 __all__ = [
     "KEY_SLICES",
     "SeriesRef",
@@ -331,7 +375,9 @@ __all__ = [
     "complete_in_pass",
     "counts",
     "finalise",
+    "flagged_studies",
     "key_slice_locations",
+    "labelled_series",
     "lock",
     "reopen",
     "series_rows",

@@ -301,7 +301,9 @@ def process_batch(
             scored_image = Scored(
                 it, i, prob, prob >= rt.threshold, float(out.logits[n]), out.embeddings[n]
             )
-            future = rt.pool.submit(_write_heatmaps, rt, job_id, it, i, out.maps[n], scored_image.label)
+            future = rt.pool.submit(
+                _write_heatmaps, rt, job_id, it, i, out.maps[n], scored_image.label
+            )
             writes.append((scored_image, future))
         del out
 
@@ -319,15 +321,15 @@ def process_batch(
     refs: list[SeriesRef] = []  # each prediction's series
     scored: list[Item] = []
     secret = rt.pseudonym_secret
-    for scan_id, images in uploaded.items():
+    for scan_id, shots in uploaded.items():
         if scan_id in upload_errors:
             continue
-        it = images[0][0].item
+        it = shots[0][0].item
         if watch is not None:
             scored.append(it)
         timings = {k: round(v, 2) for k, v in it.timings.items()}
         timings["model_ms"] = round(model_ms, 2)
-        for image, overlay_uri, raw_uri in images:
+        for image, overlay_uri, raw_uri in shots:
             placement = it.placements[image.index]
             predictions.append(
                 {

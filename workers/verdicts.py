@@ -34,7 +34,9 @@ def series_ref(object_key: str, placement: Placement, secret: bytes) -> SeriesRe
     elif placement.series_uid:
         study = placement.study_uid and pseudonym("study", placement.study_uid, secret)
         ref = pseudonym("series", placement.series_uid, secret)
-        return SeriesRef(ref, study or pseudonym("study", f"series:{placement.series_uid}", secret), "dicom")
+        return SeriesRef(
+            ref, study or pseudonym("study", f"series:{placement.series_uid}", secret), "dicom"
+        )
     else:
         folder = object_key.rsplit("/", 1)[0] if "/" in object_key else ""
         value, source = f"folder:{folder}", "folder"

@@ -1,8 +1,10 @@
 """`hemoscan demo`: the whole product on the embedded defaults, with no services at all.
 
-Writes a phantom archive (PNG and DICOM mixed, plus a few corrupt files), scans it in this
-process with the committed demo model, and prints what a user would look at: counts, failures
-by reason, the classification report against the phantom labels, and where things are.
+Writes a phantom archive (whole series from the skull base to the vertex, DICOM and PNG
+alternating by series, optionally single slices, plus a few corrupt files), scans it in this
+process with the committed demo models, and prints what a user would look at: counts, failures
+by reason, the classification report against the phantom labels, the series verdicts against
+the series labels (next to max-of-slices), and where things are.
 """
 
 from __future__ import annotations
@@ -24,14 +26,19 @@ CORRUPT = {
 }
 
 
-def build_archive(out: Path, count: int, seed: int) -> Path:
+def build_archive(out: Path, count: int, seed: int, series: int = 8) -> Path:
     """Phantoms in ``out/archive`` and ``out/manifest.csv`` (key, label); returns the manifest."""
     from hybrid_model.synth.write import generate_series
 
     archive = out / "archive"
-    # Single slices of CT phantom series (skull base to vertex, scanner simulation, mimics),
-    # 256 x 256 to keep the demo quick; PNG exports of random windows alternate with DICOM.
-    records = generate_series(archive, count, seed, fmt="mixed", size=256, single=True)
+    # CT phantom series (skull base to vertex, scanner simulation, mimics), 256 x 256 to keep
+    # the demo quick; DICOM series alternate with PNG exports of random windows (a folder is a
+    # series). ``count`` single slices of other series come on top, each a series of its own.
+    records = generate_series(archive / "series", series, seed, fmt="mixed", size=256)
+    if count:
+        records += generate_series(
+            archive / "slices", count, seed + 1, fmt="mixed", size=256, single=True
+        )
     first_dcm = next(Path(r["file"]) for r in records if r["file"].endswith(".dcm"))
     (archive / "corrupt").mkdir(exist_ok=True)
     for key, data in CORRUPT.items():
@@ -49,7 +56,14 @@ def build_archive(out: Path, count: int, seed: int) -> Path:
     return manifest
 
 
-def run_demo(settings: Settings, count: int, seed: int, out: Path | None, console: Console) -> int:
+def run_demo(
+    settings: Settings,
+    count: int,
+    seed: int,
+    out: Path | None,
+    console: Console,
+    series: int = 8,
+) -> int:
     from hemoscan.cli.progress import scan_with_progress
     from hemoscan.reporting.report import print_status
     from producer.plan import ScanPlan
@@ -69,13 +83,16 @@ def run_demo(settings: Settings, count: int, seed: int, out: Path | None, consol
     )
     manifest = out / "manifest.csv"
     if not manifest.exists():
+        extra = f", {count} single slices" if count else ""
         console.print(
-            f"writing {count} phantom slices (PNG and DICOM) and 4 corrupt files to {out}"
+            f"writing {series} phantom series (DICOM and PNG){extra} and 4 corrupt files to {out}"
         )
-        manifest = build_archive(out, count, seed)
+        manifest = build_archive(out, count, seed, series)
     else:
         console.print(f"reusing the phantom archive in {out}")
-    plan = ScanPlan(source=str(out / "archive"), job_name=f"demo-{seed}-{count}", manifest=manifest)
+    plan = ScanPlan(
+        source=str(out / "archive"), job_name=f"demo-{seed}-{series}-{count}", manifest=manifest
+    )
     outcome, _ = scan_with_progress(settings, plan, console)
     sessions = session_factory(settings.effective_database_url)
     with sessions.begin() as session:
@@ -88,5 +105,5 @@ def run_demo(settings: Settings, count: int, seed: int, out: Path | None, consol
     console.print(f"heatmaps:  {settings.effective_output_location}/{outcome.job_id}/")
     console.print(f"report:    {report.path} (summary, failures, metrics, flagged with heatmaps)")
     console.print(f"database:  {settings.effective_database_url}")
-    console.print(f"next:      hemoscan results {outcome.job_name} --positives")
+    console.print(f"next:      hemoscan results {outcome.job_name} --series")
     return 0

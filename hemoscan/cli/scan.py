@@ -52,11 +52,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
     res = subparsers.add_parser(
         "results",
-        help="the scored images of a job with their heatmap locations",
-        description="Every scored image of JOB, most suspicious first.",
+        help="the scored images (or series) of a job with their heatmap locations",
+        description="Every scored image of JOB, most suspicious first; with --series, every "
+        "series with its verdict (provisional or final), the max-of-slices baseline and its "
+        "key slices with their heatmaps. Series and studies are shown by pseudonym, never by "
+        "UID.",
     )
     res.add_argument("job", metavar="JOB", help="job name or id")
-    res.add_argument("--positives", action="store_true", help="only images flagged positive")
+    res.add_argument(
+        "--series", action="store_true", help="series verdicts instead of single images"
+    )
+    res.add_argument(
+        "--positives", action="store_true", help="only images (or series) flagged positive"
+    )
     res.add_argument("--csv", action="store_true", help="CSV on standard output")
     res.set_defaults(func=_results)
 
@@ -93,11 +101,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     demo = subparsers.add_parser(
         "demo",
         help="generate a phantom archive and screen it on the embedded defaults",
-        description="No services needed: writes a few hundred synthetic head-CT phantoms "
-        "(PNG and DICOM, with a few corrupt files) to a folder, scans them with the demo "
-        "model in this process, and prints the summary and the classification report.",
+        description="No services needed: writes synthetic head-CT phantom series (skull base "
+        "to vertex; DICOM and PNG, with a few corrupt files) to a folder, scans them with the "
+        "demo models in this process, and prints the summary, the classification report and "
+        "the series verdicts against the phantom labels (next to max-of-slices).",
     )
-    demo.add_argument("--count", type=int, default=240, help="phantom slices (default 240)")
+    demo.add_argument(
+        "--series", type=int, default=8, help="phantom series, 25-60 slices each (default 8)"
+    )
+    demo.add_argument(
+        "--count", type=int, default=0, help="single phantom slices on top (default 0)"
+    )
     demo.add_argument("--seed", type=int, default=2024, help="phantom seed (default 2024)")
     demo.add_argument(
         "--out", type=Path, default=None, help="folder (default: <HEMOSCAN_DATA_DIR>/demo)"
@@ -151,11 +165,12 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _results(args: argparse.Namespace) -> int:
-    from hemoscan.reporting.report import write_results
+    from hemoscan.reporting.report import write_results, write_series_results
     from schema.jobs import find_job
 
+    write = write_series_results if args.series else write_results
     with _sessions().begin() as session:
-        write_results(session, find_job(session, args.job), args.positives, args.csv, Console())
+        write(session, find_job(session, args.job), args.positives, args.csv, Console())
     return 0
 
 
@@ -188,4 +203,4 @@ def _report(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from hemoscan.cli.demo import run_demo
 
-    return run_demo(get_settings(), args.count, args.seed, args.out, Console())
+    return run_demo(get_settings(), args.count, args.seed, args.out, Console(), args.series)

@@ -25,10 +25,16 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from hemoscan.errors import HemoscanError, StorageError
-from hemoscan.reporting.report import DISCLAIMER, failure_examples, metrics_of, summary_rows
+from hemoscan.reporting.report import (
+    DISCLAIMER,
+    failure_examples,
+    metrics_of,
+    series_metrics_of,
+    summary_rows,
+)
 from hemoscan.settings import Settings
 from hemoscan.storage import open_object, write_atomic
-from schema import reports
+from schema import reports, series
 from schema.models import Job
 
 IMAGE_MODES = ("inline", "link", "none")
@@ -165,6 +171,72 @@ def _plots(
     return ["<h2>Probabilities</h2>", *parts]
 
 
+def _studies_html(session: Session, job: Job, fetch: _Images, limit: int) -> list[str]:
+    """Flagged studies first: each with its series, verdicts, key slices and their overlays."""
+    counts = series.counts(session, job.id)
+    if not counts.series:
+        return []
+    studies = series.flagged_studies(session, job.id, limit)
+    members = [s for _, group in studies for s in group]
+    where = series.key_slice_locations(
+        session, [int(k["prediction_id"]) for s in members for k in (s.key_slices or [])]
+    )
+    head = (
+        "<tr><th>#</th><th>study</th><th>series</th><th>state</th><th>probability</th>"
+        "<th>max of slices</th><th>slices (positive)</th><th>key z range</th>"
+        "<th>key slices</th></tr>"
+    )
+    rows = ""
+    for rank, (study, group) in enumerate(studies, start=1):
+        for s in group:
+            z = (
+                f"{s.key_z_min:.1f} to {s.key_z_max:.1f} mm"
+                if s.key_z_min is not None and s.key_z_max is not None
+                else "-"
+            )
+            cells = "".join(
+                f"<div>{_esc(where.get(int(k['prediction_id']), ('?', 0, None))[0])}"
+                f" p={k['probability']:.3f}<br>"
+                f"{fetch.html(where.get(int(k['prediction_id']), ('?', 0, None))[2])}</div>"
+                for k in (s.key_slices or [])
+                if s.label
+            )
+            prob = "-" if s.probability is None else f"{s.probability:.4f}"
+            base = "-" if s.max_slice_probability is None else f"{s.max_slice_probability:.4f}"
+            rows += (
+                f"<tr><td class=num>{rank}</td><td>{_esc(study.study_key)}</td>"
+                f"<td>{_esc(s.series_key)}{' <b>flagged</b>' if s.label else ''}</td>"
+                f"<td>{_esc(s.state)}</td><td class=num>{prob}</td><td class=num>{base}</td>"
+                f"<td class=num>{s.slice_count} ({s.positive_slices})</td><td>{z}</td>"
+                f"<td>{cells or '-'}</td></tr>"
+            )
+    summary = _table([
+        ("studies (flagged)", f"{counts.studies} ({counts.studies_flagged})"),
+        ("series (flagged)", f"{counts.series} ({counts.series_flagged})"),
+        ("series provisional / final", f"{counts.provisional} / {counts.final}"),
+    ])  # fmt: skip
+    parts = ["<h2>Studies and series</h2>", summary]
+    labelled = series_metrics_of(series.labelled_series(session, job.id))
+    if labelled is not None:
+        parts += [
+            "<p>Series against the manifest's labels (a series is positive when one of its "
+            "labelled slices is):</p>",
+            _table([
+                ("series (with hemorrhage)", f"{labelled['count']} ({labelled['positives']})"),
+                ("ROC AUC, series verdict", f"{labelled['roc_auc']:.4f}"),
+                ("ROC AUC, max of slices (baseline)", f"{labelled['max_of_slices_roc_auc']:.4f}"),
+                ("sensitivity / specificity at the series threshold",
+                 f"{labelled['sensitivity']:.3f} / {labelled['specificity']:.3f}"),
+            ]),
+        ]  # fmt: skip
+    parts += [
+        f"<h2>Flagged studies ({len(studies)} of {counts.studies_flagged}, most suspicious "
+        "first)</h2>",
+        f"<table>{head}{rows}</table>" if rows else "<p class=dim>no study was flagged</p>",
+    ]
+    return parts
+
+
 def build_report(
     session: Session,
     job: Job,
@@ -224,6 +296,7 @@ def build_report(
     if metrics is not None:
         parts += ["<h2>Classification report against the manifest's labels</h2>"]
         parts += [_metrics_html(metrics)]
+    parts += _studies_html(session, job, fetch, limit)
     shown = len(flagged)
     parts += [
         f"<h2>Flagged images ({shown} of {state.positives}, most suspicious first)</h2>",

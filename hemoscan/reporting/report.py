@@ -15,8 +15,8 @@ from rich.table import Table
 from sqlalchemy.orm import Session, sessionmaker
 
 from hemoscan.privacy import key_ref
-from schema import reports
-from schema.models import RETRYABLE_REASONS, Job
+from schema import reports, series
+from schema.models import RETRYABLE_REASONS, Job, Series
 
 DISCLAIMER = "Research and triage tool: these scores are not a diagnosis."
 
@@ -113,29 +113,155 @@ def print_status(console: Console, session: Session, job: Job) -> dict[str, Any]
         from hybrid_model.metrics import render_metrics
 
         render_metrics(metrics, title=f"classification report against the labels ({job.name})")
+    verdicts = series.counts(session, job.id)
+    series_metrics = None
+    if verdicts.series:
+        console.print(verdict_table(verdicts))
+        series_metrics = series_metrics_of(series.labelled_series(session, job.id))
+        if series_metrics is not None:
+            console.print(series_metrics_table(series_metrics, job.name))
     console.print(f"[dim]{DISCLAIMER}[/dim]")
     return {
         "progress": status.progress,
         "throughput": status.throughput,
         "failures": reasons,
         "metrics": metrics,
+        "verdicts": verdicts,
+        "series_metrics": series_metrics,
     }
+
+
+def verdict_table(counts: series.VerdictCounts) -> Table:
+    table = Table(title="studies and series")
+    for col in ("", "total", "flagged", "provisional", "final"):
+        table.add_column(col, justify="right" if col else "left")
+    table.add_row("studies", str(counts.studies), str(counts.studies_flagged), "", "")
+    table.add_row(
+        "series",
+        str(counts.series),
+        str(counts.series_flagged),
+        str(counts.provisional),
+        str(counts.final),
+    )
+    return table
+
+
+def series_metrics_of(rows: list[tuple[int, float, float, float]]) -> dict[str, Any] | None:
+    """Series-level metrics of the stored verdicts against the labels (a series is positive
+    when one of its slices is), with max-of-slices, the baseline, side by side (ROC AUC)."""
+    if not rows:
+        return None
+    import numpy as np
+
+    from hybrid_model.metrics import classification_metrics
+
+    y = np.array([r[0] for r in rows])
+    stage = classification_metrics(y, np.array([r[1] for r in rows]), threshold=rows[0][3])
+    baseline = classification_metrics(y, np.array([r[2] for r in rows]))
+    stage["max_of_slices_roc_auc"] = baseline["roc_auc"]
+    stage["positives"] = int(y.sum())
+    return stage
+
+
+def series_metrics_table(metrics: dict[str, Any], name: str) -> Table:
+    def fmt(value: Any) -> str:
+        return "-" if value is None else f"{value:.4f}"
+
+    table = Table(title=f"series against the labels ({name}; a series is positive when one "
+                  "of its labelled slices is)")  # fmt: skip
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    cm = metrics.get("confusion_matrix", {})
+    table.add_row("series (with hemorrhage)", f"{metrics['count']} ({metrics['positives']})")
+    table.add_row("ROC AUC, series verdict", fmt(metrics.get("roc_auc")))
+    table.add_row("ROC AUC, max of slices (baseline)", fmt(metrics.get("max_of_slices_roc_auc")))
+    table.add_row("threshold", fmt(metrics.get("threshold")))
+    table.add_row("sensitivity / specificity",
+                  f"{fmt(metrics.get('sensitivity'))} / {fmt(metrics.get('specificity'))}")  # fmt: skip
+    table.add_row("confusion (tn fp; fn tp)",
+                  f"{cm.get('tn')} {cm.get('fp')}; {cm.get('fn')} {cm.get('tp')}")  # fmt: skip
+    return table
+
+
+SERIES_HEADER = (
+    "study",
+    "series",
+    "source",
+    "state",
+    "probability",
+    "label",
+    "max_slice_probability",
+    "method",
+    "slices",
+    "positive_slices",
+    "key_z_min",
+    "key_z_max",
+    "key_slices",
+)
+
+
+def key_slices_text(row: Series, where: dict[int, tuple[str, int, str | None]]) -> str:
+    """``object_key[#slice] @ z p=0.97 overlay`` of each key slice, ``|``-separated."""
+    out = []
+    for k in row.key_slices or []:
+        key, index, uri = where.get(int(k["prediction_id"]), ("?", 0, None))
+        name = f"{key}#{index}" if index else key
+        z = f" @ {k['z_mm']:.1f} mm" if k.get("z_mm") is not None else ""
+        out.append(f"{name}{z} p={k['probability']:.4f} {uri or '-'}")
+    return " | ".join(out)
+
+
+def write_series_results(
+    session: Session, job: Job, positives_only: bool, as_csv: bool, console: Console
+) -> int:
+    """`hemoscan results JOB --series`: series most suspicious first, key slices with their
+    heatmaps."""
+    rows = series.series_rows(session, job.id, positives_only)
+    ids = [int(k["prediction_id"]) for row, _ in rows for k in (row.key_slices or [])]
+    where = series.key_slice_locations(session, ids)
+
+    def fields(row: Series, study: str) -> tuple[Any, ...]:
+        def num(v: float | None, digits: int = 6) -> str:
+            return "" if v is None else f"{v:.{digits}f}"
+
+        return (
+            study, row.series_key, row.source, row.state, num(row.probability),
+            "" if row.label is None else int(row.label), num(row.max_slice_probability),
+            row.method or "", row.slice_count, row.positive_slices, num(row.key_z_min, 1),
+            num(row.key_z_max, 1), key_slices_text(row, where),
+        )  # fmt: skip
+
+    if as_csv:
+        writer = csv.writer(sys.stdout)
+        writer.writerow(SERIES_HEADER)
+        for row, study in rows:
+            writer.writerow(fields(row, study))
+        return len(rows)
+    table = Table(title=f"series of {job.name}" + (" (flagged only)" if positives_only else ""))
+    for col in SERIES_HEADER:
+        table.add_column(col)
+    for row, study in rows:
+        table.add_row(*(str(v) if v != "" else "-" for v in fields(row, study)))
+    console.print(table)
+    console.print(f"[dim]{len(rows)} series. {DISCLAIMER}[/dim]")
+    return len(rows)
 
 
 def write_results(
     session: Session, job: Job, positives_only: bool, as_csv: bool, console: Console
 ) -> int:
     rows = reports.result_rows(session, job.id, positives_only)
+    # slice: the image's index in its object (a volume's axial slices; 0 for a single slice).
     # flags: decode notes such as no_rescale (docs/decoding.md), ";"-separated.
-    header = ("object_key", "probability", "label", "overlay", "raw_map", "flags")
+    header = ("object_key", "slice", "probability", "label", "overlay", "raw_map", "flags")
     count = 0
     if as_csv:
         writer = csv.writer(sys.stdout)
         writer.writerow(header)
         for row in rows:
-            flags = ";".join(row[5] or ())
+            flags = ";".join(row[6] or ())
             writer.writerow(
-                (row[0], f"{row[1]:.6f}", int(row[2]), row[3] or "", row[4] or "", flags)
+                (row[0], row[1], f"{row[2]:.6f}", int(row[3]), row[4] or "", row[5] or "", flags)
             )
             count += 1
         return count
@@ -143,9 +269,15 @@ def write_results(
     for col in header:
         table.add_column(col)
     for row in rows:
-        flags = ", ".join(row[5] or ()) or "-"
+        flags = ", ".join(row[6] or ()) or "-"
         table.add_row(
-            row[0], f"{row[1]:.4f}", str(int(row[2])), row[3] or "-", row[4] or "-", flags
+            row[0],
+            str(row[1]),
+            f"{row[2]:.4f}",
+            str(int(row[3])),
+            row[4] or "-",
+            row[5] or "-",
+            flags,
         )
         count += 1
     console.print(table)

@@ -157,4 +157,4 @@ def test_embedded_scan_of_a_folder(base_env, tmp_path):
     assert "scored 0 image(s)" in again.stderr
     assert _rows(db_url, "embedded")[2] == writes, "the second run rewrote a row"
     csv_out = run_cli(["results", "embedded", "--csv"], base_env).stdout.splitlines()
-    assert csv_out[0].startswith("object_key,probability") and len(csv_out) == 61
+    assert csv_out[0].startswith("object_key,slice,probability") and len(csv_out) == 61

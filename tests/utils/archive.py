@@ -50,3 +50,36 @@ def make_tiny_model(path: Path, size: int = 64) -> Path:
         {"training_data": "untrained test model", "phantom_trained": True, "threshold": 0.5},
     )
     return path
+
+
+def make_series(folder: Path, count: int, seed: int, size: int = 128) -> list[dict]:
+    """``count`` phantom series of DICOM slices (skull base to vertex) in ``folder/sNNNNN/``;
+    returns the generator's slice records (series, file, hemorrhage, z_mm)."""
+    from hybrid_model.synth.write import generate_series
+
+    return generate_series(folder, count, seed, fmt="dcm", size=size, workers=1)
+
+
+def dicom_series_to_nifti(files: list[Path], out: Path) -> Path:
+    """One phantom DICOM series written as a NIfTI volume of HU (``.nii.gz``), inferior slice
+    first, with the affine ``hybrid_model.nifti`` reads back into the same display."""
+    import nibabel as nib
+    import numpy as np
+    import pydicom
+
+    slices = []
+    for f in files:
+        ds = pydicom.dcmread(f)
+        hu = ds.pixel_array.astype(np.float32) * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
+        slices.append((float(ds.ImagePositionPatient[2]), hu, ds))
+    slices.sort(key=lambda s: s[0])
+    # display (rows anterior -> posterior, columns right -> left) -> RAS voxel axes
+    volume = np.stack([hu[::-1, ::-1].T for _, hu, _ in slices], axis=2)
+    row_mm, col_mm = (float(v) for v in slices[0][2].PixelSpacing)
+    step = (slices[-1][0] - slices[0][0]) / max(len(slices) - 1, 1) or 5.0
+    affine = np.diag([col_mm, row_mm, step, 1.0])
+    affine[2, 3] = slices[0][0]
+    image = nib.Nifti1Image(volume.astype(np.int16), affine)
+    image.header.set_slope_inter(1.0, 0.0)
+    nib.save(image, str(out))
+    return out

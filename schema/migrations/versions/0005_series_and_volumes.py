@@ -88,7 +88,9 @@ def upgrade() -> None:
         ),
         sa.CheckConstraint(STATE, name=op.f("ck_series_state")),
         sa.ForeignKeyConstraint(
-            ["study_id"], ["studies.id"], name=op.f("fk_series_study_id_studies"),
+            ["study_id"],
+            ["studies.id"],
+            name=op.f("fk_series_study_id_studies"),
             ondelete="CASCADE",
         ),  # fmt: skip
         sa.PrimaryKeyConstraint("id", name=op.f("pk_series")),
