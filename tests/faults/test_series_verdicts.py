@@ -46,7 +46,7 @@ def phantom_series(tmp_path_factory) -> tuple[dict[str, list[Path]], list[Path],
         dicom_series_to_nifti(by_series.pop(name), folder / f"volume-{i}.nii.gz")
         for i, name in enumerate(names[DICOM_SERIES:])
     ]
-    uids = set()
+    uids: set[str] = set()
     for files in by_series.values():
         for f in files:
             ds = pydicom.dcmread(f, stop_before_pixels=True)
@@ -92,7 +92,7 @@ def _verdicts(url: str, job: str) -> dict[str, tuple]:  # type: ignore[type-arg]
         slices = conn.scalar(select(func.count()).where(Prediction.job_id == job_id))
         studies = conn.execute(select(Study.state).where(Study.job_id == job_id)).scalars().all()
     engine.dispose()
-    out = {r[0]: (*r[1:6], round(float(r[6]), 4), r[7]) for r in rows}
+    out = {r[0]: (*r[1:6], round(float(r[6] or 0.0), 4), r[7]) for r in rows}
     assert len(out) == len(rows), "one row per series"
     assert sum(v[3] for v in out.values()) == slices, "every scored slice is in one series"
     assert studies and set(studies) == {"final"}
