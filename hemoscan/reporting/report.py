@@ -237,13 +237,34 @@ def write_series_results(
         for row, study in rows:
             writer.writerow(fields(row, study))
         return len(rows)
+    # The terminal view is the short one: pseudonyms cut to 14 characters, the top key slice
+    # without its overlay; --csv has every column in full.
     table = Table(title=f"series of {job.name}" + (" (flagged only)" if positives_only else ""))
-    for col in SERIES_HEADER:
-        table.add_column(col)
+    for col in ("series", "study", "source", "state", "p", "max slice p", "flag",
+                "slices (+)", "key z mm", "top key slice"):  # fmt: skip
+        table.add_column(col, justify="right" if col in ("p", "max slice p") else "left")
     for row, study in rows:
-        table.add_row(*(str(v) if v != "" else "-" for v in fields(row, study)))
+        top = (row.key_slices or [{}])[0]
+        key, index, _ = where.get(int(top.get("prediction_id", -1)), ("-", 0, None))
+        z = (
+            f"{row.key_z_min:.0f}..{row.key_z_max:.0f}"
+            if row.key_z_min is not None and row.key_z_max is not None
+            else "-"
+        )
+        table.add_row(
+            row.series_key[:14],
+            study[:13],
+            row.source,
+            row.state,
+            "-" if row.probability is None else f"{row.probability:.3f}",
+            "-" if row.max_slice_probability is None else f"{row.max_slice_probability:.3f}",
+            "yes" if row.label else "no",
+            f"{row.slice_count} ({row.positive_slices})",
+            z,
+            f"{key}#{index}" if index else key,
+        )
     console.print(table)
-    console.print(f"[dim]{len(rows)} series. {DISCLAIMER}[/dim]")
+    console.print(f"[dim]{len(rows)} series (--csv: every column in full). {DISCLAIMER}[/dim]")
     return len(rows)
 
 

@@ -205,3 +205,22 @@ def _definition(model, image: np.ndarray) -> np.ndarray:
     coarse = np.maximum((acts.numpy()[0] * alpha).sum(axis=-1), 0).astype(np.float32)
     fine = cv2.resize(coarse, image.shape[1::-1], interpolation=cv2.INTER_LINEAR)
     return fine / (fine.max() + 1e-12) if fine.max() > 0 else fine
+
+
+def test_explain_gives_the_logit_and_the_evidence_vector_of_each_image(cam, tiny_model, images):
+    """What the series stage stores per slice: the logit layer's output (calibrated, unsaturated)
+    and the row_max evidence vector, the same as the model's own layers give, batch or not."""
+    import keras
+
+    out = cam.explain(images)
+    view = keras.Model(
+        tiny_model.inputs,
+        [tiny_model.get_layer("logit").output, tiny_model.get_layer("row_max").output],
+    )
+    logits, embeddings = (np.asarray(t) for t in view(images, training=False))
+    np.testing.assert_allclose(out.logits, logits[:, 0], atol=1e-4)
+    np.testing.assert_allclose(out.embeddings, embeddings, atol=1e-5)
+    np.testing.assert_allclose(out.probabilities, 1 / (1 + np.exp(-out.logits)), atol=1e-5)
+    assert out.embeddings.shape == (6, cam.embedding_dim) and cam.embedding_dim > 0
+    one = cam.explain(images[2:3])
+    np.testing.assert_allclose(one.embeddings[0], out.embeddings[2], atol=1e-5)

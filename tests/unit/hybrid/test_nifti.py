@@ -73,3 +73,50 @@ def test_bad_volumes_are_refused_with_a_reason():
 def test_nifti_is_known_by_name_or_magic():
     data = _bytes(_ras_volume(), np.eye(4))
     assert is_nifti(data) and is_nifti(b"", "a/B.NII.GZ") and not is_nifti(b"x" * 400, "a.dcm")
+
+
+@pytest.fixture(scope="module")
+def phantom_volume(tmp_path_factory) -> tuple[bytes, list]:
+    """A phantom head series (DICOM) and the same series as a NIfTI volume."""
+    from pathlib import Path
+
+    from tests.utils.archive import dicom_series_to_nifti, make_series
+
+    folder = tmp_path_factory.mktemp("volume")
+    records = make_series(folder / "src", 1, seed=11, size=128)
+    files = [Path(r["file"]) for r in records]
+    return dicom_series_to_nifti(files, folder / "v.nii.gz").read_bytes(), files
+
+
+def test_a_volume_decodes_to_every_axial_slice_with_its_place(phantom_volume):
+    """``decode_object``: one Decoded per axial slice, inferior first, resized to the model,
+    each placed (index, z, volume); a DICOM slice of the same series carries its UIDs, its
+    InstanceNumber and its z along the slice normal."""
+    import pydicom
+
+    from hybrid_model.preprocess import DecodeOptions, decode_object
+
+    data, files = phantom_volume
+    ungated = DecodeOptions(head_gate=False)  # the skull base slices are judged one by one
+    images = decode_object(data, "v.nii.gz", size=64)
+    assert len(images) == len(files) and all(d.pixels.shape == (64, 64, 3) for d in images)
+    assert [d.placement.index for d in images] == list(range(len(files)))
+    assert all(d.placement.volume and d.placement.series_uid is None for d in images)
+    z = [d.placement.z_mm for d in images]
+    assert np.all(np.diff(z) > 0)
+    first = pydicom.dcmread(files[0])
+    (dicom,) = decode_object(files[0].read_bytes(), "a.dcm", size=64, options=ungated)
+    assert dicom.placement.series_uid == str(first.SeriesInstanceUID)
+    assert dicom.placement.study_uid == str(first.StudyInstanceUID)
+    assert not dicom.placement.volume and dicom.placement.instance == int(first.InstanceNumber)
+    assert dicom.placement.z_mm is not None  # along the normal (tilt included): docs in dicom.py
+
+
+def test_a_volume_that_is_not_a_head_is_refused_whole_unless_the_gate_is_off():
+    from hybrid_model.errors import NotHead
+    from hybrid_model.preprocess import DecodeOptions, decode_object
+
+    water = _bytes(np.zeros((64, 64, 5)), np.diag([0.5, 0.5, 5.0, 1.0]))
+    with pytest.raises(NotHead):
+        decode_object(water, "w.nii", size=32)
+    assert len(decode_object(water, "w.nii", size=32, options=DecodeOptions(head_gate=False))) == 5

@@ -123,3 +123,17 @@ def test_a_pattern_sends_only_matching_keys(settings, source):
     sender = FakeSender()
     outcome = _scan(settings, source, sender, pattern="ct/s0[13].png")
     assert sender.keys() == [KEYS[1], KEYS[3]] and outcome.listed == 2
+
+
+def test_a_volume_is_a_batch_of_its_own(settings, source):
+    """A NIfTI object holds a whole series of images: the producer sends each one alone, and
+    the single-slice objects in batches of the batch size as before."""
+    for name in ("vol-a.nii.gz", "vol-b.NII"):
+        (source / "ct" / name).write_bytes(b"volume")
+    sender = FakeSender()
+    _scan(settings, source, sender)
+    batches = [keys for _, keys, _ in sender.sent]
+    assert ["ct/vol-a.nii.gz"] in batches and ["ct/vol-b.NII"] in batches
+    slices = [b for b in batches if not b[0].lower().endswith((".nii", ".nii.gz"))]
+    assert sorted(k for b in slices for k in b) == KEYS
+    assert max(len(b) for b in slices) == 4

@@ -1,0 +1,62 @@
+"""The series stage at inference (``SeriesStage``, ``load_stage``): batched verdicts equal
+one-by-one ones (padding is masked), max-of-slices when no stage fits the slice network."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hybrid_model.io import save_model
+from hybrid_model.series import SeriesStage, build_series_model, load_stage, sequence_features
+
+DIM = 6
+
+
+def _series(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    return rng.normal(size=(n, DIM)), rng.normal(size=n) * 3, np.arange(n) * 5.0
+
+
+@pytest.fixture(scope="module")
+def stage():
+    import keras
+
+    keras.utils.set_random_seed(1)
+    return build_series_model(DIM + 3, units=4)
+
+
+def test_a_padded_batch_gives_each_series_its_own_verdict(stage):
+    rng = np.random.default_rng(0)
+    many = [_series(rng, n) for n in (3, 9, 1)]
+    runner = SeriesStage(stage, threshold=0.5)
+    together = runner(many)
+    for one, verdict in zip(many, together, strict=True):
+        (alone,) = runner([one])
+        np.testing.assert_allclose(verdict.slice_probabilities, alone.slice_probabilities,
+                                   atol=1e-5)  # fmt: skip
+        assert verdict.probability == pytest.approx(verdict.slice_probabilities.max())
+        assert verdict.max_slice_probability == pytest.approx(1 / (1 + np.exp(-one[1].max())))
+        assert verdict.method == "series_stage"
+
+
+def test_without_a_stage_the_verdict_is_max_of_slices():
+    logits = np.array([-2.0, 3.0, 0.0])
+    (v,) = SeriesStage(None, 0.7)([(np.zeros((3, DIM)), logits, np.full(3, np.nan))])
+    assert v.method == "max_of_slices" and v.probability == pytest.approx(1 / (1 + np.exp(-3)))
+    np.testing.assert_allclose(v.slice_probabilities, 1 / (1 + np.exp(-logits)))
+
+
+def test_unknown_z_counts_as_the_reference_spacing():
+    f = sequence_features(np.zeros((3, 2)), np.zeros(3), np.array([np.nan, np.nan, np.nan]))
+    assert f[:, -2].tolist() == [1.0, 1.0, 1.0] and f[:, -1].tolist() == [1.0, 1.0, 1.0]
+
+
+def test_load_stage_falls_back_when_the_stage_does_not_fit(stage, tmp_path):
+    path = tmp_path / "stage.keras"
+    save_model(stage, path, {"kind": "series_stage", "slice_model_version": "aaa",
+                             "threshold": 0.8, "phantom_trained": True})  # fmt: skip
+    assert load_stage(path, {"version": "aaa"}, 0.3).method == "series_stage"
+    assert load_stage(path, {"version": "aaa"}, 0.3).threshold == pytest.approx(0.8)
+    other = load_stage(path, {"version": "bbb"}, 0.3)
+    assert other.method == "max_of_slices" and other.threshold == pytest.approx(0.3)
+    assert load_stage(tmp_path / "missing.keras", {"version": "aaa"}, 0.3).stage is None
+    assert load_stage(None, {"version": "aaa"}, 0.3).stage is None
