@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 
 from hemoscan.errors import ConfigurationError
+from hemoscan.privacy import pseudonym
 from hemoscan.settings import Settings
 from hemoscan.storage import open_store
 from hybrid_model.nifti import NIFTI_SUFFIXES
@@ -119,6 +120,13 @@ def run_scan(
                 "runs through `hemoscan scan`"
             )
         sender = BrokerSender(settings)
+    secret: list[bytes] = []  # read once, and only when a manifest names series
+
+    def series_of(value: str) -> str:
+        if not secret:
+            secret.append(settings.effective_pseudonym_key())
+        return pseudonym("series", f"manifest:{value}", secret[0])
+
     pending: list[str] = []
     send = _Sends(sender, outcome, on_batch)
     running = False
@@ -130,6 +138,7 @@ def run_scan(
                     "size": it.size,
                     "etag": it.etag,
                     "true_label": it.true_label,
+                    "series_key": it.series and series_of(it.series),
                 }
                 for it in chunk
             ]

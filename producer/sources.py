@@ -23,6 +23,7 @@ class SourceItem:
     size: int | None = None
     etag: str | None = None
     true_label: int | None = None
+    series: str | None = None  # a manifest's series column (a folder of PNGs needs none)
 
 
 def iter_labelled_listing(
@@ -61,7 +62,8 @@ _LABELS = {"0": 0, "1": 1, "false": 0, "true": 1, "no": 0, "yes": 1, "": None}
 
 
 def iter_manifest(path: str | Path, pattern: str | None = None) -> Iterator[SourceItem]:
-    """Keys from a CSV: one object key per line, optionally a label column (0/1).
+    """Keys from a CSV: one object key per line, optionally a label column (0/1) and a series
+    column (any text naming the series the object belongs to; empty: none).
 
     A first row whose first cell is a column name (key, id, path, ...) is a header.
     Keys are relative to the scan's SOURCE.
@@ -88,4 +90,5 @@ def iter_manifest(path: str | Path, pattern: str | None = None) -> Iterator[Sour
                 label = _LABELS[text]
             if pattern and not fnmatch.fnmatchcase(key, pattern):
                 continue
-            yield SourceItem(key, true_label=label)
+            series = row[2].strip() if len(row) > 2 and row[2].strip() else None
+            yield SourceItem(key, true_label=label, series=series)

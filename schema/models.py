@@ -148,6 +148,9 @@ class Scan(Base):
     etag: Mapped[str | None] = mapped_column(String(128))
     # Ground truth from a manifest's label column, when the user has it (for the report).
     true_label: Mapped[int | None] = mapped_column(Integer)
+    # The series a manifest's series column names, as its keyed pseudonym (objects that are
+    # neither DICOM with a SeriesInstanceUID nor a volume are grouped by it, not by folder).
+    series_key: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     job: Mapped[Job] = relationship(back_populates="scans")
@@ -192,8 +195,8 @@ class Series(Base):
     job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
     study_id: Mapped[int] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"), index=True)
     series_key: Mapped[str] = mapped_column(String(64))  # a pseudonym: never a UID
-    # What makes it a series: "dicom" (SeriesInstanceUID), "folder" (the objects' folder),
-    # "volume" (one NIfTI object).
+    # What makes it a series: "dicom" (SeriesInstanceUID), "volume" (one NIfTI object),
+    # "manifest" (a manifest's series column), "folder" (the objects' folder).
     source: Mapped[str] = mapped_column(String(16))
     probability: Mapped[float | None] = mapped_column(Float)
     label: Mapped[bool | None] = mapped_column(Boolean)

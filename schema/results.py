@@ -63,6 +63,7 @@ def add_scans_executemany(
             "size": r.get("size"),
             "etag": r.get("etag"),
             "true_label": r.get("true_label"),
+            "series_key": r.get("series_key"),
             "created_at": now,
         }
         for r in rows
@@ -100,7 +101,8 @@ def _add_scans_copy(
     """
     text = "".join(
         f"{_copy_field(r['object_key'])}\t{_copy_field(r.get('size'))}\t"
-        f"{_copy_field(r.get('etag'))}\t{_copy_field(r.get('true_label'))}\n"
+        f"{_copy_field(r.get('etag'))}\t{_copy_field(r.get('true_label'))}\t"
+        f"{_copy_field(r.get('series_key'))}\n"
         for r in rows
     )
     scans = Scan.__tablename__
@@ -109,23 +111,36 @@ def _add_scans_copy(
         # Session-local, emptied at commit; it outlives a transaction only on its connection.
         cursor.execute(
             "CREATE TEMPORARY TABLE IF NOT EXISTS hemoscan_scan_load "
-            "(object_key text, size bigint, etag text, true_label integer) "
+            "(object_key text, size bigint, etag text, true_label integer, series_key text) "
             "ON COMMIT DELETE ROWS"
         )
         cursor.execute("TRUNCATE hemoscan_scan_load")  # an earlier call in this transaction
         cursor.copy_expert(
-            "COPY hemoscan_scan_load (object_key, size, etag, true_label) FROM STDIN",
+            "COPY hemoscan_scan_load (object_key, size, etag, true_label, series_key) FROM STDIN",
             io.StringIO(text),
         )
         cursor.execute(
-            f"INSERT INTO {scans} (job_id, object_key, size, etag, true_label, created_at) "
-            "SELECT %s, object_key, size, etag, true_label, %s FROM hemoscan_scan_load "
+            f"INSERT INTO {scans} (job_id, object_key, size, etag, true_label, series_key, "
+            "created_at) SELECT %s, object_key, size, etag, true_label, series_key, %s "
+            "FROM hemoscan_scan_load "
             "ON CONFLICT (job_id, object_key) DO NOTHING RETURNING object_key",
             (str(job_id), utcnow()),
         )
         return [key for (key,) in cursor.fetchall()]
     finally:
         cursor.close()
+
+
+def series_hints(session: Session, job_id: uuid.UUID, keys: Sequence[str]) -> dict[str, str]:
+    """Object key -> the series pseudonym a manifest gave it (keys without one are left out)."""
+    found: dict[str, str] = {}
+    for start in range(0, len(keys), _ROWS_PER_STATEMENT):
+        part = keys[start : start + _ROWS_PER_STATEMENT]
+        query = select(Scan.object_key, Scan.series_key).where(
+            Scan.job_id == job_id, Scan.object_key.in_(part), Scan.series_key.is_not(None)
+        )
+        found.update({key: str(value) for key, value in session.execute(query)})
+    return found
 
 
 def scan_ids(session: Session, job_id: uuid.UUID, keys: Sequence[str]) -> dict[str, int]:

@@ -69,6 +69,7 @@ class Item:
     shown: str = ""  # the key as logs and messages may show it (hemoscan.privacy)
     # Its images (one for a slice, a volume's axial slices), each set to None once its
     # heatmaps are written, and where each lies.
+    series_hint: str | None = None  # the series a manifest named (a pseudonym), if any
     images: list[np.ndarray | None] = field(default_factory=list)
     placements: list[Placement] = field(default_factory=list)
     flags: tuple[str, ...] = ()
@@ -261,11 +262,18 @@ def process_batch(
             results.add_scans(session, job_id, [{"object_key": k} for k in unknown])
             ids.update(results.scan_ids(session, job_id, unknown))
         done = results.done_in_pass(session, job_id, keys, pass_number)
+        hints = results.series_hints(session, job_id, [k for k in keys if k not in done])
 
     full = rt.settings.log_keys
     options = decode_options(rt.settings)
     items = [
-        Item(key=k, scan_id=ids[k], shown=shown_key(k, full), cpu_ms={} if watch else None)
+        Item(
+            key=k,
+            scan_id=ids[k],
+            shown=shown_key(k, full),
+            series_hint=hints.get(k),
+            cpu_ms={} if watch else None,
+        )
         for k in keys
         if k not in done
     ]
@@ -351,7 +359,7 @@ def process_batch(
                     "series_id": None,  # set under the series lock (commit)
                 }
             )
-            refs.append(series_ref(it.key, placement, secret))
+            refs.append(series_ref(it.key, placement, secret, it.series_hint))
 
     failures = [
         {

@@ -5,8 +5,9 @@ leave the worker's memory):
 
 - DICOM with a SeriesInstanceUID: that series, in its StudyInstanceUID's study;
 - a NIfTI volume: the object is the series (and its own study);
-- anything else (PNG, JPEG, DICOM without the UID): the object's folder is the series (and
-  its own study), ordered by object key.
+- anything else (PNG, JPEG, DICOM without the UID): the series a manifest's series column
+  names (``hint``, already a pseudonym: the producer computed it), else the object's folder;
+  either is its own study, ordered by object key.
 
 ``recompute`` runs inside the batch's transaction, after its rows are written
 (``schema.series`` has why that makes the verdicts order-free and exactly-once).
@@ -27,8 +28,12 @@ from schema import series
 from schema.series import KEY_SLICES, SeriesRef, SliceRow, Verdict
 
 
-def series_ref(object_key: str, placement: Placement, secret: bytes) -> SeriesRef:
+def series_ref(
+    object_key: str, placement: Placement, secret: bytes, hint: str | None = None
+) -> SeriesRef:
     """The pseudonymous series and study of one slice (see the module docstring)."""
+    if hint and not placement.volume and not placement.series_uid:
+        return SeriesRef(hint, "study-" + hint.split("-", 1)[-1], "manifest")
     if placement.volume:
         value, source = f"object:{object_key}", "volume"
     elif placement.series_uid:

@@ -106,6 +106,7 @@ text-align:left;vertical-align:top}th{background:#f3f3f3}.num{text-align:right}
 .warn{background:#fff4d6;border:1px solid #e0b84c;padding:.6em 1em}.dim{color:#777}
 img{width:192px;height:auto;image-rendering:pixelated}
 img.plot{width:48%;max-width:660px;image-rendering:auto;margin:0 1% 8px 0}
+div.key{display:inline-block;vertical-align:top;margin:0 6px 6px 0;font-size:.85em}
 """
 
 
@@ -195,7 +196,7 @@ def _studies_html(session: Session, job: Job, fetch: _Images, limit: int) -> lis
                 else "-"
             )
             cells = "".join(
-                f"<div>{_esc(where.get(int(k['prediction_id']), ('?', 0, None))[0])}"
+                f"<div class=key>{_esc(where.get(int(k['prediction_id']), ('?', 0, None))[0])}"
                 f" p={k['probability']:.3f}<br>"
                 f"{fetch.html(where.get(int(k['prediction_id']), ('?', 0, None))[2])}</div>"
                 for k in (s.key_slices or [])

@@ -158,3 +158,46 @@ def test_embedded_scan_of_a_folder(base_env, tmp_path):
     assert _rows(db_url, "embedded")[2] == writes, "the second run rewrote a row"
     csv_out = run_cli(["results", "embedded", "--csv"], base_env).stdout.splitlines()
     assert csv_out[0].startswith("object_key,slice,probability") and len(csv_out) == 61
+
+
+def test_embedded_series_from_a_manifest_column_and_from_folders(base_env, tmp_path):
+    """PNG slices of one flat folder grouped into series by a manifest's series column (the
+    values never reach the database: only their pseudonyms), and a folder of PNGs as a series
+    without one; every series ends final, its slices all counted."""
+    from sqlalchemy import create_engine, text
+
+    files = [p for p in make_phantoms(tmp_path / "phantoms", 16) if p.suffix == ".png"]
+    flat, nested = tmp_path / "archive" / "flat", tmp_path / "archive" / "exam-9"
+    flat.mkdir(parents=True)
+    nested.mkdir()
+    rows = ["key,label,series"]
+    for i, p in enumerate(files):
+        if i < 6:
+            (flat / p.name).write_bytes(p.read_bytes())
+            rows.append(f"flat/{p.name},,patient-{i % 2}-head")
+        else:
+            (nested / p.name).write_bytes(p.read_bytes())
+            rows.append(f"exam-9/{p.name},,")
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text("\n".join(rows) + "\n")
+    env = {**base_env, "HEMOSCAN_HEAD_GATE": "false"}  # the tiny 2-D phantoms: score them all
+    run_cli(["scan", str(tmp_path / "archive"), "--job", "m", "--manifest", str(manifest)], env)
+    engine = create_engine(f"sqlite:///{tmp_path}/data/hemoscan.db")
+    with engine.connect() as conn:
+        series = conn.execute(
+            text("SELECT source, slice_count, state FROM series ORDER BY source, slice_count")
+        ).all()
+        dump = "\n".join(
+            str(r)
+            for t in ("scans", "series", "studies")
+            for r in conn.execute(text(f"SELECT * FROM {t}"))
+        )
+    engine.dispose()
+    assert [tuple(r) for r in series] == [
+        ("folder", len(files) - 6, "final"),
+        ("manifest", 3, "final"),
+        ("manifest", 3, "final"),
+    ]
+    assert "patient-" not in dump and "exam-9/" in dump  # keys stay; series names do not
+    listed = run_cli(["results", "m", "--series", "--csv"], env).stdout.splitlines()
+    assert len(listed) == 4 and listed[0].startswith("study,series,source")

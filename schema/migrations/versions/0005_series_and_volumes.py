@@ -8,7 +8,9 @@ Create Date: 2026-12-02 08:00:00
 (``slice_index``, 0 for every existing row: round 1 scored one image per object), its series,
 z and InstanceNumber, and the slice network's logit and evidence vector; its unique key moves
 from ``scan_id`` to ``(scan_id, slice_index)``. Existing rows are kept as they are, with no
-series (their objects were scored before series were read): ``hemoscan scan JOB --rescore``
+series (their objects were scored before series were read); ``scans`` gains the series
+pseudonym a manifest's series column gives an object, and ``jobs`` the count of objects done in
+the current pass: ``hemoscan scan JOB --rescore``
 gives them one. Downgrade: the rows of a volume's other slices (``slice_index`` > 0) are
 deleted, since the older schema holds one prediction per object, then the columns and tables go.
 """
@@ -47,6 +49,8 @@ def upgrade() -> None:
         batch_op.add_column(
             sa.Column("pass_done", sa.BigInteger(), server_default="0", nullable=False)
         )
+    with op.batch_alter_table("scans") as batch_op:
+        batch_op.add_column(sa.Column("series_key", sa.String(length=64), nullable=True))
     op.create_table(
         "studies",
         _id(),
@@ -133,5 +137,7 @@ def downgrade() -> None:
     op.drop_index("ix_series_job_probability", table_name="series")
     op.drop_table("series")
     op.drop_table("studies")
+    with op.batch_alter_table("scans") as batch_op:
+        batch_op.drop_column("series_key")
     with op.batch_alter_table("jobs") as batch_op:
         batch_op.drop_column("pass_done")

@@ -117,3 +117,16 @@ def test_a_plain_manifest_is_no_layout_table_and_a_broken_one_is_a_manifest_erro
     broken.write_text("name,R1:ICH\nCQ500-CT-1,1\n")
     with pytest.raises(ManifestError, match="R2:ICH"):
         read_layout_table(broken)
+
+
+def test_a_manifest_series_column_is_read_and_empty_means_none(tmp_path):
+    from producer.sources import iter_manifest
+
+    path = tmp_path / "m.csv"
+    path.write_text("key,label,series\na.png,1,patient-7 head\nb.png,0,\nc.png,,x\n")
+    items = list(iter_manifest(path))
+    assert [(i.key, i.true_label, i.series) for i in items] == [
+        ("a.png", 1, "patient-7 head"),
+        ("b.png", 0, None),
+        ("c.png", None, "x"),
+    ]

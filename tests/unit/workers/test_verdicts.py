@@ -58,3 +58,12 @@ def test_slices_without_an_embedding_are_left_out_and_empty_series_get_no_verdic
     assert verdicts_of(SeriesStage(None, 0.5), "v", {3: [bare]}) == []
     (v,) = verdicts_of(SeriesStage(None, 0.5), "v", {3: [bare, _row(1, -2.0, None)]})
     assert v.slice_count == 1 and not v.label and v.key_z_min is None
+
+
+def test_a_manifest_series_groups_images_but_never_overrides_a_dicom_uid_or_a_volume():
+    hint = "series-0123456789abcdef01234567"
+    a = series_ref("p/1/x.png", Placement(), SECRET, hint)
+    b = series_ref("q/2/y.png", Placement(), SECRET, hint)
+    assert a == b and a.source == "manifest" and a.study_key == "study-0123456789abcdef01234567"
+    assert series_ref("k.dcm", Placement(series_uid=SERIES), SECRET, hint).source == "dicom"
+    assert series_ref("v.nii", Placement(volume=True), SECRET, hint).source == "volume"
