@@ -17,7 +17,7 @@ KUBERNETES_VERSION = "1.30"
 SETTING_NAMES = {ENV_PREFIX + name.upper() for name in Settings.model_fields}
 # Kinds with no schema in kubernetes-validate; each gets its own structural test below.
 NOT_IN_K8S_SCHEMAS = {("keda.sh/v1alpha1", "ScaledObject"), ("keda.sh/v1alpha1", "TriggerAuthentication"), ("kustomize.config.k8s.io/v1beta1", "Kustomization")}  # fmt: skip
-SECRET_KEY = re.compile(r"PASSWORD|SECRET|ACCESS_KEY|AUTH|BROKER_URL|DATABASE_URL")
+SECRET_KEY = re.compile(r"PASSWORD|SECRET|ACCESS_KEY|AUTH|BROKER_URL|DATABASE_URL|PSEUDONYM_KEY")
 
 
 def _by_kind(kind: str) -> list[dict[str, Any]]:
@@ -111,9 +111,12 @@ def test_pods_take_secrets_only_from_the_secret():
     secret_keys = set(_one("Secret", "hemoscan-secrets")["stringData"])
     config = _one("ConfigMap", "hemoscan-config")["data"]
     assert not {k for k in config if SECRET_KEY.search(k) and k != "HEMOSCAN_FLOWER_USER"}
-    assert {"HEMOSCAN_BROKER_URL", "HEMOSCAN_DATABASE_URL", "HEMOSCAN_FLOWER_PASSWORD"} <= (
-        secret_keys
-    )
+    assert {
+        "HEMOSCAN_BROKER_URL",
+        "HEMOSCAN_DATABASE_URL",
+        "HEMOSCAN_FLOWER_PASSWORD",
+        "HEMOSCAN_PSEUDONYM_KEY",
+    } <= secret_keys
     for _, doc in k8s_documents():
         for container in containers(doc):
             for env in container.get("env", []):
