@@ -76,8 +76,7 @@ def register_and_select(
     if rescore:
         return keys
     pending: list[str] = []
-    for start in range(0, len(keys), 500):
-        part = keys[start : start + 500]
+    for part in results.chunks(keys):
         query = (
             select(Scan.object_key)
             .outerjoin(Prediction, Prediction.scan_id == Scan.id)
@@ -103,8 +102,7 @@ def forget_changed(
     }
     changed: dict[int, str] = {}
     keys = list(listed)
-    for start in range(0, len(keys), 500):
-        part = keys[start : start + 500]
+    for part in results.chunks(keys):
         query = select(Scan.id, Scan.object_key, Scan.etag, Scan.size).where(
             Scan.job_id == job_id, Scan.object_key.in_(part)
         )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import io
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -22,6 +22,12 @@ from schema.models import PERMANENT_REASONS, Failure, Job, Prediction, Scan, db_
 
 # SQLite allows 32766 bound parameters per statement; stay far below on both databases.
 _ROWS_PER_STATEMENT = 500
+
+
+def chunks(values: Sequence[Any], size: int = _ROWS_PER_STATEMENT) -> Iterator[Sequence[Any]]:
+    """``values`` in slices of at most ``size``: one statement's worth of bound parameters."""
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
 
 
 def _core(model: Any) -> Table:
@@ -134,8 +140,7 @@ def _add_scans_copy(
 def series_hints(session: Session, job_id: uuid.UUID, keys: Sequence[str]) -> dict[str, str]:
     """Object key -> the series pseudonym a manifest gave it (keys without one are left out)."""
     found: dict[str, str] = {}
-    for start in range(0, len(keys), _ROWS_PER_STATEMENT):
-        part = keys[start : start + _ROWS_PER_STATEMENT]
+    for part in chunks(keys):
         query = select(Scan.object_key, Scan.series_key).where(
             Scan.job_id == job_id, Scan.object_key.in_(part), Scan.series_key.is_not(None)
         )
@@ -146,8 +151,7 @@ def series_hints(session: Session, job_id: uuid.UUID, keys: Sequence[str]) -> di
 def scan_ids(session: Session, job_id: uuid.UUID, keys: Sequence[str]) -> dict[str, int]:
     """Map object keys of a job to their scan ids."""
     found: dict[str, int] = {}
-    for start in range(0, len(keys), _ROWS_PER_STATEMENT):
-        part = keys[start : start + _ROWS_PER_STATEMENT]
+    for part in chunks(keys):
         query = select(Scan.object_key, Scan.id).where(
             Scan.job_id == job_id, Scan.object_key.in_(part)
         )
@@ -164,8 +168,7 @@ def _current_results(session: Session, scan_ids: Sequence[int]) -> dict[int, rul
     """
     current: dict[int, rules.Existing] = {}
     ordered = sorted(set(scan_ids))
-    for start in range(0, len(ordered), _ROWS_PER_STATEMENT):
-        part = ordered[start : start + _ROWS_PER_STATEMENT]
+    for part in chunks(ordered):
         query = (
             select(
                 Scan.id,
@@ -268,8 +271,7 @@ def done_in_pass(
     redelivery costs no fetch and cannot disturb what is done.
     """
     done: set[str] = set()
-    for start in range(0, len(keys), _ROWS_PER_STATEMENT):
-        part = keys[start : start + _ROWS_PER_STATEMENT]
+    for part in chunks(keys):
         scored = (
             select(Scan.object_key)
             .join(Prediction, Prediction.scan_id == Scan.id)

@@ -24,7 +24,7 @@ from sqlalchemy import Integer, case, func, select, update
 from sqlalchemy.orm import Session
 
 from schema.models import Job, Prediction, Scan, Series, Study
-from schema.results import _ROWS_PER_STATEMENT, _core, _insert, has_result_of_pass
+from schema.results import _core, _insert, chunks, has_result_of_pass
 
 # The top slices a series verdict names (by context-refined probability).
 KEY_SLICES = 3
@@ -125,8 +125,7 @@ def slices_of(session: Session, series_ids: Sequence[int]) -> dict[int, list[Sli
     InstanceNumber, then object key and slice index: a folder of PNGs in key order)."""
     out: dict[int, list[SliceRow]] = {sid: [] for sid in series_ids}
     ids = sorted(set(series_ids))
-    for start in range(0, len(ids), _ROWS_PER_STATEMENT):
-        part = ids[start : start + _ROWS_PER_STATEMENT]
+    for part in chunks(ids):
         query = (
             select(
                 Prediction.series_id,
@@ -310,8 +309,7 @@ def key_slice_locations(
     """Prediction id -> (object key, slice index, overlay URI) of key slices."""
     out: dict[int, tuple[str, int, str | None]] = {}
     ids = sorted(set(prediction_ids))
-    for start in range(0, len(ids), _ROWS_PER_STATEMENT):
-        part = ids[start : start + _ROWS_PER_STATEMENT]
+    for part in chunks(ids):
         query = (
             select(Prediction.id, Scan.object_key, Prediction.slice_index, Prediction.overlay_uri)
             .join(Scan, Scan.id == Prediction.scan_id)
