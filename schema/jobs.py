@@ -135,9 +135,11 @@ def forget_changed(
 def start_pass(session: Session, job: Job) -> int:
     """Begin a new pass of ``job`` (``--rescore``): every result written from now on carries it,
     and results of earlier passes still in flight can no longer overwrite them."""
+    # The series rows before the job row: the lock order of a worker's commit (studies, scans,
+    # series, job), so a rescore started while batches commit cannot deadlock with them.
+    series.reopen(session, job.id)
     job.pass_number = (job.pass_number or 1) + 1
     job.pass_done = 0
-    series.reopen(session, job.id)
     session.flush()
     return job.pass_number
 
