@@ -243,7 +243,7 @@ def finalise(session: Session, job_id: uuid.UUID, exact: bool = False) -> bool:
         complete = int(row.pass_done) >= int(row.total_objects)
     if not complete:
         return False
-    for model in (Series, Study):
+    for model in (Study, Series):
         session.execute(
             update(model)
             .where(model.job_id == job_id, model.state == "provisional")
@@ -253,8 +253,9 @@ def finalise(session: Session, job_id: uuid.UUID, exact: bool = False) -> bool:
 
 
 def reopen(session: Session, job_id: uuid.UUID) -> None:
-    """A new pass (``--rescore``) begins: the job's verdicts are provisional again."""
-    for model in (Series, Study):
+    """A new pass (``--rescore``) begins: the job's verdicts are provisional again. Studies
+    before series, as everywhere (the lock order of ``lock`` and ``store_verdicts``)."""
+    for model in (Study, Series):
         session.execute(update(model).where(model.job_id == job_id).values(state="provisional"))
 
 
