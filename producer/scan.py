@@ -32,6 +32,7 @@ from producer.sources import (
     read_layout_table,
 )
 from schema import jobs, series
+from schema.models import Job
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +146,9 @@ def run_scan(
             with sessions.begin() as session:
                 fresh = _register(session, job.id, rows, plan.rescore, created)
                 if not running and fresh:
-                    jobs.mark_running(session, session.merge(job))
+                    # The row as it is now, never ``merge`` of the job read at the start:
+                    # that would write its old counters (pass_done) over the workers'.
+                    jobs.mark_running(session, _current(session, job.id))
                     running = True
             outcome.listed += len(chunk)
             for key in fresh:  # a volume is a batch of its own: it holds many images
@@ -172,13 +175,21 @@ def run_scan(
     with sessions.begin() as session:
         from schema.results import refresh_job
 
-        refresh_job(session, session.merge(job))
+        refresh_job(session, _current(session, job.id))
     # A transaction of its own, after the counters' commit: whichever of this check and the
     # last worker's check runs later sees both (schema.series.finalise).
     with sessions.begin() as session:
         series.finalise(session, job.id, exact=True)
     outcome.seconds = time.perf_counter() - started
     return outcome
+
+
+def _current(session: Any, job_id: Any) -> Job:
+    """The job's row read in this transaction (workers change its counters meanwhile)."""
+    row = session.get(Job, job_id, populate_existing=True)
+    if row is None:
+        raise ConfigurationError(f"job {job_id} was deleted while it was being listed")
+    return row
 
 
 def _open(sessions, name, source, params, model_version, rescore: bool):  # type: ignore[no-untyped-def]

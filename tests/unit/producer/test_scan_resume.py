@@ -137,3 +137,41 @@ def test_a_volume_is_a_batch_of_its_own(settings, source):
     slices = [b for b in batches if not b[0].lower().endswith((".nii", ".nii.gz"))]
     assert sorted(k for b in slices for k in b) == KEYS
     assert max(len(b) for b in slices) == 4
+
+
+class ScoringSender(FakeSender):
+    """Scores each batch as it is sent, the way a worker commits it: rows and the job's
+    counter of objects done in the pass, in one transaction."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__()
+        self.sessions = session_factory(settings.effective_database_url)
+
+    def send(self, job_id: str, keys: Sequence[str], pass_number: int) -> dict[str, Any] | None:
+        super().send(job_id, keys, pass_number)
+        job = uuid.UUID(job_id)
+        with self.sessions.begin() as session:
+            ids = results.scan_ids(session, job, list(keys))
+            plan = results.record_batch(
+                session, job, [prediction(ids[k]) for k in keys], [], pass_number
+            )
+            results.count_done(session, job, pass_number, plan.newly_done)
+        return None
+
+
+def test_the_producer_never_writes_over_the_workers_counter(settings, source):
+    """Batches committed while the producer lists raise ``pass_done``; the producer's own
+    bookkeeping at the end (mark_running, refresh_job) must not put back the value it read
+    when the job was opened, or the verdicts would never become final."""
+    from schema.models import Job
+
+    outcome = _scan(settings, source, ScoringSender(settings))
+    sessions = session_factory(settings.effective_database_url)
+    with sessions() as session:
+        job = session.get(Job, uuid.UUID(outcome.job_id))
+        assert job is not None
+        assert (job.pass_done, job.total_objects) == (len(KEYS), len(KEYS))
+    again = _scan(settings, source, ScoringSender(settings), rescore=True)
+    with sessions() as session:
+        job = session.get(Job, uuid.UUID(again.job_id))
+        assert job is not None and (job.pass_number, job.pass_done) == (2, len(KEYS))
