@@ -140,6 +140,8 @@ class GradCam:
         self.model_batch = model_batch
         self.input_shape = tuple(int(d) for d in model.input_shape[1:])
         names = {layer.name for layer in model.layers}
+        # Without a "logit" layer the score is the probability itself: its logit is derived.
+        self._score_is_logit = "logit" in names
         extra = (EMBED_LAYER,) if EMBED_LAYER in names else ()
         self._grad_model = gradcam_model(model, layer_name, extra)
         self.embedding_dim = int(model.get_layer(EMBED_LAYER).output.shape[-1]) if extra else 0
@@ -171,12 +173,13 @@ class GradCam:
         scale = 1.0 / (tf.reduce_max(cam, axis=(1, 2), keepdims=True) + EPSILON)
         n = tf.shape(images)[0]
         embedding = tf.cast(extras[0], tf.float32) if extras else tf.zeros((n, 0), tf.float32)
-        return (
-            tf.reshape(tf.cast(prob, tf.float32), [-1]),
-            tf.minimum(cam * scale, 1.0),
-            tf.reshape(tf.cast(score, tf.float32), [-1]),
-            embedding,
-        )
+        prob = tf.reshape(tf.cast(prob, tf.float32), [-1])
+        if self._score_is_logit:
+            logit = tf.reshape(tf.cast(score, tf.float32), [-1])
+        else:
+            p = tf.clip_by_value(prob, 1e-7, 1.0 - 1e-7)
+            logit = tf.math.log(p) - tf.math.log1p(-p)
+        return prob, tf.minimum(cam * scale, 1.0), logit, embedding
 
     def __call__(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(N, H, W, 3) float32 -> (probabilities (N,), maps (N, H, W) in [0, 1]) as float32."""

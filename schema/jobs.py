@@ -116,7 +116,11 @@ def forget_changed(
                     update(Scan).where(Scan.id == sid).values(etag=new_etag, size=new_size)
                 )
     if changed:
-        ids = list(changed)
+        ids = sorted(changed)
+        # Lock the scans (id order, as a worker's commit does) before counting what goes.
+        session.execute(
+            select(Scan.id).where(Scan.id.in_(ids)).order_by(Scan.id).with_for_update()
+        ).all()
         current = session.scalar(select(Job.pass_number).where(Job.id == job_id)) or 1
         done = session.scalar(
             select(func.count())

@@ -160,14 +160,22 @@ def scan_ids(session: Session, job_id: uuid.UUID, keys: Sequence[str]) -> dict[s
 
 
 def _current_results(session: Session, scan_ids: Sequence[int]) -> dict[int, rules.Existing]:
-    """What each scan holds now, read with a row lock on its scan (``FOR UPDATE OF scans``).
+    """What each scan holds now, read after a row lock on its scan (``FOR UPDATE``).
 
     The lock, taken in id order so two batches never deadlock, makes "read, decide, write" of
-    two workers writing the same scan at once happen one after the other. SQLite has no row
-    locks (the clause is left out) and serialises writers on its own.
+    two workers writing the same scan at once happen one after the other. The results are read
+    by a statement of their own AFTER the locks are held: under READ COMMITTED a statement sees
+    what committed before it began, so a locking SELECT that waited for another writer would
+    return that writer's predictions and failures as they were before its commit (PostgreSQL
+    re-reads only the locked rows). SQLite has no row locks (the clause is left out) and
+    serialises writers on its own.
     """
     current: dict[int, rules.Existing] = {}
     ordered = sorted(set(scan_ids))
+    for part in chunks(ordered):
+        session.execute(
+            select(Scan.id).where(Scan.id.in_(part)).order_by(Scan.id).with_for_update()
+        ).all()
     for part in chunks(ordered):
         query = (
             select(
@@ -181,8 +189,6 @@ def _current_results(session: Session, scan_ids: Sequence[int]) -> dict[int, rul
             .outerjoin(Prediction, Prediction.scan_id == Scan.id)
             .outerjoin(Failure, Failure.scan_id == Scan.id)
             .where(Scan.id.in_(part))
-            .order_by(Scan.id)
-            .with_for_update(of=Scan)
         )
         for sid, p_pass, f_pass, reason, attempts, key in session.execute(query):
             current[sid] = rules.Existing(p_pass, f_pass, reason, attempts or 0, key)

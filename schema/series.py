@@ -3,8 +3,9 @@
 A batch that commits slices of a series recomputes that series' verdict in the same
 transaction, from every stored slice of it (embeddings and logits, never pixels): slices may
 arrive in any order, in any task, on any worker, and the last commit always sees them all.
-Two batches touching one study serialise on the study's row lock (``lock``), taken in key
-order after the scans' locks, so they never deadlock; a redelivered batch recomputes the same
+Two batches touching one study serialise on the study's row lock (``lock``), taken in id
+order before the scans' locks (docs/architecture.md has the whole order), so they never
+deadlock; a redelivered batch recomputes the same
 verdict from the same rows. Verdicts are ``provisional`` until every object of the job has a
 result of its current pass, then ``finalise`` (run after each batch's commit, and by the
 producer) makes them ``final``.
@@ -51,6 +52,7 @@ class SliceRow:
     probability: float
     logit: float | None
     embedding: bytes | None
+    model_version: str | None = None
 
 
 @dataclass
@@ -58,10 +60,10 @@ class Verdict:
     """What the worker computed for one series (``store_verdicts`` writes it)."""
 
     series_id: int
-    probability: float
-    label: bool
+    probability: float | None  # None: no slice of it is left (``empty``)
+    label: bool | None
     threshold: float
-    max_slice_probability: float
+    max_slice_probability: float | None
     method: str
     model_version: str
     slice_count: int
@@ -71,53 +73,87 @@ class Verdict:
     key_z_max: float | None = None
 
 
-def lock(session: Session, job_id: uuid.UUID, refs: Sequence[SeriesRef]) -> dict[str, int]:
-    """Register the series and studies of ``refs`` (existing ones stay), lock their studies
-    (``FOR UPDATE``, in key order) and return series key -> series id."""
-    if not refs:
-        return {}
-    studies = sorted({r.study_key for r in refs})
-    stmt = _insert(session, _core(Study)).on_conflict_do_nothing(
-        index_elements=["job_id", "study_key"]
-    )
-    session.execute(
-        stmt,
-        [{"job_id": job_id, "study_key": k, "series_count": 0, "state": "provisional"}
-         for k in studies],
-    )  # fmt: skip
-    study_ids = dict(
-        session.execute(
-            select(Study.study_key, Study.id)
-            .where(Study.job_id == job_id, Study.study_key.in_(studies))
-            .order_by(Study.study_key)
-            .with_for_update()
-        ).all()
-    )
+def lock(
+    session: Session,
+    job_id: uuid.UUID,
+    refs: Sequence[SeriesRef],
+    also: Sequence[int] = (),
+) -> dict[str, int]:
+    """Register the series and studies of ``refs`` (existing ones stay), then lock the study
+    of every series among them and in ``also`` (series ids), the study each series row really
+    belongs to, in id order (``FOR NO KEY UPDATE``: recomputes of one study take turns, the
+    foreign-key checks of new rows are not held up); return series key -> series id.
+
+    Every insert comes before the locks, in key order, so a transaction that waits on another's
+    new row holds no lock the other needs."""
     by_series = {r.series_key: r for r in refs}
-    rows = [
-        {
-            "job_id": job_id,
-            "study_id": study_ids[by_series[k].study_key],
-            "series_key": k,
-            "source": by_series[k].source,
-            "slice_count": 0,
-            "positive_slices": 0,
-            "key_slices": [],
-            "state": "provisional",
-        }
-        for k in sorted(by_series)
-    ]
-    stmt = _insert(session, _core(Series)).on_conflict_do_nothing(
-        index_elements=["job_id", "series_key"]
-    )
-    session.execute(stmt, rows)
-    return dict(
+    ids: dict[str, int] = {}
+    if by_series:
+        studies = sorted({r.study_key for r in refs})
+        stmt = _insert(session, _core(Study)).on_conflict_do_nothing(
+            index_elements=["job_id", "study_key"]
+        )
         session.execute(
-            select(Series.series_key, Series.id).where(
-                Series.job_id == job_id, Series.series_key.in_(list(by_series))
-            )
+            stmt,
+            [{"job_id": job_id, "study_key": k, "series_count": 0, "state": "provisional"}
+             for k in studies],
+        )  # fmt: skip
+        study_ids = dict(
+            session.execute(
+                select(Study.study_key, Study.id).where(
+                    Study.job_id == job_id, Study.study_key.in_(studies)
+                )
+            ).all()
+        )
+        rows = [
+            {
+                "job_id": job_id,
+                "study_id": study_ids[by_series[k].study_key],
+                "series_key": k,
+                "source": by_series[k].source,
+                "slice_count": 0,
+                "positive_slices": 0,
+                "key_slices": [],
+                "state": "provisional",
+            }
+            for k in sorted(by_series)
+        ]
+        stmt = _insert(session, _core(Series)).on_conflict_do_nothing(
+            index_elements=["job_id", "series_key"]
+        )
+        session.execute(stmt, rows)
+        ids = dict(
+            session.execute(
+                select(Series.series_key, Series.id).where(
+                    Series.job_id == job_id, Series.series_key.in_(list(by_series))
+                )
+            ).all()
+        )
+    members = sorted({*ids.values(), *also})
+    if members:
+        owners = select(Series.study_id).where(Series.id.in_(members))
+        session.execute(
+            select(Study.id)
+            .where(Study.id.in_(owners))
+            .order_by(Study.id)
+            .with_for_update(key_share=True)
         ).all()
-    )
+    return ids
+
+
+def series_of_scans(session: Session, scan_ids: Sequence[int]) -> set[int]:
+    """The series that slices of these scans belong to now (a batch that rewrites or fails
+    them recomputes those too: a slice may leave a series)."""
+    found: set[int] = set()
+    for part in chunks(sorted(set(scan_ids))):
+        found.update(
+            session.scalars(
+                select(Prediction.series_id)
+                .where(Prediction.scan_id.in_(part), Prediction.series_id.is_not(None))
+                .distinct()
+            )
+        )
+    return found
 
 
 def slices_of(session: Session, series_ids: Sequence[int]) -> dict[int, list[SliceRow]]:
@@ -137,12 +173,13 @@ def slices_of(session: Session, series_ids: Sequence[int]) -> dict[int, list[Sli
                 Prediction.probability,
                 Prediction.logit,
                 Prediction.embedding,
+                Prediction.model_version,
             )
             .join(Scan, Scan.id == Prediction.scan_id)
             .where(Prediction.series_id.in_(part))
         )
-        for sid, pid, index, z, instance, key, prob, logit, emb in session.execute(query):
-            out[sid or 0].append(SliceRow(pid, index, z, instance, key, prob, logit, emb))
+        for sid, *values in session.execute(query):
+            out[sid or 0].append(SliceRow(*values))
     for rows in out.values():
         rows.sort(
             key=lambda r: (
@@ -243,6 +280,7 @@ def finalise(session: Session, job_id: uuid.UUID, exact: bool = False) -> bool:
         complete = int(row.pass_done) >= int(row.total_objects)
     if not complete:
         return False
+    _lock_studies(session, job_id)
     for model in (Study, Series):
         session.execute(
             update(model)
@@ -252,9 +290,21 @@ def finalise(session: Session, job_id: uuid.UUID, exact: bool = False) -> bool:
     return True
 
 
+def _lock_studies(session: Session, job_id: uuid.UUID) -> None:
+    """Lock the job's studies in id order, as a worker's commit does (``lock``), before a
+    statement that updates many of them (in whatever order it meets them)."""
+    session.execute(
+        select(Study.id)
+        .where(Study.job_id == job_id)
+        .order_by(Study.id)
+        .with_for_update(key_share=True)
+    ).all()
+
+
 def reopen(session: Session, job_id: uuid.UUID) -> None:
     """A new pass (``--rescore``) begins: the job's verdicts are provisional again. Studies
     before series, as everywhere (the lock order of ``lock`` and ``store_verdicts``)."""
+    _lock_studies(session, job_id)
     for model in (Study, Series):
         session.execute(update(model).where(model.job_id == job_id).values(state="provisional"))
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from sqlalchemy.orm import Session
 
 from hemoscan.errors import ConfigurationError, InvalidKey, ObjectMissing, StorageError
 from hemoscan.privacy import scrub, shown_key
@@ -34,6 +35,7 @@ from hybrid_model.errors import ImageError
 from hybrid_model.preprocess import DecodeOptions, Placement, decode_object
 from hybrid_model.render import overlay_png, raw_map_npy
 from schema import results, series
+from schema.rules import WritePlan
 from schema.series import SeriesRef
 from workers.runtime import Runtime, release_free_memory
 from workers.timing import (
@@ -375,14 +377,7 @@ def process_batch(
     # Database outages (OperationalError) propagate: the task retries the whole batch, and
     # the heatmaps already written are simply overwritten with the same bytes.
     with timed_stage(watch, "commit"), rt.sessions.begin() as session:
-        # Lock order, the same in every transaction: studies, then scans, then the job row.
-        series_ids = series.lock(session, job_id, list({r.series_key: r for r in refs}.values()))
-        for row, ref in zip(predictions, refs, strict=True):
-            row["series_id"] = series_ids[ref.series_key]
-        written = results.record_batch(session, job_id, predictions, failures, pass_number)
-        touched = sorted({int(p["series_id"]) for p in written.predictions})
-        recompute(session, rt.series_stage, rt.model_version, touched)
-        results.count_done(session, job_id, pass_number, written.newly_done)
+        written = commit(rt, session, job_id, predictions, refs, failures, pass_number)
     release_free_memory()  # keeps the worker's RSS flat over thousands of batches
     if observer is not None and watch is not None:
         watch.finish()
@@ -416,6 +411,36 @@ def process_batch(
         cause = first or str(next(iter(upload_errors.values()))[1])
         raise TransientBatchError(transient, f"object store: {cause}")
     return summary
+
+
+def commit(
+    rt: Runtime,
+    session: Session,
+    job_id: uuid.UUID,
+    predictions: list[dict[str, Any]],
+    refs: Sequence[SeriesRef],
+    failures: Sequence[dict[str, Any]],
+    pass_number: int,
+) -> WritePlan:
+    """Write a batch's rows and recompute the verdicts of every series they touch, in the
+    caller's transaction. Lock order, the same in every transaction (docs/architecture.md):
+    studies (of the slices' series, new and former), scans, series rows, the job row.
+
+    ``refs[i]`` is the series of ``predictions[i]``. The series the batch's objects belonged to
+    before are recomputed too: a failure of a newer pass, or a slice whose series changed,
+    takes a slice out of a series."""
+    scan_ids = [row["scan_id"] for row in (*predictions, *failures)]
+    former = series.series_of_scans(session, scan_ids)
+    series_ids = series.lock(
+        session, job_id, list({r.series_key: r for r in refs}.values()), list(former)
+    )
+    for row, ref in zip(predictions, refs, strict=True):
+        row["series_id"] = series_ids[ref.series_key]
+    written = results.record_batch(session, job_id, predictions, failures, pass_number)
+    touched = sorted({*(int(p["series_id"]) for p in written.predictions), *former})
+    recompute(session, rt.series_stage, rt.model_version, touched)
+    results.count_done(session, job_id, pass_number, written.newly_done)
+    return written
 
 
 def undone_keys(
@@ -459,5 +484,4 @@ def record_failures(
             }
             for k in ids
         ]
-        written = results.record_batch(session, job_id, [], rows, pass_number)
-        results.count_done(session, job_id, pass_number, written.newly_done)
+        commit(rt, session, job_id, [], [], rows, pass_number)

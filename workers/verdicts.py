@@ -53,16 +53,31 @@ def encode_embedding(vector: np.ndarray) -> bytes:
     return np.asarray(vector, np.float32).tobytes()
 
 
-def _usable(rows: Iterable[SliceRow]) -> list[SliceRow]:
-    return [r for r in rows if r.logit is not None and r.embedding is not None]
+def _usable(rows: Iterable[SliceRow], model_version: str) -> list[SliceRow]:
+    """Slices the stage can read: with a logit and an evidence vector, of this slice network
+    (after a ``--rescore`` with another model, its slices not yet rescored are left out)."""
+    return [
+        r
+        for r in rows
+        if r.logit is not None
+        and r.embedding is not None
+        and r.model_version in (None, model_version)
+    ]
+
+
+def empty_verdict(series_id: int, stage: SeriesStage, model_version: str) -> Verdict:
+    """A series none of whose slices is left (they failed in a newer pass, or moved)."""
+    return Verdict(series_id, None, None, stage.threshold, None, stage.method, model_version, 0, 0)
 
 
 def verdicts_of(
     stage: SeriesStage, model_version: str, slices: dict[int, list[SliceRow]]
 ) -> list[Verdict]:
-    """The verdict of each series from its stored slices (in z order), one stage call."""
-    ids = [sid for sid, rows in sorted(slices.items()) if _usable(rows)]
-    usable = {sid: _usable(slices[sid]) for sid in ids}
+    """The verdict of each series from its stored slices (in z order), one stage call; an
+    ``empty_verdict`` for a series with no usable slice."""
+    usable = {sid: _usable(rows, model_version) for sid, rows in sorted(slices.items())}
+    ids = [sid for sid, rows in usable.items() if rows]
+    empty = [empty_verdict(sid, stage, model_version) for sid, rows in usable.items() if not rows]
     inputs = []
     for sid in ids:
         rows = usable[sid]
@@ -70,7 +85,7 @@ def verdicts_of(
         logits = np.array([r.logit for r in rows], np.float64)
         z = np.array([np.nan if r.z_mm is None else r.z_mm for r in rows], np.float64)
         inputs.append((embeddings, logits, z))
-    out = []
+    out = empty
     for sid, verdict in zip(ids, stage(inputs), strict=True):
         rows = usable[sid]
         probs = verdict.slice_probabilities

@@ -179,8 +179,9 @@ def test_0004_admits_not_head_and_downgrades_it_to_unsupported(db_url):
 
 def test_0005_keeps_round_1_predictions_and_volumes_need_it(db_url):
     """A database of round 1 (a job with a prediction per object) upgraded to 0005 keeps every
-    row as it was (slice 0, no series); after it one object holds several predictions (the
-    slices of a volume), which the unique key of 0004 refuses; a downgrade keeps slice 0."""
+    row as it was (slice 0, no series) and the job's count of objects done; after it one object
+    holds several predictions (the slices of a volume), which the unique key of 0004 refuses;
+    a downgrade keeps slice 0."""
     from sqlalchemy import text
     from sqlalchemy.exc import IntegrityError
 
@@ -215,7 +216,8 @@ def test_0005_keeps_round_1_predictions_and_volumes_need_it(db_url):
         reasons = list(conn.scalars(text("SELECT reason FROM failures")))
         pass_done = conn.scalar(text("SELECT pass_done FROM jobs"))
     assert rows == [("a.dcm", 0.9, True, 0, None, None), ("b.png", 0.1, False, 0, None, None)]
-    assert reasons == ["unreadable"] and pass_done == 0
+    assert reasons == ["unreadable"]
+    assert pass_done == 3, "the job's objects done in its pass: two scored, one failed"
     with engine_for(db_url).begin() as conn:  # a second slice of one object: now admitted
         conn.execute(
             text(

@@ -43,12 +43,18 @@ def _job(table: str) -> list:
 
 
 def upgrade() -> None:
-    # Existing jobs start at 0: they have no series, and a rerun's listing recounts nothing
-    # (``finalise`` also checks exactly when the producer ends a listing).
     with op.batch_alter_table("jobs") as batch_op:
         batch_op.add_column(
             sa.Column("pass_done", sa.BigInteger(), server_default="0", nullable=False)
         )
+    # Existing jobs start with their true count, objects with a result of the current pass: a
+    # rerun that adds objects then reaches the listing's total (schema.series.finalise).
+    op.execute(
+        "UPDATE jobs SET pass_done = (SELECT count(*) FROM scans WHERE scans.job_id = jobs.id "
+        "AND (EXISTS (SELECT 1 FROM predictions p WHERE p.scan_id = scans.id "
+        "AND p.pass_number >= jobs.pass_number) OR EXISTS (SELECT 1 FROM failures f "
+        "WHERE f.scan_id = scans.id AND f.pass_number >= jobs.pass_number)))"
+    )
     with op.batch_alter_table("scans") as batch_op:
         batch_op.add_column(sa.Column("series_key", sa.String(length=64), nullable=True))
     op.create_table(

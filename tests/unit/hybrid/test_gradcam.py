@@ -224,3 +224,19 @@ def test_explain_gives_the_logit_and_the_evidence_vector_of_each_image(cam, tiny
     assert out.embeddings.shape == (6, cam.embedding_dim) and cam.embedding_dim > 0
     one = cam.explain(images[2:3])
     np.testing.assert_allclose(one.embeddings[0], out.embeddings[2], atol=1e-5)
+
+
+def test_a_model_without_a_logit_layer_gets_its_logits_from_the_probabilities():
+    """Where the score is the sigmoid output itself, the stored logit is derived from it (a
+    probability stored as a logit would be squashed again by the series stage)."""
+    import keras
+
+    inputs = keras.Input((16, 16, 3))
+    x = keras.layers.Conv2D(4, 3, activation="relu", name="last_conv")(inputs)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(x))
+    images = np.random.default_rng(5).random((3, 16, 16, 3), dtype=np.float32)
+    out = GradCam(model).explain(images)
+    p = np.clip(out.probabilities, 1e-7, 1 - 1e-7)
+    np.testing.assert_allclose(out.logits, np.log(p / (1 - p)), atol=1e-4)
+    assert out.embeddings.shape == (3, 0)

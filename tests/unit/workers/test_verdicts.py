@@ -53,10 +53,20 @@ def test_key_slices_are_the_top_three_and_their_z_range_is_the_positive_slices()
     assert v.label and v.probability == max(r.probability for r in rows)
 
 
-def test_slices_without_an_embedding_are_left_out_and_empty_series_get_no_verdict():
-    bare = SliceRow(1, 0, 0.0, 1, "k", 0.9, None, None)  # a row of round 1
-    assert verdicts_of(SeriesStage(None, 0.5), "v", {3: [bare]}) == []
-    (v,) = verdicts_of(SeriesStage(None, 0.5), "v", {3: [bare, _row(1, -2.0, None)]})
+def test_slices_left_out_and_a_series_with_none_left_gets_an_empty_verdict():
+    """No logit or evidence vector (a row of round 1), or another slice network's output (a
+    rescore with another model, not yet done): not read. A series with nothing left (its
+    slices failed in a newer pass, or moved) gets an empty verdict, not its old one."""
+    bare = SliceRow(1, 0, 0.0, 1, "k", 0.9, None, None)
+    older = SliceRow(2, 0, 0.0, 1, "k", 0.99, 5.0, encode_embedding(np.zeros(4)), "old-model")
+    (empty,) = verdicts_of(SeriesStage(None, 0.5), "v", {3: [bare, older]})
+    assert (empty.series_id, empty.probability, empty.label, empty.slice_count) == (
+        3,
+        None,
+        None,
+        0,
+    )
+    (v,) = verdicts_of(SeriesStage(None, 0.5), "v", {3: [bare, older, _row(1, -2.0, None)]})
     assert v.slice_count == 1 and not v.label and v.key_z_min is None
 
 
@@ -67,3 +77,49 @@ def test_a_manifest_series_groups_images_but_never_overrides_a_dicom_uid_or_a_vo
     assert a == b and a.source == "manifest" and a.study_key == "study-0123456789abcdef01234567"
     assert series_ref("k.dcm", Placement(series_uid=SERIES), SECRET, hint).source == "dicom"
     assert series_ref("v.nii", Placement(volume=True), SECRET, hint).source == "volume"
+
+
+def test_a_slice_that_leaves_a_series_changes_its_verdict(tmp_path):
+    """``workers.pipeline.commit`` on SQLite: a failure of a newer pass takes a slice out of its
+    series, and a slice rescored into another series leaves the first one empty; both series
+    are recomputed in the same transaction."""
+    from types import SimpleNamespace
+
+    from sqlalchemy import select
+
+    from schema.db import session_factory, upgrade
+    from schema.models import Series
+    from schema.series import SeriesRef
+    from tests.utils.results import failure, job_with_scans, prediction
+    from workers.pipeline import commit
+
+    url = f"sqlite:///{tmp_path}/v.db"
+    upgrade(url)
+    sessions = session_factory(url)
+    job, ids = job_with_scans(sessions, "leave", ["a", "b"])
+    rt = SimpleNamespace(series_stage=SeriesStage(None, 0.5), model_version="v")
+    one, two = (
+        SeriesRef("series-1", "study-1", "folder"),
+        SeriesRef("series-2", "study-2", "folder"),
+    )
+
+    def row(key: str, p: float) -> dict:
+        return dict(prediction(ids[key], p), z_mm=None, instance_number=None,
+                    logit=float(np.log(p / (1 - p))), embedding=encode_embedding(np.zeros(2)))  # fmt: skip
+
+    def state() -> dict[str, tuple]:
+        with sessions() as session:
+            rows = session.execute(
+                select(Series.series_key, Series.slice_count, Series.probability)
+            )
+            return {k: (n, None if p is None else round(p, 3)) for k, n, p in rows}
+
+    with sessions.begin() as session:
+        commit(rt, session, job, [row("a", 0.9), row("b", 0.2)], [one, one], [], 1)
+    assert state() == {"series-1": (2, 0.9)}
+    with sessions.begin() as session:  # pass 2: "a" now fails
+        commit(rt, session, job, [], [], [failure(ids["a"], "unreadable")], 2)
+    assert state() == {"series-1": (1, 0.2)}
+    with sessions.begin() as session:  # pass 3: "b" scored again, now in another series
+        commit(rt, session, job, [row("b", 0.7)], [two], [], 3)
+    assert state() == {"series-1": (0, None), "series-2": (1, 0.7)}
