@@ -2,6 +2,7 @@
 
     .venv/bin/python -m bench.micro render      # overlay PNG encoder settings: CPU and bytes
     .venv/bin/python -m bench.micro s3          # boto3 client settings: CPU per GET / PUT
+    .venv/bin/python -m bench.micro clients     # boto3 vs obstore stores: CPU and GETs/s
     .venv/bin/python -m bench.micro producer    # scan registration and broker sends
 
 CPU is thread CPU time (``time.thread_time``) of the calling thread, plus, for ``s3``, the CPU
@@ -206,6 +207,65 @@ def s3() -> dict[str, Any]:
     }
 
 
+# --- clients -------------------------------------------------------------------------------
+
+
+def clients(
+    rounds: int = 3, calls: int = 200, threads: int = 8, seconds: float = 3.0
+) -> dict[str, Any]:
+    """``HEMOSCAN_S3_CLIENT`` side by side: the two stores as the pipeline uses them.
+
+    CPU is the whole process's (``time.process_time``): obstore runs its requests on Rust
+    threads, which a thread clock of the caller would not see. Per request, sequential calls,
+    best of interleaved rounds; then GETs per second and CPU per GET with ``threads`` threads,
+    as a worker's I/O pool fetches."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from hemoscan.settings import load_settings
+    from hemoscan.storage import open_store
+
+    stores = {}
+    for name in ("boto3", "obstore"):
+        settings = load_settings(s3_endpoint_url=S3_URL, s3_client=name)
+        stores[name] = open_store(f"s3://{BUCKET}/clients", settings)
+    source = phantoms(16)[0].read_bytes()
+    png = os.urandom(20_000)
+    stores["boto3"].create_bucket()  # type: ignore[attr-defined]
+    stores["boto3"].put("source.dcm", source)
+    per_request: dict[str, float] = {}
+    for _ in range(rounds):
+        for name, store in stores.items():
+            for label, fn in (
+                ("GET", partial(store.get, "source.dcm")),
+                ("PUT 20 kB", partial(store.put, f"o-{name}.png", png, "image/png")),
+            ):
+                t0 = time.process_time()
+                for _ in range(calls):
+                    fn()
+                ms = (time.process_time() - t0) * 1000 / calls
+                key = f"{label}, {name}"
+                per_request[key] = round(min(per_request.get(key, ms), ms), 3)
+    concurrent: dict[str, dict[str, float]] = {}
+    for name, store in stores.items():
+        done = 0
+        with ThreadPoolExecutor(threads) as pool:
+            t0, c0 = time.perf_counter(), time.process_time()
+            while time.perf_counter() - t0 < seconds:
+                list(pool.map(store.get, ["source.dcm"] * (threads * 8)))
+                done += threads * 8
+            wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        concurrent[name] = {
+            "gets_per_s": round(done / wall, 1),
+            "process_cpu_ms_per_get": round(cpu * 1000 / done, 3),
+        }
+    return {
+        "process_cpu_ms_per_request": per_request,
+        f"{threads}_threads": concurrent,
+        "get_bytes": len(source),
+        "load_average": load_average(),
+    }
+
+
 # --- producer ------------------------------------------------------------------------------
 
 
@@ -284,7 +344,7 @@ def producer(n_keys: int = 100_000, chunk: int = 2000) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parts = {"render": render, "s3": s3, "producer": producer}
+    parts = {"render": render, "s3": s3, "clients": clients, "producer": producer}
     names = (argv if argv is not None else sys.argv[1:]) or list(parts)
     out: dict[str, Any] = {"load_at_start": load_average()}
     for name in names:

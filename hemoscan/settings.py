@@ -49,6 +49,13 @@ class DecoderIsolation(StrEnum):
     OFF = "off"
 
 
+class S3Client(StrEnum):
+    """Which client library talks to S3-compatible stores (``hemoscan.storage``)."""
+
+    BOTO3 = "boto3"
+    OBSTORE = "obstore"
+
+
 class S3Checksums(StrEnum):
     """When botocore computes request checksums and validates response checksums."""
 
@@ -93,6 +100,13 @@ class Settings(BaseSettings):
     s3_read_timeout: float = Field(default=30.0, gt=0, description="Seconds to wait for data.")
     s3_max_attempts: int = Field(
         default=5, ge=1, le=20, description="botocore attempts per request (standard retry mode)."
+    )
+    s3_client: S3Client = Field(
+        default=S3Client.BOTO3,
+        description="The S3 client: boto3 (botocore) or obstore (Python bindings of the Rust "
+        'object_store crate: several times less CPU per request, README "Performance"). Both '
+        "pass the same storage tests; listing, get, put, presigned links, timeouts and retries "
+        "follow the HEMOSCAN_S3_* settings in either.",
     )
     s3_checksums: S3Checksums = Field(
         default=S3Checksums.WHEN_REQUIRED,

@@ -13,11 +13,11 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 from urllib.parse import unquote, urlparse
 
 from hemoscan.errors import ConfigurationError, InvalidKey, ObjectMissing, StorageError
-from hemoscan.settings import Settings
+from hemoscan.settings import S3Client, Settings
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,7 +205,8 @@ class S3Store:
         return _join(self.prefix, key)
 
     def _fail(self, exc: Exception, key: str, action: str) -> Exception:
-        code = getattr(exc, "response", {}).get("Error", {}).get("Code", "")
+        # A timeout or a dropped connection carries no response (None), a refusal one.
+        code = (getattr(exc, "response", None) or {}).get("Error", {}).get("Code", "")
         if code in ("NoSuchKey", "404", "NotFound"):
             return ObjectMissing(self.uri(key))
         if code in ("KeyTooLongError", "InvalidObjectName"):
@@ -284,6 +285,161 @@ class S3Store:
         )
 
 
+def _obstore_store(bucket: str, settings: Settings):  # type: ignore[no-untyped-def]
+    """The process's obstore S3 store of ``bucket`` for these settings (one connection pool a
+    bucket: obstore stores are scoped to one bucket, and thread-safe)."""
+    secret = settings.s3_secret_access_key
+    key = (
+        "obstore",
+        bucket,
+        settings.s3_endpoint_url,
+        settings.s3_region,
+        settings.s3_access_key_id,
+        secret.get_secret_value() if secret else None,
+        settings.s3_connect_timeout,
+        settings.s3_read_timeout,
+        settings.s3_max_attempts,
+    )
+    with _clients_lock:
+        if key not in _clients:
+            from datetime import timedelta
+
+            from obstore.store import S3Store as ObS3Store
+
+            options: dict[str, Any] = {"region": settings.s3_region}
+            if settings.s3_endpoint_url:
+                options["endpoint"] = settings.s3_endpoint_url
+            if settings.s3_access_key_id:
+                options["access_key_id"] = settings.s3_access_key_id
+            if secret:
+                options["secret_access_key"] = secret.get_secret_value()
+            http = bool(settings.s3_endpoint_url and settings.s3_endpoint_url.startswith("http:"))
+            _clients[key] = ObS3Store(
+                bucket,
+                virtual_hosted_style_request=False,
+                client_options={
+                    "allow_http": http,
+                    "connect_timeout": f"{settings.s3_connect_timeout}s",
+                    # object_store's timeout is the whole request's (reqwest); botocore's read
+                    # timeout is per read: a whole object within it, as a heatmap or a slice is.
+                    "timeout": f"{settings.s3_read_timeout}s",
+                },
+                retry_config={
+                    "max_retries": settings.s3_max_attempts - 1,
+                    "backoff": {
+                        "init_backoff": timedelta(milliseconds=100),
+                        "max_backoff": timedelta(seconds=5),
+                        "base": 2.0,
+                    },
+                    "retry_timeout": timedelta(
+                        seconds=settings.s3_read_timeout * settings.s3_max_attempts
+                    ),
+                },
+                **options,
+            )
+        return _clients[key]
+
+
+class ObstoreS3Store:
+    """An S3-compatible bucket through obstore (``HEMOSCAN_S3_CLIENT=obstore``): the same
+    behaviour as ``S3Store`` (keys, errors, streamed listing, presigned links), with the
+    requests made by Rust's object_store: less client CPU per request (README, "Performance").
+    """
+
+    def __init__(self, bucket: str, prefix: str, settings: Settings) -> None:
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        self.location = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
+        self._store = _obstore_store(bucket, settings)
+        self._settings = settings
+
+    def _key(self, key: str) -> str:
+        return _join(self.prefix, key)
+
+    def _fail(self, exc: Exception, key: str, action: str) -> Exception:
+        from obstore.exceptions import InvalidPathError
+
+        text = str(exc)
+        if "NoSuchBucket" in text:
+            return ConfigurationError(f"bucket does not exist: s3://{self.bucket}")
+        if isinstance(exc, FileNotFoundError):
+            return ObjectMissing(self.uri(key))
+        if isinstance(exc, InvalidPathError):
+            return InvalidKey("the store rejects this key (not a valid object path)")
+        first = text.splitlines()[0] if text else type(exc).__name__
+        return StorageError(f"cannot {action} {self.uri(key)}: {first[:300]}")
+
+    def list(self, prefix: str = "", page_size: int = 1000) -> Iterator[ObjectInfo]:
+        import obstore
+
+        # object_store lists by path segments: "pre" lists "pre/...", never "prefix-other/".
+        full = _join(self.prefix, prefix).rstrip("/")
+        strip = len(self.prefix) + 1 if self.prefix else 0
+        try:
+            for page in obstore.list(self._store, prefix=full or None, chunk_size=page_size):
+                for item in page:
+                    etag = (item.get("e_tag") or "").strip('"') or None
+                    yield ObjectInfo(item["path"][strip:], int(item["size"]), etag)
+        except Exception as exc:  # obstore's errors are OSError and BaseError subclasses
+            raise self._fail(exc, prefix, "list") from exc
+
+    def get(self, key: str, max_bytes: int | None = None) -> bytes:
+        import obstore
+
+        try:
+            result = obstore.get(self._store, self._key(key))
+            size = int(result.meta["size"])
+            if max_bytes is not None and size > max_bytes:
+                del result  # the body is never read; dropping the stream closes it
+                raise ObjectTooLarge(self.uri(key), size, max_bytes)
+            return bytes(result.bytes())
+        except ObjectTooLarge:
+            raise
+        except Exception as exc:
+            raise self._fail(exc, key, "get") from exc
+
+    def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> str:
+        import obstore
+
+        try:
+            obstore.put(
+                self._store, self._key(key), data, attributes={"Content-Type": content_type}
+            )
+        except Exception as exc:
+            raise self._fail(exc, key, "put") from exc
+        return self.uri(key)
+
+    def exists(self, key: str) -> bool:
+        import obstore
+
+        try:
+            obstore.head(self._store, self._key(key))
+            return True
+        except Exception as exc:
+            err = self._fail(exc, key, "check")
+            if isinstance(err, ObjectMissing):
+                return False
+            raise err from exc
+
+    def create_bucket(self) -> None:
+        """Create the bucket if it does not exist (development and tests: through boto3, as
+        object_store has no bucket operations)."""
+        S3Store(self.bucket, self.prefix, self._settings).create_bucket()
+
+    def uri(self, key: str) -> str:
+        return f"s3://{self.bucket}/{self._key(key)}"
+
+    def link(self, key: str, expires_seconds: int = 3600) -> str:
+        """A presigned HTTP(S) GET URL, valid for ``expires_seconds`` (signed here)."""
+        from datetime import timedelta
+
+        import obstore
+
+        return str(
+            obstore.sign(self._store, "GET", self._key(key), timedelta(seconds=expires_seconds))
+        )
+
+
 def open_object(uri: str, settings: Settings) -> tuple[ObjectStore, str]:
     """(store, key) for one object's URI as ``uri()`` writes it: ``s3://bucket/key`` or a path."""
     if uri.startswith("s3://"):
@@ -300,6 +456,8 @@ def open_store(location: str | Path, settings: Settings) -> ObjectStore:
         parsed = urlparse(text)
         if not parsed.netloc:
             raise ConfigurationError(f"no bucket in object-store location {text!r}")
+        if settings.s3_client == S3Client.OBSTORE:
+            return ObstoreS3Store(parsed.netloc, unquote(parsed.path), settings)
         return S3Store(parsed.netloc, unquote(parsed.path), settings)
     if text.startswith("file://"):
         text = unquote(urlparse(text).path)
