@@ -8,9 +8,14 @@ import pytest
 
 from hemoscan.errors import ConfigurationError, ObjectMissing
 from hemoscan.settings import load_settings
-from hemoscan.storage import LocalStore, ObjectTooLarge, S3Store, open_store
+from hemoscan.storage import LocalStore, ObjectTooLarge, ObstoreS3Store, S3Store, open_store
 
 S3_CLIENTS = ["boto3", "obstore"]
+
+
+def _boto3(settings):  # type: ignore[no-untyped-def]
+    """The settings with boto3 as the client (tests of botocore's own behaviour)."""
+    return settings.model_copy(update={"s3_client": "boto3"})
 
 
 @pytest.fixture(
@@ -71,8 +76,8 @@ def test_listing_streams_across_pages(store):
 def test_s3_listing_asks_for_a_page_only_when_it_is_needed(s3_settings, s3_bucket):
     """The listing is lazy: nothing is requested until the first object is asked for, the
     first page's objects come back before the second page is requested, and walking it all
-    takes one ListObjectsV2 request per page (counted on the real client, against SeaweedFS)."""
-    store = open_store(f"s3://{s3_bucket}/lazy", s3_settings)
+    takes one ListObjectsV2 request per page (counted on boto3's client, against SeaweedFS)."""
+    store = open_store(f"s3://{s3_bucket}/lazy", _boto3(s3_settings))
     keys = [f"k{i:02d}" for i in range(9)]
     for key in keys:
         store.put(key, b"-")
@@ -108,7 +113,9 @@ def test_a_missing_bucket_is_a_configuration_error(s3_settings, client):
 
 
 def test_locations_are_parsed(s3_settings, tmp_path):
-    assert isinstance(open_store("s3://bucket/p/q", s3_settings), S3Store)
+    assert isinstance(open_store("s3://bucket/p/q", _boto3(s3_settings)), S3Store)
+    obstore = s3_settings.model_copy(update={"s3_client": "obstore"})
+    assert isinstance(open_store("s3://bucket/p/q", obstore), ObstoreS3Store)
     assert open_store("s3://bucket/p/q", s3_settings).uri("k") == "s3://bucket/p/q/k"
     assert isinstance(open_store(str(tmp_path), s3_settings), LocalStore)
     assert isinstance(open_store(f"file://{tmp_path}", s3_settings), LocalStore)
@@ -120,8 +127,8 @@ def test_locations_are_parsed(s3_settings, tmp_path):
 
 def test_stores_share_one_lean_client(s3_settings, s3_bucket):
     """Source and output stores share one client; uploads skip the 100-continue handshake."""
-    source = open_store(f"s3://{s3_bucket}/in", s3_settings)
-    output = open_store(f"s3://{s3_bucket}/out", s3_settings)
+    source = open_store(f"s3://{s3_bucket}/in", _boto3(s3_settings))
+    output = open_store(f"s3://{s3_bucket}/out", _boto3(s3_settings))
     assert source._client is output._client
     sent: list[dict[str, str]] = []
     events = source._client.meta.events
