@@ -132,6 +132,20 @@ _clients: dict[tuple[object, ...], object] = {}
 _clients_lock = threading.Lock()
 
 
+def _connection(settings: Settings) -> tuple[object, ...]:
+    """The settings a client's connections depend on: clients are shared per these."""
+    secret = settings.s3_secret_access_key
+    return (
+        settings.s3_endpoint_url,
+        settings.s3_region,
+        settings.s3_access_key_id,
+        secret.get_secret_value() if secret else None,
+        settings.s3_connect_timeout,
+        settings.s3_read_timeout,
+        settings.s3_max_attempts,
+    )
+
+
 def s3_client(settings: Settings):  # type: ignore[no-untyped-def]
     """The process's boto3 S3 client for these settings, shared by every store that uses them.
 
@@ -142,18 +156,7 @@ def s3_client(settings: Settings):  # type: ignore[no-untyped-def]
     it is one more round trip and parse on both sides), no client-side parameter validation
     (hemoscan builds every request itself), and checksums per ``HEMOSCAN_S3_CHECKSUMS``.
     """
-    secret = settings.s3_secret_access_key
-    key = (
-        settings.s3_endpoint_url,
-        settings.s3_region,
-        settings.s3_access_key_id,
-        secret.get_secret_value() if secret else None,
-        settings.s3_connect_timeout,
-        settings.s3_read_timeout,
-        settings.s3_max_attempts,
-        settings.s3_checksums,
-        settings.fetch_threads,
-    )
+    key = (*_connection(settings), settings.s3_checksums, settings.fetch_threads)
     with _clients_lock:
         if key not in _clients:
             _clients[key] = _new_client(settings)
@@ -289,17 +292,7 @@ def _obstore_store(bucket: str, settings: Settings):  # type: ignore[no-untyped-
     """The process's obstore S3 store of ``bucket`` for these settings (one connection pool a
     bucket: obstore stores are scoped to one bucket, and thread-safe)."""
     secret = settings.s3_secret_access_key
-    key = (
-        "obstore",
-        bucket,
-        settings.s3_endpoint_url,
-        settings.s3_region,
-        settings.s3_access_key_id,
-        secret.get_secret_value() if secret else None,
-        settings.s3_connect_timeout,
-        settings.s3_read_timeout,
-        settings.s3_max_attempts,
-    )
+    key = ("obstore", bucket, *_connection(settings))
     with _clients_lock:
         if key not in _clients:
             from datetime import timedelta
