@@ -44,6 +44,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -57,6 +58,8 @@ DEFAULT_TEMPERATURE = 10.0
 TOLERANCE_PX = 1
 #: Margin of the peak hinge, on the map scaled to [-1, 1].
 MARGIN = 0.1
+#: Weight of a lesion cell against a normal one in the lesion-map loss.
+SEG_POS_WEIGHT = 10.0
 
 
 @dataclass
@@ -114,30 +117,86 @@ def pointing_loss(cam, target, temperature: float = DEFAULT_TEMPERATURE, margin:
     return mass + tf.nn.relu(best_out - best_in + margin)
 
 
-def make_train_step(model, optimizer, cam_weight: float, temperature: float, layer: str):
-    """A compiled step: (images, masks, labels, sample weights) -> (bce, pointing loss)."""
+def lesion_cells(masks, factor: int):
+    """(N, H, W, 1) masks in [0, 1] -> (N, H/factor, W/factor, 1): 1 where any pixel of the
+    cell is lesion (a 2 mm bleed still marks its cell), the lesion-map head's target."""
+    import tensorflow as tf
+
+    return tf.cast(tf.nn.max_pool2d(masks, factor, factor, "VALID") > 0.5, tf.float32)
+
+
+def lesion_map_loss(seg_logits, cells, pos_weight: float = SEG_POS_WEIGHT):
+    """Mean per-cell binary cross-entropy of the lesion-map head, positive cells weighted by
+    ``pos_weight`` (lesion cells are rare), over every cell of every slice: normal slices teach
+    the mimics (calcifications, dense sinuses, the inner table) as 0."""
+    import tensorflow as tf
+
+    loss = tf.nn.weighted_cross_entropy_with_logits(cells, seg_logits, pos_weight)
+    return tf.reduce_mean(loss)
+
+
+def lesion_head(model, layer: str = "last_conv"):
+    """The training-only lesion-map head: a 1 x 1 convolution reading ``layer``'s channels.
+    It is never saved: the served network is unchanged, but its features must make every
+    lesion cell linearly visible, which is dense supervision (one target per cell instead of
+    one per slice) for the same conv layers the classifier and Grad-CAM read."""
+    import keras
+
+    head = keras.layers.Conv2D(1, 1, name="lesion_map_head")
+    head.build(model.get_layer(layer).output.shape)
+    return head
+
+
+def make_train_step(
+    model,
+    optimizer,
+    cam_weight: float,
+    temperature: float,
+    layer: str,
+    seg_weight: float = 0.0,
+    head=None,
+):
+    """A compiled step: (images, masks, labels, sample weights) -> (bce, pointing, lesion-map
+    loss). ``cam_weight`` 0 skips Grad-CAM's inner tape (a first-order step, about half the
+    cost); ``seg_weight`` > 0 needs ``head`` (``lesion_head``), trained with the network."""
+    import keras
     import tensorflow as tf
 
     from hybrid_model.gradcam import gradcam_model, weighted_activations
 
     view = gradcam_model(model, layer)
+    plain = keras.Model(model.inputs, [model.get_layer(layer).output, model.get_layer("logit").output])
     factor = int(model.input_shape[1]) // int(model.get_layer(layer).output.shape[1])
-    variables = model.trainable_variables
+    variables = list(model.trainable_variables)
+    if seg_weight > 0:
+        variables += list(head.trainable_variables)
+    zero = tf.constant(0.0)
 
     @tf.function(reduce_retracing=True)
     def step(images, masks, labels, weights):
         with tf.GradientTape() as outer:
-            cam, logit, _ = weighted_activations(view, images)
-            cam = tf.nn.relu(cam)  # the served map (see the module docstring)
-            target = cell_targets(masks, factor)
-            positive = tf.cast(tf.reduce_max(target, axis=(1, 2)) > 0, tf.float32)
-            point = tf.reduce_sum(pointing_loss(cam, target, temperature) * positive)
-            point = point / tf.maximum(tf.reduce_sum(positive), 1.0)
+            if cam_weight > 0:
+                acts = None
+                cam, logit, _ = weighted_activations(view, images)
+                cam = tf.nn.relu(cam)  # the served map (see the module docstring)
+                target = cell_targets(masks, factor)
+                positive = tf.cast(tf.reduce_max(target, axis=(1, 2)) > 0, tf.float32)
+                point = tf.reduce_sum(pointing_loss(cam, target, temperature) * positive)
+                point = point / tf.maximum(tf.reduce_sum(positive), 1.0)
+            else:
+                acts, logit = plain(images, training=False)
+                point = zero
             bce = tf.nn.sigmoid_cross_entropy_with_logits(labels[:, None], logit)[:, 0]
             bce = tf.reduce_sum(bce * weights) / tf.reduce_sum(weights)
             loss = bce + cam_weight * point
+            seg = zero
+            if seg_weight > 0:
+                if acts is None:
+                    acts = view(images, training=False)[0]
+                seg = lesion_map_loss(head(acts), lesion_cells(masks, factor))
+                loss = loss + seg_weight * seg
         optimizer.apply_gradients(zip(outer.gradient(loss, variables), variables, strict=True))
-        return bce, point
+        return bce, point, seg
 
     return step
 
@@ -211,12 +270,16 @@ def guided_fine_tune(
     pointing_subset: int = 200,
     layer: str = "last_conv",
     grey_share: float = 0.0,
+    seg_weight: float = 0.0,
+    checkpoint: str | Path | None = None,
     show: bool = True,
 ) -> GuidanceResult:
     """Fine-tune ``model`` in place with the Grad-CAM pointing loss; keep the best epoch.
 
     ``images`` are uint8 N x H x W x 3 (as ``data.LabelledSet``), ``masks`` uint8 N x H x W in
     the model's geometry (0 for negatives). The model ends with the weights of the best epoch.
+    ``cam_weight`` 0 with ``seg_weight`` > 0 trains with the lesion-map head only (first order).
+    The learning rate halves after two epochs without a better score.
     """
     import keras
 
@@ -225,7 +288,8 @@ def guided_fine_tune(
     rng = np.random.default_rng(seed)
     # Clipped: the second-order pointing term can spike on a hard batch and kill the ReLUs.
     optimizer = keras.optimizers.Adam(learning_rate, clipnorm=1.0)
-    step = make_train_step(model, optimizer, cam_weight, temperature, layer)
+    head = lesion_head(model, layer) if seg_weight > 0 else None
+    step = make_train_step(model, optimizer, cam_weight, temperature, layer, seg_weight, head)
     result = GuidanceResult()
     # One GradCam for every validation pass: it reads the live weights, so it is traced once.
     cam = GradCam(model, layer_name=layer, model_batch=batch_size)
@@ -241,20 +305,23 @@ def guided_fine_tune(
         started = time.time()
         rng.shuffle(order)
         bar = keras.utils.Progbar(steps, verbose=keras_verbosity(show), unit_name="batch")
-        sums = np.zeros(2)
+        sums = np.zeros(3)
         for i in range(steps):
             idx = np.sort(order[i * batch_size : (i + 1) * batch_size])
             x, m = _augment(rng, images[idx], masks[idx], grey_share)
             y = labels[idx].astype(np.float32)
             w = np.where(y > 0.5, class_weights[1], class_weights[0]).astype(np.float32)
-            bce, point = step(x, m, y, w)
-            sums += (float(bce), float(point))
-            bar.update(i + 1, [("bce", float(bce)), ("pointing_loss", float(point))])
+            losses = [float(v) for v in step(x, m, y, w)]
+            sums += losses
+            shown = zip(("bce", "pointing_loss", "lesion_map_loss"), losses, (1, cam_weight, seg_weight))
+            bar.update(i + 1, [(name, v) for name, v, on in shown if on])
         auc, pointing = validation_scores(model, *val_args)
         record = {
             "epoch": epoch,
             "bce": round(sums[0] / steps, 5),
             "pointing_loss": round(sums[1] / steps, 5),
+            "lesion_map_loss": round(sums[2] / steps, 5),
+            "learning_rate": float(optimizer.learning_rate.numpy()),
             "val_auc": round(auc, 5),
             "val_pointing": round(pointing, 4),
             "seconds": round(time.time() - started, 1),
@@ -273,6 +340,10 @@ def guided_fine_tune(
             stale += 1
             if stale >= patience:
                 break
+            if stale % 2 == 0:  # a plateau: halve the step (as ReduceLROnPlateau)
+                optimizer.learning_rate.assign(optimizer.learning_rate * 0.5)
+        if checkpoint is not None and result.best_epoch == epoch:
+            model.save_weights(checkpoint)  # a session that ends keeps the best epoch so far
     model.set_weights(best_weights)
     return result
 
@@ -286,11 +357,15 @@ def keras_verbosity(show: bool) -> int:
     return 1 if sys.stdout.isatty() else 2
 
 
-def describe(result: GuidanceResult, cam_weight: float, temperature: float) -> dict[str, Any]:
+def describe(
+    result: GuidanceResult, cam_weight: float, temperature: float, seg_weight: float = 0.0
+) -> dict[str, Any]:
     """The JSON-able summary stored in the metrics and the model metadata."""
     return {
-        "method": "Grad-CAM pointing loss on phantom lesion masks (hybrid_model/guidance.py)",
+        "method": "Grad-CAM pointing loss and/or a training-only lesion-map head on phantom "
+        "lesion masks (hybrid_model/guidance.py)",
         "cam_weight": cam_weight,
+        "seg_weight": seg_weight,
         "temperature": temperature,
         "best_epoch": result.best_epoch,
         "history": result.history,

@@ -230,6 +230,7 @@ def train(
     filters: tuple[int, ...] | None = None,
     grey_share: float = 0.0,
     target_specificity: float = 0.95,
+    seg_weight: float = 0.0,
 ) -> dict[str, Any]:
     """Train, save the best model to ``out_path`` with metadata, return the validation metrics.
 
@@ -239,7 +240,9 @@ def train(
     from a narrower one, see ``_warm_start``). ``grey_share``: the share of three-window
     training slices redrawn per batch as grey exports of a random window
     (``augment.windowed_grey``). ``target_specificity``: the stored threshold is the lowest
-    reaching it on the calibrated validation probabilities.
+    reaching it on the calibrated validation probabilities. ``seg_weight`` > 0 adds the
+    training-only lesion-map head (``guidance.lesion_head``: per-cell cross-entropy against the
+    masks, weighted by it); like ``cam_weight`` it needs ``masks/`` and runs the guided loop.
     """
     import keras
     from sklearn.utils.class_weight import compute_class_weight
@@ -266,16 +269,24 @@ def train(
     train_idx, val_idx = split(data, val_split, seed)
     log.info("training on %d images, validating on %d", len(train_idx), len(val_idx))
     weights = compute_class_weight("balanced", classes=np.array([0, 1]), y=data.labels[train_idx])
-    guided = cam_weight > 0
+    guided = cam_weight > 0 or seg_weight > 0
     temperature = cam_temperature or DEFAULT_TEMPERATURE
     if guided and not data.masks:
-        raise DatasetError(f"{data_dir}: Grad-CAM guidance needs masks/ beside the images")
+        raise DatasetError(f"{data_dir}: training with lesion masks needs masks/ beside the images")
 
     if initial_model is not None:
         _warm_start(model, initial_model)
     if guided:
         masks = _load_masks(data, size)
-        log.info("Grad-CAM guidance: %d lesion masks, weight %.2f", len(data.masks), cam_weight)
+        # The best epoch so far, for a run stopped before it ends (the plain loop's checkpoint).
+        checkpoint = Path(out_path).with_name(Path(out_path).stem + ".best.weights.h5")
+        checkpoint.parent.mkdir(parents=True, exist_ok=True)
+        log.info(
+            "lesion masks: %d; Grad-CAM guidance weight %.2f, lesion-map weight %.2f",
+            len(data.masks),
+            cam_weight,
+            seg_weight,
+        )
         guidance = guided_fine_tune(
             model,
             data.images,
@@ -293,8 +304,11 @@ def train(
             seed=seed,
             pointing_subset=pointing_subset,
             grey_share=grey_share,
+            seg_weight=seg_weight,
+            checkpoint=checkpoint,
             show=True,
         )
+        checkpoint.unlink(missing_ok=True)  # the best epoch is in the model now
         epochs_run = len(guidance.history)
     else:
         epochs_run = _fit(
@@ -319,7 +333,7 @@ def train(
     metrics["epochs_run"] = epochs_run
     metrics["train_seconds"] = round(time.time() - started, 1)
     if guided:
-        metrics["gradcam_guidance"] = describe(guidance, cam_weight, temperature)
+        metrics["gradcam_guidance"] = describe(guidance, cam_weight, temperature, seg_weight)
     render_metrics(metrics, title=f"validation ({len(val_idx)} images)")
 
     if phantom_trained is None:
@@ -345,10 +359,21 @@ def train(
             "grey exports of a random window (hybrid_model/augment.py)"
         )
     if guided:
+        parts = []
+        if cam_weight > 0:
+            parts.append(
+                f"a Grad-CAM pointing loss (weight {cam_weight}, temperature {temperature}) "
+                "pulled the map's peak onto the lesion"
+            )
+        if seg_weight > 0:
+            parts.append(
+                f"a training-only lesion-map head on last_conv (weight {seg_weight}) learned "
+                "every lesion cell"
+            )
         metadata["auxiliary_supervision"] = (
-            "lesion masks of the synthetic phantoms guided training: a Grad-CAM pointing loss "
-            f"(weight {cam_weight}, temperature {temperature}) pulled the map's peak onto the "
-            "lesion; the network is unchanged; phantom-trained, NOT clinically valid"
+            "lesion masks of the synthetic phantoms guided training: "
+            + "; ".join(parts)
+            + "; the served network is unchanged; phantom-trained, NOT clinically valid"
         )
     save_model(model, out_path, metadata)
     metrics_path(out_path).write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")

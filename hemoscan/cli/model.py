@@ -195,6 +195,14 @@ def register(subparsers) -> None:
         "--init and --learning-rate 0.0002; phantoms have masks)",
     )
     p.add_argument(
+        "--seg-weight",
+        type=float,
+        default=0.0,
+        help="lesion-map supervision: weight of a per-cell cross-entropy of a training-only "
+        "1x1 head on last_conv against the masks in DATA/masks/ (dense supervision; the saved "
+        "network is unchanged; default 0: off; the demo's stage 7 used 1.0)",
+    )
+    p.add_argument(
         "--filters",
         type=_filters,
         default=None,
@@ -392,6 +400,7 @@ def _train(args) -> int:
             pooled_blocks=args.pooled_blocks,
             row_steps=args.row_steps,
             cam_weight=args.cam_weight,
+            seg_weight=args.seg_weight,
             cam_temperature=args.cam_temperature,
             filters=args.filters,
             grey_share=args.grey_share,

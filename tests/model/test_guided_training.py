@@ -54,3 +54,57 @@ def test_train_with_guidance_saves_the_same_network_with_its_history(tmp_path):
     assert len(loaded.model.outputs) == 1
     assert "Grad-CAM pointing loss" in loaded.metadata["auxiliary_supervision"]
     assert loaded.metadata["phantom_trained"] is True
+
+
+def test_lesion_map_steps_learn_the_mask_first_order():
+    """cam_weight 0, seg_weight 1: first-order steps lower the lesion-map loss of one batch, and
+    the head's cells over the lesion end above those elsewhere."""
+    import keras
+    import tensorflow as tf
+
+    from hybrid_model.guidance import lesion_cells, lesion_head, make_train_step
+
+    model = tiny_network(13)
+    images = blob_images(8, seed=5)
+    masks = np.zeros((8, 32, 32, 1), np.float32)
+    masks[:4, 24:30, 2:8] = 1.0
+    images[:4, 24:30, 2:8] += 0.4
+    labels = np.array([1, 1, 1, 1, 0, 0, 0, 0], np.float32)
+    head = lesion_head(model)
+    step = make_train_step(model, keras.optimizers.Adam(0.01), 0.0, 10.0, "last_conv", 1.0, head)
+    weights = np.ones(8, np.float32)
+    losses = []
+    for _ in range(60):
+        bce, point, seg = (float(v) for v in step(images, masks, labels, weights))
+        assert point == 0.0  # no Grad-CAM tape in a first-order step
+        losses.append(seg)
+    assert np.isfinite(losses).all()
+    assert np.mean(losses[-5:]) < 0.5 * np.mean(losses[:5])
+    acts = keras.Model(model.inputs, model.get_layer("last_conv").output)(images)
+    seg_map = head(acts).numpy()[..., 0]
+    cells = lesion_cells(tf.constant(masks), 4).numpy()[..., 0] > 0
+    assert seg_map[cells].mean() > seg_map[~cells].mean() + 1.0
+
+
+def test_train_with_a_lesion_map_head_saves_the_served_network_only(tmp_path):
+    from hybrid_model.io import load_model
+    from hybrid_model.network import build_model
+    from hybrid_model.phantoms import generate
+    from hybrid_model.train import train
+
+    generate(tmp_path / "data", 16, seed=5, fmt="png", size=32)
+    out = tmp_path / "m.keras"
+    metrics = train(
+        tmp_path / "data", out, epochs=2, batch_size=4, val_split=0.25, size=32,
+        seg_weight=1.0, pointing_subset=4, patience=5,
+    )  # fmt: skip
+    guidance = metrics["gradcam_guidance"]
+    assert guidance["seg_weight"] == 1.0 and guidance["cam_weight"] == 0.0
+    assert all(record["pointing_loss"] == 0.0 for record in guidance["history"])
+    assert all(np.isfinite(record["lesion_map_loss"]) for record in guidance["history"])
+    loaded = load_model(out)
+    names = [layer.name for layer in loaded.model.layers]
+    assert names == [layer.name for layer in build_model((32, 32, 3)).layers]
+    assert "lesion_map_head" not in names
+    assert "lesion-map head" in loaded.metadata["auxiliary_supervision"]
+    assert not out.with_name("m.best.weights.h5").exists()

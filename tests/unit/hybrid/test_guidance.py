@@ -88,3 +88,25 @@ def test_guidance_without_masks_is_a_clear_error(tmp_path):
         mask.unlink()
     with pytest.raises(DatasetError, match="masks/"):
         train(tmp_path / "data", tmp_path / "m.keras", epochs=1, size=32, cam_weight=1.0)
+
+
+def test_lesion_cells_mark_every_cell_a_lesion_pixel_touches():
+    from hybrid_model.guidance import lesion_cells
+
+    masks = np.zeros((1, 8, 8, 1), np.float32)
+    masks[0, 0, 0] = 1.0  # one pixel in the corner of cell (0, 0)
+    masks[0, 5:7, 5:7] = 1.0  # inside cell (1, 1)
+    cells = lesion_cells(tf.constant(masks), 4).numpy()[0, ..., 0]
+    np.testing.assert_array_equal(cells, [[1, 0], [0, 1]])
+
+
+def test_lesion_map_loss_weighs_lesion_cells():
+    from hybrid_model.guidance import lesion_map_loss
+
+    cells = tf.constant([[[[1.0]], [[0.0]]]])  # (1, 2, 1, 1)
+    missed_lesion = tf.constant([[[[-2.0]], [[-2.0]]]])
+    false_alarm = tf.constant([[[[2.0]], [[2.0]]]])
+    # The same logit error costs pos_weight times more on a lesion cell.
+    a = float(lesion_map_loss(missed_lesion, cells, pos_weight=10.0))
+    b = float(lesion_map_loss(false_alarm, cells, pos_weight=10.0))
+    assert a > 5 * b
