@@ -272,6 +272,7 @@ def guided_fine_tune(
     grey_share: float = 0.0,
     seg_weight: float = 0.0,
     checkpoint: str | Path | None = None,
+    max_seconds: float | None = None,
     show: bool = True,
 ) -> GuidanceResult:
     """Fine-tune ``model`` in place with the Grad-CAM pointing loss; keep the best epoch.
@@ -279,7 +280,8 @@ def guided_fine_tune(
     ``images`` are uint8 N x H x W x 3 (as ``data.LabelledSet``), ``masks`` uint8 N x H x W in
     the model's geometry (0 for negatives). The model ends with the weights of the best epoch.
     ``cam_weight`` 0 with ``seg_weight`` > 0 trains with the lesion-map head only (first order).
-    The learning rate halves after two epochs without a better score.
+    The learning rate halves after two epochs without a better score. ``max_seconds``: no
+    epoch starts that would end past this budget (judged by the longest epoch so far).
     """
     import keras
 
@@ -301,8 +303,14 @@ def guided_fine_tune(
     best_score, best_weights, stale = 3.0 * auc + pointing, model.get_weights(), 0
     order = np.array(train_idx)
     steps = max(1, len(order) // batch_size)
+    begun, longest = time.time(), 0.0
     for epoch in range(1, epochs + 1):
         started = time.time()
+        if max_seconds is not None and started - begun + longest > max_seconds:
+            log.info("time budget of %.0f s reached after %d epochs", max_seconds, epoch - 1)
+            if show:
+                print(f"time budget reached after {epoch - 1} epochs")
+            break
         rng.shuffle(order)
         bar = keras.utils.Progbar(steps, verbose=keras_verbosity(show), unit_name="batch")
         sums = np.zeros(3)
@@ -327,6 +335,7 @@ def guided_fine_tune(
             "seconds": round(time.time() - started, 1),
         }
         result.history.append(record)
+        longest = max(longest, time.time() - started)
         if show:
             print(
                 f"epoch {epoch}/{epochs}: val_auc {auc:.4f} val_pointing {pointing:.3f} "

@@ -231,6 +231,7 @@ def train(
     grey_share: float = 0.0,
     target_specificity: float = 0.95,
     seg_weight: float = 0.0,
+    max_minutes: float | None = None,
 ) -> dict[str, Any]:
     """Train, save the best model to ``out_path`` with metadata, return the validation metrics.
 
@@ -306,6 +307,7 @@ def train(
             grey_share=grey_share,
             seg_weight=seg_weight,
             checkpoint=checkpoint,
+            max_seconds=max_minutes * 60 if max_minutes else None,
             show=True,
         )
         checkpoint.unlink(missing_ok=True)  # the best epoch is in the model now

@@ -203,6 +203,13 @@ def register(subparsers) -> None:
         "network is unchanged; default 0: off; the demo's stage 7 used 1.0)",
     )
     p.add_argument(
+        "--max-minutes",
+        type=float,
+        default=None,
+        help="with --cam-weight or --seg-weight: start no epoch that would end after this many "
+        "minutes of training (default: no limit)",
+    )
+    p.add_argument(
         "--filters",
         type=_filters,
         default=None,
@@ -401,6 +408,7 @@ def _train(args) -> int:
             row_steps=args.row_steps,
             cam_weight=args.cam_weight,
             seg_weight=args.seg_weight,
+            max_minutes=args.max_minutes,
             cam_temperature=args.cam_temperature,
             filters=args.filters,
             grey_share=args.grey_share,
