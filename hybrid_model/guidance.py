@@ -165,7 +165,9 @@ def make_train_step(
     from hybrid_model.gradcam import gradcam_model, weighted_activations
 
     view = gradcam_model(model, layer)
-    plain = keras.Model(model.inputs, [model.get_layer(layer).output, model.get_layer("logit").output])
+    plain = keras.Model(
+        model.inputs, [model.get_layer(layer).output, model.get_layer("logit").output]
+    )
     factor = int(model.input_shape[1]) // int(model.get_layer(layer).output.shape[1])
     variables = list(model.trainable_variables)
     if seg_weight > 0:
@@ -321,7 +323,12 @@ def guided_fine_tune(
             w = np.where(y > 0.5, class_weights[1], class_weights[0]).astype(np.float32)
             losses = [float(v) for v in step(x, m, y, w)]
             sums += losses
-            shown = zip(("bce", "pointing_loss", "lesion_map_loss"), losses, (1, cam_weight, seg_weight))
+            shown = zip(
+                ("bce", "pointing_loss", "lesion_map_loss"),
+                losses,
+                (1, cam_weight, seg_weight),
+                strict=True,
+            )
             bar.update(i + 1, [(name, v) for name, v, on in shown if on])
         auc, pointing = validation_scores(model, *val_args)
         record = {

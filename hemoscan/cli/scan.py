@@ -68,6 +68,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     res.add_argument("--csv", action="store_true", help="CSV on standard output")
     res.set_defaults(func=_results)
 
+    heat = subparsers.add_parser(
+        "heatmap",
+        help="render one scored image's Grad-CAM overlay to a PNG file",
+        description="Draws the overlay of one scored image of JOB again, from its stored raw "
+        "map and its source object (no model needed): for any image, flagged or not, whether "
+        "or not an overlay PNG was written. KEY is the object key as `hemoscan results JOB` "
+        "lists it; a NIfTI volume needs --slice.",
+    )
+    heat.add_argument("job", metavar="JOB", help="job name or id")
+    heat.add_argument("key", metavar="KEY", help="the object key of the image in JOB's source")
+    heat.add_argument("--out", type=Path, required=True, help="PNG file to write")
+    heat.add_argument(
+        "--slice", type=int, default=None, help="slice index within a volume (0 = most inferior)"
+    )
+    heat.set_defaults(func=_heatmap)
+
     report = subparsers.add_parser(
         "report",
         help="write a job's HTML report: summary, failures, metrics, flagged list with heatmaps",
@@ -171,6 +187,24 @@ def _results(args: argparse.Namespace) -> int:
     write = write_series_results if args.series else write_results
     with _sessions().begin() as session:
         write(session, find_job(session, args.job), args.positives, args.csv, Console())
+    return 0
+
+
+def _heatmap(args: argparse.Namespace) -> int:
+    from hemoscan.reporting.heatmap import render_heatmap
+    from hemoscan.storage import write_atomic
+    from schema.jobs import find_job
+
+    with _sessions().begin() as session:
+        job = find_job(session, args.job)
+        rendered = render_heatmap(session, job, args.key, get_settings(), args.slice)
+    write_atomic(args.out, rendered.png)
+    where = f" slice {rendered.slice_index} of {rendered.slices}" if rendered.slices > 1 else ""
+    verdict = "flagged" if rendered.label else "not flagged"
+    console.print(
+        f"wrote {args.out}:{where} p={rendered.probability:.4f} ({verdict}); research and "
+        "triage only, not a diagnosis"
+    )
     return 0
 
 

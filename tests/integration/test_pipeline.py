@@ -9,6 +9,7 @@ import json
 import urllib.error
 import urllib.request
 import uuid
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -201,3 +202,52 @@ def test_embedded_series_from_a_manifest_column_and_from_folders(base_env, tmp_p
     assert "patient-" not in dump and "exam-9/" in dump  # keys stay; series names do not
     listed = run_cli(["results", "m", "--series", "--csv"], env).stdout.splitlines()
     assert len(listed) == 4 and listed[0].startswith("study,series,source")
+
+
+def test_heatmap_rendered_on_demand_matches_the_written_overlay(base_env, tmp_path):
+    """`hemoscan heatmap` draws an image's overlay again from its stored map and its source
+    (a DICOM slice, and one slice of a NIfTI volume, which needs --slice); it matches the
+    overlay the worker wrote (the stored map is float16: a level or two of difference)."""
+    from sqlalchemy import create_engine, text
+
+    from tests.utils.archive import dicom_series_to_nifti, make_series
+
+    records = make_series(tmp_path / "src", 1, seed=77, size=96)
+    files = [Path(r["file"]) for r in records]
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    (archive / "one.dcm").write_bytes(files[len(files) // 2].read_bytes())
+    dicom_series_to_nifti(files, archive / "vol.nii.gz")
+    env = {**base_env, "HEMOSCAN_HEAD_GATE": "false"}
+    run_cli(["scan", str(archive), "--job", "h"], env)
+    engine = create_engine(f"sqlite:///{tmp_path}/data/hemoscan.db")
+    with engine.connect() as conn:
+        overlays = dict(
+            conn.execute(
+                text(
+                    "SELECT s.object_key || ':' || p.slice_index, p.overlay_uri "
+                    "FROM predictions p JOIN scans s ON s.id = p.scan_id"
+                )
+            ).all()
+        )
+    engine.dispose()
+    assert f"vol.nii.gz:{len(files) - 1}" in overlays and "one.dcm:0" in overlays
+    for key, extra, written in (
+        ("one.dcm", [], overlays["one.dcm:0"]),
+        ("vol.nii.gz", ["--slice", "2"], overlays["vol.nii.gz:2"]),
+    ):
+        out = tmp_path / f"{key}.png"
+        done = run_cli(["heatmap", "h", key, "--out", str(out), *extra], env)
+        assert "not a diagnosis" in " ".join((done.stdout + done.stderr).split())
+        again, stored = cv2.imread(str(out)), cv2.imread(written)
+        assert again is not None and again.shape == stored.shape
+        assert np.abs(again.astype(int) - stored.astype(int)).max() <= 3
+    whole = run_cli(
+        ["heatmap", "h", "vol.nii.gz", "--out", str(tmp_path / "x.png")], env, check=False
+    )
+    assert whole.returncode != 0 and "--slice" in whole.stderr + whole.stdout
+    nothing = run_cli(
+        ["heatmap", "h", "nope.dcm", "--out", str(tmp_path / "y.png")], env, check=False
+    )
+    assert nothing.returncode != 0 and "no scored image" in nothing.stderr + nothing.stdout
+    assert not (tmp_path / "x.png").exists() and not (tmp_path / "y.png").exists()

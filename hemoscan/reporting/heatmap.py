@@ -1,0 +1,117 @@
+"""One image's Grad-CAM overlay rendered on demand (``hemoscan heatmap JOB KEY --out FILE``).
+
+The worker stores every scored image's raw map (``predictions.raw_map_uri``, the map at the
+model's input resolution); the overlay is that map blended on the image, so it can be drawn
+again at any time from the source object and the map, without the model: the overlay PNG a
+worker writes is a convenience for the images people look at first, not the only copy of the
+evidence.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+import numpy as np
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from hemoscan.errors import HemoscanError, StorageError
+from hemoscan.privacy import shown_key
+from hemoscan.settings import Settings
+from hemoscan.storage import open_object, open_store
+from schema.models import Job, Prediction, Scan
+
+DEFAULT_INPUT_SIZE = 256
+
+
+class HeatmapUnavailable(HemoscanError):
+    """The image was not scored in this job, or its map or source object cannot be read."""
+
+
+@dataclass(frozen=True)
+class Rendered:
+    png: bytes
+    probability: float
+    label: bool
+    slice_index: int
+    slices: int  # images the object holds in this job (a NIfTI volume: one per axial slice)
+
+
+def _prediction(session: Session, job: Job, key: str, slice_index: int | None, shown: str):
+    rows = session.execute(
+        select(
+            Prediction.slice_index, Prediction.probability, Prediction.label, Prediction.raw_map_uri
+        )  # fmt: skip
+        .join(Scan, Scan.id == Prediction.scan_id)
+        .where(Prediction.job_id == job.id, Scan.object_key == key)
+        .order_by(Prediction.slice_index)
+    ).all()
+    if not rows:
+        raise HeatmapUnavailable(
+            f"{shown}: no scored image of this key in job {job.name!r} "
+            "(see `hemoscan results JOB` for the keys, `hemoscan status JOB` for failures)"
+        )
+    if slice_index is None:
+        if len(rows) > 1:
+            raise HeatmapUnavailable(
+                f"{shown} holds {len(rows)} scored slices: choose one with --slice "
+                f"({rows[0][0]} to {rows[-1][0]})"
+            )
+        return rows[0], len(rows)
+    for row in rows:
+        if row[0] == slice_index:
+            return row, len(rows)
+    raise HeatmapUnavailable(
+        f"{shown}: no scored slice {slice_index} (slices {rows[0][0]} to {rows[-1][0]})"
+    )
+
+
+def _input_size(settings: Settings) -> int:
+    from hybrid_model.metadata import read_metadata
+
+    try:
+        return int(read_metadata(settings.model_path).get("input_size", DEFAULT_INPUT_SIZE))
+    except (HemoscanError, OSError, ValueError):
+        return DEFAULT_INPUT_SIZE
+
+
+def render_heatmap(
+    session: Session, job: Job, key: str, settings: Settings, slice_index: int | None = None
+) -> Rendered:
+    """The overlay PNG of one scored image of ``job``, from its stored map and its source."""
+    from hybrid_model.errors import ImageError
+    from hybrid_model.preprocess import decode_object
+    from hybrid_model.render import overlay_png
+    from workers.pipeline import decode_options
+
+    shown = shown_key(key, settings.log_keys)
+    (index, probability, label, map_uri), slices = _prediction(
+        session, job, key, slice_index, shown
+    )
+    if not map_uri:
+        raise HeatmapUnavailable(
+            f"{shown}: no map was stored for this image (it was scored with "
+            "HEMOSCAN_HEATMAPS=none or positives); rescore with `hemoscan scan --rescore`"
+        )
+    try:
+        store, map_key = open_object(map_uri, settings)
+        cam = np.load(io.BytesIO(store.get(map_key)), allow_pickle=False).astype(np.float32)
+        source = open_store(job.source_uri, settings)
+        data = source.get(key, max_bytes=settings.max_object_bytes)
+    except StorageError as exc:
+        raise HeatmapUnavailable(f"{shown}: {exc}") from None
+    except ValueError:
+        raise HeatmapUnavailable(f"{shown}: the stored map is not a readable .npy") from None
+    try:
+        decoded = decode_object(
+            data, shown, size=_input_size(settings), options=decode_options(settings)
+        )
+    except ImageError as exc:
+        raise HeatmapUnavailable(
+            f"{shown}: the source object no longer decodes ({exc.reason})"
+        ) from None
+    image = next((d.pixels for d in decoded if d.placement.index == index), None)
+    if image is None:
+        raise HeatmapUnavailable(f"{shown}: the source object has changed since it was scored")
+    return Rendered(overlay_png(image, cam), float(probability), bool(label), int(index), slices)
