@@ -23,8 +23,9 @@ ENV_PREFIX = "HEMOSCAN_"
 class HeatmapPolicy(StrEnum):
     """Which images get their Grad-CAM heatmaps written to the object store."""
 
-    ALL = "all"
-    POSITIVES = "positives"
+    ALL = "all"  # the raw map and the overlay PNG of every scored image
+    MAPS = "maps"  # the raw map of every image, the overlay of flagged images only
+    POSITIVES = "positives"  # both, for flagged images only
     NONE = "none"
 
 
@@ -147,7 +148,11 @@ class Settings(BaseSettings):
         description="Images per model call (a fixed shape, compiled once); at most the batch size.",
     )
     heatmaps: HeatmapPolicy = Field(
-        default=HeatmapPolicy.ALL, description="Heatmaps to write: all, positives or none."
+        default=HeatmapPolicy.ALL,
+        description="Heatmaps to write: all (raw map and overlay PNG of every image), maps (the "
+        "raw map of every image, the overlay of flagged ones only: one object fewer per normal "
+        "image; `hemoscan heatmap` and the report draw the others from the map), positives "
+        "(both, flagged images only) or none.",
     )
     allow_non_ct: bool = Field(
         default=False, description="Score DICOM of other modalities instead of rejecting them."

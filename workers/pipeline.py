@@ -39,7 +39,6 @@ from schema.rules import WritePlan
 from schema.series import SeriesRef
 from workers.runtime import Runtime, release_free_memory
 from workers.timing import (
-    HEATMAP_OBJECTS,
     IMAGE_STAGES,
     BatchTimes,
     ImageTimes,
@@ -79,6 +78,7 @@ class Item:
     message: str | None = None
     transient: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    objects_written: int = 0  # heatmap objects put for its images
     # Thread CPU ms per stage, by stage name: a dict only while an observer watches the batch.
     cpu_ms: dict[str, float] | None = None
 
@@ -99,7 +99,7 @@ def image_times(item: Item) -> ImageTimes:
     """The observer's record of one scored item, from its ``timings`` and ``cpu_ms``."""
     cpu = item.cpu_ms or {}
     wall = {stage: item.timings.get(f"{stage}_ms", 0.0) for stage in IMAGE_STAGES}
-    written = HEATMAP_OBJECTS if "upload_ms" in item.timings else 0
+    written = item.objects_written
     return ImageTimes(
         scan_id=item.scan_id,
         key=item.shown,
@@ -195,7 +195,8 @@ def _write_heatmaps(
     cpu = item.cpu_ms
     started = time.perf_counter()
     cpu_at = time.thread_time() if cpu is not None else 0.0
-    overlay = overlay_png(image, cam)
+    # MAPS: the overlay only for a flagged image (any other is drawn on demand from the map).
+    overlay = overlay_png(image, cam) if label or policy is not HeatmapPolicy.MAPS else None
     raw = raw_map_npy(cam)
     del image
     encoded = time.perf_counter()
@@ -205,8 +206,9 @@ def _write_heatmaps(
     overlay_key, raw_key = heatmap_keys(
         job_id, item.key, placement.index if placement.volume else None
     )
-    overlay_uri = rt.output.put(overlay_key, overlay, "image/png")
+    overlay_uri = None if overlay is None else rt.output.put(overlay_key, overlay, "image/png")
     raw_uri = rt.output.put(raw_key, raw, "application/octet-stream")
+    item.objects_written += 1 if overlay is None else 2
     # Summed over a volume's slices (one image: its own figures).
     item.timings["render_ms"] = item.timings.get("render_ms", 0.0) + (encoded - started) * 1000
     item.timings["upload_ms"] = (

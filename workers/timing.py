@@ -22,7 +22,8 @@ log = logging.getLogger(__name__)
 # Grad-CAM calls), commit (the transaction that records the rows), total (process_batch).
 IMAGE_STAGES = ("fetch", "decode", "render", "upload")
 BATCH_STAGES = ("lookup", "model", "commit", "total")
-HEATMAP_OBJECTS = 2  # objects written per image with heatmaps: the overlay and the raw map
+# Objects written per image with every heatmap (HEMOSCAN_HEATMAPS=all): overlay and raw map.
+HEATMAP_OBJECTS = 2
 
 
 @dataclass(frozen=True)
@@ -31,7 +32,8 @@ class ImageTimes:
 
     ``cpu_ms`` is ``time.thread_time()`` of the thread that ran the stage, so the work of other
     threads running meanwhile is not in it. A stage the heatmap policy skipped is 0.0, and
-    ``objects_written`` says whether it ran (0, or ``HEATMAP_OBJECTS``).
+    ``objects_written`` counts the heatmap objects put for it (0 to ``HEATMAP_OBJECTS``; a
+    volume's are summed over its slices).
     """
 
     scan_id: int

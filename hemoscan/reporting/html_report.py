@@ -93,9 +93,25 @@ class _Images:
         except (StorageError, OSError, HemoscanError) as exc:
             self.missing += 1
             return f"<span class=dim>overlay unavailable ({_esc(type(exc).__name__)})</span>"
+        return self._img(data)
+
+    def _img(self, data: bytes) -> str:
         self.embedded += 1
         encoded = base64.b64encode(data).decode("ascii")
         return f'<img alt="Grad-CAM overlay" src="data:image/png;base64,{encoded}">'
+
+    def drawn(self, session: Session, job: Job, key: str, index: int, uri: str | None) -> str:
+        """A key slice's overlay: the one written, or (inline mode, none written) drawn from
+        its stored map and source (``hemoscan.reporting.heatmap``)."""
+        if uri or self.mode != "inline":
+            return self.html(uri)
+        from hemoscan.reporting.heatmap import HeatmapUnavailable, render_heatmap
+
+        try:
+            png = render_heatmap(session, job, key, self.settings, index).png
+        except HeatmapUnavailable:
+            return self.html(None)
+        return self._img(png)
 
 
 _CSS = """
@@ -195,13 +211,13 @@ def _studies_html(session: Session, job: Job, fetch: _Images, limit: int) -> lis
                 if s.key_z_min is not None and s.key_z_max is not None
                 else "-"
             )
-            cells = "".join(
-                f"<div class=key>{_esc(where.get(int(k['prediction_id']), ('?', 0, None))[0])}"
-                f" p={k['probability']:.3f}<br>"
-                f"{fetch.html(where.get(int(k['prediction_id']), ('?', 0, None))[2])}</div>"
-                for k in (s.key_slices or [])
-                if s.label
-            )
+            cells = ""
+            for k in s.key_slices or [] if s.label else []:
+                key, index, uri = where.get(int(k["prediction_id"]), ("?", 0, None))
+                cells += (
+                    f"<div class=key>{_esc(key)} p={k['probability']:.3f}<br>"
+                    f"{fetch.drawn(session, job, key, index, uri)}</div>"
+                )
             prob = "-" if s.probability is None else f"{s.probability:.4f}"
             base = "-" if s.max_slice_probability is None else f"{s.max_slice_probability:.4f}"
             rows += (

@@ -251,3 +251,41 @@ def test_heatmap_rendered_on_demand_matches_the_written_overlay(base_env, tmp_pa
     )
     assert nothing.returncode != 0 and "no scored image" in nothing.stderr + nothing.stdout
     assert not (tmp_path / "x.png").exists() and not (tmp_path / "y.png").exists()
+
+    # HEMOSCAN_HEATMAPS=maps: overlays of flagged images only; the others are drawn on demand,
+    # and the report draws the key slices of flagged series that have none.
+    engine = create_engine(f"sqlite:///{tmp_path}/data/hemoscan.db")
+    with engine.connect() as conn:
+        probs = sorted(p for (p,) in conn.execute(text("SELECT probability FROM predictions")))
+    median = probs[len(probs) // 2]  # a threshold that flags about half the slices
+    maps_env = {**env, "HEMOSCAN_HEATMAPS": "maps", "HEMOSCAN_THRESHOLD": repr(median)}
+    run_cli(["scan", str(archive), "--job", "hm"], maps_env)
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT s.object_key, p.slice_index, p.label, p.overlay_uri, p.raw_map_uri "
+                "FROM predictions p JOIN scans s ON s.id = p.scan_id JOIN jobs j "
+                "ON j.id = p.job_id WHERE j.name = 'hm'"
+            )
+        ).all()
+    engine.dispose()
+    assert rows and all(raw for *_, raw in rows)
+    assert all(bool(overlay) == bool(label) for _, _, label, overlay, _ in rows)
+    unflagged = [(key, index) for key, index, label, _, _ in rows if not label]
+    assert unflagged and len(unflagged) < len(rows)
+    key, index = unflagged[0]
+    out = tmp_path / "unflagged.png"
+    run_cli(["heatmap", "hm", key, "--out", str(out), "--slice", str(index)], maps_env)
+    assert cv2.imread(str(out)) is not None
+    # The report's key-slice cells draw the same way where no overlay was written.
+    from hemoscan.reporting.html_report import _Images
+    from schema.db import session_factory
+    from schema.jobs import find_job
+
+    settings = load_settings(
+        data_dir=tmp_path / "data", model_path=env["HEMOSCAN_MODEL_PATH"], heatmaps="maps"
+    )
+    images = _Images(settings, "inline", 0)
+    with session_factory(f"sqlite:///{tmp_path}/data/hemoscan.db").begin() as session:
+        cell = images.drawn(session, find_job(session, "hm"), key, index, None)
+    assert cell.startswith("<img") and images.embedded == 1

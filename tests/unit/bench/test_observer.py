@@ -107,6 +107,34 @@ def test_the_observer_gets_one_record_per_scored_image_with_every_stage(
     assert all(batch.wall_ms[s] > 0 for s in ("lookup", "commit"))
 
 
+def test_maps_policy_writes_every_raw_map_and_overlays_of_flagged_images_only(
+    archive: tuple[Path, list[str]], runtime: Any
+) -> None:
+    """HEMOSCAN_HEATMAPS=maps: one object per normal image, two per flagged one; the rows say
+    which (no overlay URI where none was written) and the output holds exactly those."""
+    source, keys = archive
+    seen: list[BatchTimes] = []
+    rt = runtime(HeatmapPolicy.MAPS, seen.append)
+    job_id = _job(rt, source, keys)
+    process_batch(rt, job_id, keys)
+
+    [batch] = seen
+    with rt.sessions() as session:
+        rows = session.execute(
+            select(Prediction.label, Prediction.overlay_uri, Prediction.raw_map_uri).where(
+                Prediction.job_id == job_id
+            )
+        ).all()
+    flagged = sum(1 for label, _, _ in rows if label)
+    assert 0 < flagged < len(rows) == 6  # the fake model's probabilities straddle 0.5
+    assert all(raw for _, _, raw in rows)
+    assert all(bool(overlay) == label for label, overlay, _ in rows)
+    assert batch.objects_written == len(rows) + flagged
+    written = [o.key for o in rt.output.list()]
+    assert len(written) == len(rows) + flagged
+    assert sum(k.endswith(".overlay.png") for k in written) == flagged
+
+
 def test_skipped_heatmaps_still_give_every_stage_and_rows_keep_their_timings(
     archive: tuple[Path, list[str]], runtime: Any
 ) -> None:
