@@ -148,11 +148,11 @@ class Settings(BaseSettings):
         description="Images per model call (a fixed shape, compiled once); at most the batch size.",
     )
     heatmaps: HeatmapPolicy = Field(
-        default=HeatmapPolicy.ALL,
-        description="Heatmaps to write: all (raw map and overlay PNG of every image), maps (the "
-        "raw map of every image, the overlay of flagged ones only: one object fewer per normal "
-        "image; `hemoscan heatmap` and the report draw the others from the map), positives "
-        "(both, flagged images only) or none.",
+        default=HeatmapPolicy.MAPS,
+        description="Heatmaps to write: maps (the raw map of every image, the overlay PNG of "
+        "flagged ones only; `hemoscan heatmap` and the report draw any other overlay from its "
+        "map), all (raw map and overlay of every image: one more object per normal image), "
+        "positives (both, flagged images only) or none.",
     )
     allow_non_ct: bool = Field(
         default=False, description="Score DICOM of other modalities instead of rejecting them."

@@ -82,6 +82,10 @@ class Db:
         """Object key -> how many times its prediction row was written (1: scored once)."""
         return self._prediction_column(name, Prediction.writes)
 
+    def flagged(self, name: str) -> int:
+        """How many of the job's prediction rows are flagged positive."""
+        return sum(bool(v) for v in self._prediction_column(name, Prediction.label).values())
+
     def passes(self, name: str) -> dict[str, int]:
         """Object key -> the pass its prediction was computed in."""
         return self._prediction_column(name, Prediction.pass_number)

@@ -88,4 +88,8 @@ def test_same_archive_enqueued_twice_at_once(dist_env, archive, db, tmp_path):
         load_settings(s3_endpoint_url=dist_env["HEMOSCAN_S3_ENDPOINT_URL"]),
     )
     heatmaps = [o.key for o in out.list()]
-    assert len(heatmaps) == 2 * len(keys) and len(set(heatmaps)) == len(heatmaps)
+    # HEMOSCAN_HEATMAPS=maps (the default): a raw map per image, an overlay per flagged one.
+    flagged = db.flagged("twice")
+    assert sum(k.endswith(".map.npy") for k in heatmaps) == len(keys)
+    assert sum(k.endswith(".overlay.png") for k in heatmaps) == flagged
+    assert len(heatmaps) == len(keys) + flagged and len(set(heatmaps)) == len(heatmaps)

@@ -5,6 +5,7 @@ in the embedded mode (SQLite and a folder) through the same task code."""
 from __future__ import annotations
 
 import base64
+import io
 import json
 import urllib.error
 import urllib.request
@@ -37,13 +38,19 @@ def _flower_get(url: str, path: str, auth: bool = True) -> object:
 
 
 def _rows(db_url: str, job_name: str):  # type: ignore[no-untyped-def]
-    """The job's predictions (key, probability, overlay), failures (key -> reason), and how many
+    """The job's predictions (key, probability, overlay, label, raw map), failures (key -> reason), and how many
     times each prediction row was written (key -> writes; 1: scored once)."""
     engine = create_engine(db_url)
     with engine.connect() as conn:
         job_id = conn.scalar(select(Job.id).where(Job.name == job_name))
         preds = conn.execute(
-            select(Scan.object_key, Prediction.probability, Prediction.overlay_uri)
+            select(
+                Scan.object_key,
+                Prediction.probability,
+                Prediction.overlay_uri,
+                Prediction.label,
+                Prediction.raw_map_uri,
+            )
             .join(Prediction, Prediction.scan_id == Scan.id)
             .where(Prediction.job_id == job_id)
         ).all()
@@ -117,11 +124,16 @@ def test_distributed_scan_with_two_workers_and_flower(dist_env, tmp_path):
         assert writes == {f"ct/{p.name}": 1 for p in files}, "each image scored once"
         assert fails == bad
         out_store = open_store(f"s3://{dist_env['HEMOSCAN_TEST_BUCKET']}", settings)
-        for _, probability, overlay_uri in preds:
+        # The default HEMOSCAN_HEATMAPS=maps: every raw map, overlays of flagged images only.
+        for _, probability, overlay_uri, label, raw_uri in preds:
             assert 0.0 <= probability <= 1.0
-            key = overlay_uri.split("/", 3)[3]
-            png = cv2.imdecode(np.frombuffer(out_store.get(key), np.uint8), cv2.IMREAD_COLOR)
-            assert png is not None and png.shape[2] == 3
+            raw = np.load(io.BytesIO(out_store.get(raw_uri.split("/", 3)[3])))
+            assert raw.ndim == 2 and raw.max() <= 1.0
+            assert bool(overlay_uri) == label
+            if overlay_uri:
+                key = overlay_uri.split("/", 3)[3]
+                png = cv2.imdecode(np.frombuffer(out_store.get(key), np.uint8), cv2.IMREAD_COLOR)
+                assert png is not None and png.shape[2] == 3
 
         # Running the same job again sends nothing new.
         again = run_cli(["scan", source, "--job", job], dist_env)
@@ -152,8 +164,9 @@ def test_embedded_scan_of_a_folder(base_env, tmp_path):
     preds, fails, writes = _rows(db_url, "embedded")
     assert writes == {f"ct/{p.name}": 1 for p in files}, "each image scored once"
     assert len(preds) == 60 and fails == bad
-    for _, _, overlay_uri in preds:
-        assert cv2.imread(overlay_uri) is not None
+    for _, _, overlay_uri, label, raw_uri in preds:
+        assert np.load(raw_uri).ndim == 2 and bool(overlay_uri) == label
+        assert not overlay_uri or cv2.imread(overlay_uri) is not None
     again = run_cli(["scan", str(folder), "--job", "embedded"], base_env)
     assert "scored 0 image(s)" in again.stderr
     assert _rows(db_url, "embedded")[2] == writes, "the second run rewrote a row"
@@ -218,7 +231,8 @@ def test_heatmap_rendered_on_demand_matches_the_written_overlay(base_env, tmp_pa
     archive.mkdir()
     (archive / "one.dcm").write_bytes(files[len(files) // 2].read_bytes())
     dicom_series_to_nifti(files, archive / "vol.nii.gz")
-    env = {**base_env, "HEMOSCAN_HEAD_GATE": "false"}
+    # all: an overlay for every image, to compare the drawn ones with
+    env = {**base_env, "HEMOSCAN_HEAD_GATE": "false", "HEMOSCAN_HEATMAPS": "all"}
     run_cli(["scan", str(archive), "--job", "h"], env)
     engine = create_engine(f"sqlite:///{tmp_path}/data/hemoscan.db")
     with engine.connect() as conn:

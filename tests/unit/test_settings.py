@@ -15,7 +15,7 @@ def test_defaults_are_the_embedded_mode(monkeypatch, tmp_path):
     assert settings.effective_database_url.startswith("sqlite:///")
     assert settings.effective_database_url.endswith("/.hemoscan/hemoscan.db")
     assert Path(settings.effective_output_location) == (tmp_path / ".hemoscan/heatmaps")
-    assert settings.heatmaps is HeatmapPolicy.ALL
+    assert settings.heatmaps is HeatmapPolicy.MAPS
     assert settings.model_path.name == "demo.keras"
 
 

@@ -65,15 +65,17 @@ if any(name.startswith("HEMOSCAN_FAULT_") for name in os.environ):
         if marker and not Path(marker).exists():
             import workers.pipeline as pipeline
 
-            original = pipeline.overlay_png
+            # The raw map is rendered for every scored image (an overlay only for flagged ones
+            # under the default HEMOSCAN_HEATMAPS=maps): the kill comes whatever is flagged.
+            original = pipeline.raw_map_npy
 
-            def overlay_then_die(*a, **kw):  # type: ignore[no-untyped-def]
+            def render_then_die(*a, **kw):  # type: ignore[no-untyped-def]
                 if not Path(marker).exists():
                     Path(marker).write_text(str(os.getpid()))
                     _die()
                 return original(*a, **kw)
 
-            pipeline.overlay_png = overlay_then_die
+            pipeline.raw_map_npy = render_then_die
         hold = os.environ.get("HEMOSCAN_FAULT_HOLD")
         if hold and not _state["held"]:
             _state["held"] = True
