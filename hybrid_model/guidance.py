@@ -159,15 +159,13 @@ def make_train_step(
     """A compiled step: (images, masks, labels, sample weights) -> (bce, pointing, lesion-map
     loss). ``cam_weight`` 0 skips Grad-CAM's inner tape (a first-order step, about half the
     cost); ``seg_weight`` > 0 needs ``head`` (``lesion_head``), trained with the network."""
-    import keras
     import tensorflow as tf
 
     from hybrid_model.gradcam import gradcam_model, weighted_activations
 
-    view = gradcam_model(model, layer)
-    plain = keras.Model(
-        model.inputs, [model.get_layer(layer).output, model.get_layer("logit").output]
-    )
+    # The layer's activations once more as the view's extra output: one forward pass gives the
+    # Grad-CAM map, the logit and what the lesion-map head reads.
+    view = gradcam_model(model, layer, (layer,))
     factor = int(model.input_shape[1]) // int(model.get_layer(layer).output.shape[1])
     variables = list(model.trainable_variables)
     if seg_weight > 0:
@@ -178,23 +176,20 @@ def make_train_step(
     def step(images, masks, labels, weights):
         with tf.GradientTape() as outer:
             if cam_weight > 0:
-                acts = None
-                cam, logit, _ = weighted_activations(view, images)
+                cam, logit, _, (acts,) = weighted_activations(view, images, with_extras=True)
                 cam = tf.nn.relu(cam)  # the served map (see the module docstring)
                 target = cell_targets(masks, factor)
                 positive = tf.cast(tf.reduce_max(target, axis=(1, 2)) > 0, tf.float32)
                 point = tf.reduce_sum(pointing_loss(cam, target, temperature) * positive)
                 point = point / tf.maximum(tf.reduce_sum(positive), 1.0)
-            else:
-                acts, logit = plain(images, training=False)
+            else:  # first order: the forward pass alone
+                acts, _, logit, _, _ = view(images, training=False)
                 point = zero
             bce = tf.nn.sigmoid_cross_entropy_with_logits(labels[:, None], logit)[:, 0]
             bce = tf.reduce_sum(bce * weights) / tf.reduce_sum(weights)
             loss = bce + cam_weight * point
             seg = zero
             if seg_weight > 0:
-                if acts is None:
-                    acts = view(images, training=False)[0]
                 seg = lesion_map_loss(head(acts), lesion_cells(masks, factor))
                 loss = loss + seg_weight * seg
         optimizer.apply_gradients(zip(outer.gradient(loss, variables), variables, strict=True))

@@ -36,6 +36,12 @@ def metrics_path(model_path: str | Path) -> Path:
     return path.with_name(path.stem + ".metrics.json")
 
 
+def checkpoint_path(model_path: str | Path) -> Path:
+    """``MODEL.keras`` -> ``MODEL.best.weights.h5``: the best epoch's weights while training."""
+    path = Path(model_path)
+    return path.with_name(path.stem + ".best.weights.h5")
+
+
 def _augmenter(seed: int):
     import keras
     from keras import layers
@@ -279,8 +285,8 @@ def train(
         _warm_start(model, initial_model)
     if guided:
         masks = _load_masks(data, size)
-        # The best epoch so far, for a run stopped before it ends (the plain loop's checkpoint).
-        checkpoint = Path(out_path).with_name(Path(out_path).stem + ".best.weights.h5")
+        # The best epoch so far, for a run stopped before it ends (as the plain loop's).
+        checkpoint = checkpoint_path(out_path)
         checkpoint.parent.mkdir(parents=True, exist_ok=True)
         log.info(
             "lesion masks: %d; Grad-CAM guidance weight %.2f, lesion-map weight %.2f",
@@ -439,7 +445,7 @@ def _fit(
     )
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    checkpoint = out_path.with_name(out_path.stem + ".best.weights.h5")
+    checkpoint = checkpoint_path(out_path)
     callbacks = [
         keras.callbacks.EarlyStopping(
             monitor="val_auc", mode="max", patience=patience, restore_best_weights=True

@@ -22,8 +22,6 @@ from hemoscan.settings import Settings
 from hemoscan.storage import open_object, open_store
 from schema.models import Job, Prediction, Scan
 
-DEFAULT_INPUT_SIZE = 256
-
 
 class HeatmapUnavailable(HemoscanError):
     """The image was not scored in this job, or its map or source object cannot be read."""
@@ -67,15 +65,6 @@ def _prediction(session: Session, job: Job, key: str, slice_index: int | None, s
     )
 
 
-def _input_size(settings: Settings) -> int:
-    from hybrid_model.metadata import read_metadata
-
-    try:
-        return int(read_metadata(settings.model_path).get("input_size", DEFAULT_INPUT_SIZE))
-    except (HemoscanError, OSError, ValueError):
-        return DEFAULT_INPUT_SIZE
-
-
 def render_heatmap(
     session: Session, job: Job, key: str, settings: Settings, slice_index: int | None = None
 ) -> Rendered:
@@ -104,9 +93,8 @@ def render_heatmap(
     except ValueError:
         raise HeatmapUnavailable(f"{shown}: the stored map is not a readable .npy") from None
     try:
-        decoded = decode_object(
-            data, shown, size=_input_size(settings), options=decode_options(settings)
-        )
+        # The map is stored at the scoring model's input size: decode to the same size.
+        decoded = decode_object(data, shown, size=cam.shape[0], options=decode_options(settings))
     except ImageError as exc:
         raise HeatmapUnavailable(
             f"{shown}: the source object no longer decodes ({exc.reason})"

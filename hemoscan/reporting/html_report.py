@@ -212,7 +212,7 @@ def _studies_html(session: Session, job: Job, fetch: _Images, limit: int) -> lis
                 else "-"
             )
             cells = ""
-            for k in s.key_slices or [] if s.label else []:
+            for k in (s.key_slices or []) if s.label else []:  # key slices of flagged series
                 key, index, uri = where.get(int(k["prediction_id"]), ("?", 0, None))
                 cells += (
                     f"<div class=key>{_esc(key)} p={k['probability']:.3f}<br>"

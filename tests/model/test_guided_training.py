@@ -31,7 +31,9 @@ def test_guided_steps_move_the_peak_onto_the_mask():
     assert np.mean(losses[-5:]) < 0.5 * np.mean(losses[:5])
 
 
-def test_train_with_guidance_saves_the_same_network_with_its_history(tmp_path):
+def _train_tiny(tmp_path, **weights):  # type: ignore[no-untyped-def]
+    """Two epochs of ``train`` on 16 tiny phantoms with masks: (metrics, the loaded model, the
+    layer names a fresh network of the same shape has)."""
     from hybrid_model.io import load_model
     from hybrid_model.network import build_model
     from hybrid_model.phantoms import generate
@@ -41,16 +43,20 @@ def test_train_with_guidance_saves_the_same_network_with_its_history(tmp_path):
     out = tmp_path / "m.keras"
     metrics = train(
         tmp_path / "data", out, epochs=2, batch_size=4, val_split=0.25, size=32,
-        cam_weight=1.0, pointing_subset=4, patience=5,
+        pointing_subset=4, patience=5, **weights,
     )  # fmt: skip
+    fresh = [layer.name for layer in build_model((32, 32, 3)).layers]
+    return metrics, load_model(out), fresh
+
+
+def test_train_with_guidance_saves_the_same_network_with_its_history(tmp_path):
+    metrics, loaded, fresh = _train_tiny(tmp_path, cam_weight=1.0)
     guidance = metrics["gradcam_guidance"]
     assert guidance["cam_weight"] == 1.0 and len(guidance["history"]) == 2
     assert 0 <= guidance["best_epoch"] <= 2
     for record in guidance["history"]:
         assert np.isfinite(record["bce"]) and np.isfinite(record["pointing_loss"])
-    loaded = load_model(out)
-    names = [layer.name for layer in loaded.model.layers]
-    assert names == [layer.name for layer in build_model((32, 32, 3)).layers]
+    assert [layer.name for layer in loaded.model.layers] == fresh
     assert len(loaded.model.outputs) == 1
     assert "Grad-CAM pointing loss" in loaded.metadata["auxiliary_supervision"]
     assert loaded.metadata["phantom_trained"] is True
@@ -87,24 +93,12 @@ def test_lesion_map_steps_learn_the_mask_first_order():
 
 
 def test_train_with_a_lesion_map_head_saves_the_served_network_only(tmp_path):
-    from hybrid_model.io import load_model
-    from hybrid_model.network import build_model
-    from hybrid_model.phantoms import generate
-    from hybrid_model.train import train
-
-    generate(tmp_path / "data", 16, seed=5, fmt="png", size=32)
-    out = tmp_path / "m.keras"
-    metrics = train(
-        tmp_path / "data", out, epochs=2, batch_size=4, val_split=0.25, size=32,
-        seg_weight=1.0, pointing_subset=4, patience=5,
-    )  # fmt: skip
+    metrics, loaded, fresh = _train_tiny(tmp_path, seg_weight=1.0)
     guidance = metrics["gradcam_guidance"]
     assert guidance["seg_weight"] == 1.0 and guidance["cam_weight"] == 0.0
     assert all(record["pointing_loss"] == 0.0 for record in guidance["history"])
     assert all(np.isfinite(record["lesion_map_loss"]) for record in guidance["history"])
-    loaded = load_model(out)
     names = [layer.name for layer in loaded.model.layers]
-    assert names == [layer.name for layer in build_model((32, 32, 3)).layers]
-    assert "lesion_map_head" not in names
+    assert names == fresh and "lesion_map_head" not in names
     assert "lesion-map head" in loaded.metadata["auxiliary_supervision"]
-    assert not out.with_name("m.best.weights.h5").exists()
+    assert not (tmp_path / "m.best.weights.h5").exists()
