@@ -12,6 +12,8 @@ PIPELINE   ``hemoscan scan s3://... --wait`` with ONE worker process (as on a 1-
            committed prediction row. Also the embedded mode (SQLite, a folder, in-process).
 BASELINE   a fresh ``hemoscan predict FILE --heatmaps DIR`` process per image.
 NAIVE      one image per task (``--batch-size 1``) on a worker whose model call takes 1 image.
+SCALE      PIPELINE with 1 and 2 worker processes, and the images/s one core feeds once the
+           model's CPU moves to a GPU.
 Plus: worker CPU ms per image outside the model call (thread CPU time per stage), worker
 RSS after 100 and after ``--long`` images, producer keys/s and peak memory for a 100k-key
 manifest (messages to a throwaway queue, deleted after), and record_batch rows/s.
@@ -28,7 +30,17 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import baseline, database, distributed, embedded, producer_rate, raw, stages, summary
+from bench import (
+    baseline,
+    database,
+    distributed,
+    embedded,
+    producer_rate,
+    raw,
+    scale,
+    stages,
+    summary,
+)
 from bench.harness import (
     SCRATCH,
     Context,
@@ -51,7 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--naive", type=int, default=None, help="NAIVE images (300)")
     parser.add_argument("--batch-size", type=int, default=None, help="keys per task (setting)")
     parser.add_argument("--model-batch", type=int, default=None, help="images per model call")
-    parser.add_argument("--only", default="", help="comma list: raw,dist,embedded,baseline,...")
+    parser.add_argument(
+        "--only", default="", help="comma list: raw,dist,embedded,profile,scale,baseline,..."
+    )
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     quick = args.quick
@@ -98,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         ("embedded", lambda: embedded.embedded(ctx, n_images)),
         ("raw", lambda: raw.raw_again(ctx)),
         ("profile", lambda: stages.worker_cpu(ctx, profile_images)),
+        ("scale", lambda: scale.scale_out(ctx, n_images)),
         ("baseline", lambda: baseline.baseline(ctx, n_base)),
         ("producer", lambda: producer_rate.producer(ctx, n_keys)),
         ("db", lambda: database.db_writes(ctx)),

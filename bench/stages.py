@@ -2,9 +2,11 @@
 SeaweedFS + PostgreSQL, each stage's thread CPU time read from the pipeline's timing hook
 (``Runtime.observer``, ``workers.timing.BatchTimes``). Report key ``worker_cpu``.
 
-Per image, in the I/O thread that ran it: fetch (one GET), decode, render+encode (overlay PNG
-and raw map), upload (two PUTs); per batch, in the task thread: database (the lookup and the
-commit transactions). Their sum is the worker's CPU outside the model call.
+Per image, in the I/O thread that ran it: fetch (one GET), decode, render+encode (the overlay
+PNG, flagged images only under the default HEMOSCAN_HEATMAPS=maps), upload (its PUT); per
+batch, in the task thread: the packed maps' encoding (added to render+encode) and PUT (added to
+upload), database (the lookup and the commit transactions). Their sum is the worker's CPU
+outside the model call.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ IMAGE_STAGE_NAMES = {
     "upload": "upload",
 }
 DATABASE_STAGES = ("lookup", "commit")  # reported together as "database"
+# The batch's packed maps: encoding and put, reported with the image stages of the same kind.
+PACK_STAGES = {"pack": "render+encode", "pack_put": "upload"}
 
 
 class Recorder:
@@ -59,6 +63,9 @@ def aggregate(batches: Sequence[BatchTimes]) -> dict[str, Any]:
     for stage, name in IMAGE_STAGE_NAMES.items():
         cpu[name] = sum(image.cpu_ms[stage] for image in images)
         wall[name] = sum(image.wall_ms[stage] for image in images)
+    for stage, name in PACK_STAGES.items():
+        cpu[name] += sum(b.cpu_ms[stage] for b in batches)
+        wall[name] += sum(b.wall_ms[stage] for b in batches)
     cpu["database"] = sum(b.cpu_ms[s] for b in batches for s in DATABASE_STAGES)
     wall["database"] = sum(b.wall_ms[s] for b in batches for s in DATABASE_STAGES)
     return {
@@ -78,6 +85,7 @@ def aggregate(batches: Sequence[BatchTimes]) -> dict[str, Any]:
         "object_store_requests_per_image": {
             "get": round(sum(b.fetched for b in batches) / n, 3),
             "put": round(sum(b.objects_written for b in batches) / n, 3),
+            "put_packs": round(sum(b.packs_written for b in batches) / n, 4),
         },
     }
 
@@ -126,6 +134,15 @@ def worker_cpu(ctx: Context, n_images: int) -> None:
     cpu = time.process_time() - cpu0
     figures = aggregate(recorder.batches)
     n = figures["images"]
+    with session_factory(DB_URL)() as session:
+        flagged = results.progress(session, job_id).positives
+    # Under HEMOSCAN_HEATMAPS=maps a PUT per flagged image plus the packs: what the requests
+    # per image would be with 10 % of the images flagged (the issue's reference point).
+    requests = figures["object_store_requests_per_image"]
+    figures["flagged_fraction"] = round(flagged / n, 3)
+    figures["requests_per_image_at_10pct_flagged"] = round(
+        requests["get"] + requests["put_packs"] + 0.10, 3
+    )
     raw_cpu = ctx.report.get("raw", {}).get("by_batch", {})
     model_cpu = raw_cpu.get(f"batch_{rt.model_batch}", {}).get("cpu_ms_per_image")
     ctx.report["worker_cpu"] = {

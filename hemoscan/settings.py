@@ -23,6 +23,7 @@ ENV_PREFIX = "HEMOSCAN_"
 class HeatmapPolicy(StrEnum):
     """Which images get their Grad-CAM heatmaps written to the object store."""
 
+    # A task's raw maps go into one packed object (workers.pipeline); overlays one each.
     ALL = "all"  # the raw map and the overlay PNG of every scored image
     MAPS = "maps"  # the raw map of every image, the overlay of flagged images only
     POSITIVES = "positives"  # both, for flagged images only
@@ -149,10 +150,11 @@ class Settings(BaseSettings):
     )
     heatmaps: HeatmapPolicy = Field(
         default=HeatmapPolicy.MAPS,
-        description="Heatmaps to write: maps (the raw map of every image, the overlay PNG of "
-        "flagged ones only; `hemoscan heatmap` and the report draw any other overlay from its "
-        "map), all (raw map and overlay of every image: one more object per normal image), "
-        "positives (both, flagged images only) or none.",
+        description="Heatmaps to write: maps (every image's raw map, packed one object per "
+        "task, and the overlay PNG of flagged images only; `hemoscan heatmap` and the report "
+        "draw any other overlay from its map), all (the maps and every image's overlay: one "
+        "more object per normal image), positives (the overlays and maps of flagged images "
+        "only) or none.",
     )
     allow_non_ct: bool = Field(
         default=False, description="Score DICOM of other modalities instead of rejecting them."

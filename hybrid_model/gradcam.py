@@ -110,13 +110,18 @@ def bilinear_matrix(n_in: int, n_out: int) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Explained:
-    """What one model call gives per image: the probability, the Grad-CAM map in [0, 1], the
-    calibrated logit and the evidence vector (``EMBED_LAYER``; N x 0 when the model has none)."""
+    """What one model call gives per image: the probability, the Grad-CAM map in [0, 1] at the
+    input's size, the calibrated logit, the evidence vector (``EMBED_LAYER``; N x 0 when the
+    model has none) and the map at the explained layer's own size (``native``: 64 x 64 for a
+    256 input) on the same scale, so its peak may pass 1 a little: enlarged bilinearly
+    (OpenCV's INTER_LINEAR) and clipped at 1 it is ``maps``. The worker stores it for every
+    image (``workers.pipeline``): 1/16 of the bytes."""
 
     probabilities: np.ndarray
     maps: np.ndarray
     logits: np.ndarray
     embeddings: np.ndarray
+    native: np.ndarray
 
 
 # The slice network's evidence vector, read by the series stage (hybrid_model.series).
@@ -146,6 +151,7 @@ class GradCam:
         self._grad_model = gradcam_model(model, layer_name, extra)
         self.embedding_dim = int(model.get_layer(EMBED_LAYER).output.shape[-1]) if extra else 0
         h, w = (int(d) for d in self._grad_model.outputs[0].shape[1:3])
+        self.native_shape = (h, w)
         # Upsampling as two small matrix products (rows, then columns): the same bilinear
         # weights as tf.image.resize, at about 60 % of its op time for 64 -> 256 (3.1 vs 5.2 ms
         # at batch 32 in the TF profiler).
@@ -166,8 +172,8 @@ class GradCam:
         weighted, score, prob, extras = weighted_activations(
             self._grad_model, images, with_extras=True
         )
-        cam = tf.nn.relu(weighted)
-        cam = tf.einsum("Hh,nhw->nHw", self._rows, cam)
+        native = tf.nn.relu(weighted)
+        cam = tf.einsum("Hh,nhw->nHw", self._rows, native)
         cam = tf.einsum("nHw,Ww->nHW", cam, self._cols)
         # Non-negative weights keep the map >= 0; the minimum only absorbs rounding above 1.
         scale = 1.0 / (tf.reduce_max(cam, axis=(1, 2), keepdims=True) + EPSILON)
@@ -179,7 +185,7 @@ class GradCam:
         else:
             p = tf.clip_by_value(prob, 1e-7, 1.0 - 1e-7)
             logit = tf.math.log(p) - tf.math.log1p(-p)
-        return prob, tf.minimum(cam * scale, 1.0), logit, embedding
+        return prob, tf.minimum(cam * scale, 1.0), logit, embedding, native * scale
 
     def __call__(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(N, H, W, 3) float32 -> (probabilities (N,), maps (N, H, W) in [0, 1]) as float32."""
@@ -198,10 +204,11 @@ class GradCam:
                 np.zeros((0, *self.input_shape[:2]), np.float32),
                 np.zeros((0,), np.float32),
                 np.zeros((0, self.embedding_dim), np.float32),
+                np.zeros((0, *self.native_shape), np.float32),
             )
         if self.model_batch is None:
             return Explained(*(t.numpy() for t in self._compute(images)))
-        parts: list[list[np.ndarray]] = [[], [], [], []]
+        parts: list[list[np.ndarray]] = [[], [], [], [], []]
         for start in range(0, n, self.model_batch):
             chunk = images[start : start + self.model_batch]
             real = chunk.shape[0]

@@ -1,8 +1,10 @@
-"""Heatmap outputs: an overlay PNG, the raw map as .npy, and the map's peak in native pixels."""
+"""Heatmap outputs: an overlay PNG, raw maps (one image's .npy, many images' .npz) and the map's
+peak in native pixels."""
 
 from __future__ import annotations
 
 import io
+import zipfile
 
 import cv2
 import numpy as np
@@ -30,6 +32,42 @@ def raw_map_npy(cam: np.ndarray) -> bytes:
     buf = io.BytesIO()
     np.save(buf, np.asarray(cam, dtype=np.float16), allow_pickle=False)
     return buf.getvalue()
+
+
+def maps_npz(maps: np.ndarray, input_size: tuple[int, int]) -> bytes:
+    """Many images' maps in one uncompressed ``.npz``: ``maps`` (N, h, w) float16 and
+    ``input_size``, the model input (H, W) they explain, at which an overlay is drawn."""
+    buf = io.BytesIO()
+    np.savez(
+        buf, maps=np.asarray(maps, dtype=np.float16), input_size=np.asarray(input_size, np.int32)
+    )
+    return buf.getvalue()
+
+
+def read_map(data: bytes, index: int | None) -> tuple[np.ndarray, tuple[int, int]]:
+    """One image's map (float32) and the input size to draw it at, from stored bytes: row
+    ``index`` of a ``maps_npz`` pack, or (``index`` None) a ``raw_map_npy`` at the input size.
+
+    ValueError when the bytes are neither, or the pack has no such row."""
+    try:
+        loaded = np.load(io.BytesIO(data), allow_pickle=False)
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise ValueError(f"not a stored map ({exc})") from None
+    if index is None:
+        if not isinstance(loaded, np.ndarray) or loaded.ndim != 2:
+            raise ValueError("not a one-image map (.npy of 2 dimensions)")
+        cam = loaded.astype(np.float32)
+        return cam, (cam.shape[0], cam.shape[1])
+    if isinstance(loaded, np.ndarray):
+        raise ValueError("not a pack of maps (.npz)")
+    with loaded:
+        try:
+            maps, size = loaded["maps"], loaded["input_size"]
+        except (KeyError, ValueError, OSError, zipfile.BadZipFile) as exc:
+            raise ValueError(f"not a pack of maps ({exc})") from None
+    if maps.ndim != 3 or size.shape != (2,) or not 0 <= index < len(maps):
+        raise ValueError(f"the pack holds no map {index} ({len(maps)} maps)")
+    return maps[index].astype(np.float32), (int(size[0]), int(size[1]))
 
 
 def peak(cam: np.ndarray, native_shape: tuple[int, int]) -> tuple[int, int] | None:

@@ -252,6 +252,9 @@ class Prediction(Base):
     model_version: Mapped[str] = mapped_column(String(64))
     overlay_uri: Mapped[str | None] = mapped_column(Text)
     raw_map_uri: Mapped[str | None] = mapped_column(Text)
+    # Set when ``raw_map_uri`` is a task's packed maps (``.maps.npz``): the image's row in its
+    # ``maps`` array. NULL: ``raw_map_uri`` is a one-image ``.npy`` (rows before 0006).
+    raw_map_index: Mapped[int | None] = mapped_column(Integer)
     timings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     worker_host: Mapped[str | None] = mapped_column(String(255))
     # Decode notes a reader should know, e.g. ["no_rescale"] (hybrid_model.preprocess.Decoded).

@@ -96,8 +96,8 @@ def failure_examples(session: Session, job_id: uuid.UUID) -> list[tuple[str, int
 
 
 def result_rows(session: Session, job_id: uuid.UUID, positives_only: bool) -> Iterator[Any]:
-    """(object key, slice index, probability, label, overlay URI, raw map URI, flags), most
-    suspicious first, streamed."""
+    """(object key, slice index, probability, label, overlay URI, raw map URI, flags, the raw
+    map's row in its pack or None), most suspicious first, streamed."""
     query = (
         select(
             Scan.object_key,
@@ -107,6 +107,7 @@ def result_rows(session: Session, job_id: uuid.UUID, positives_only: bool) -> It
             Prediction.overlay_uri,
             Prediction.raw_map_uri,
             Prediction.flags,
+            Prediction.raw_map_index,
         )
         .join(Prediction, Prediction.scan_id == Scan.id)
         .where(Prediction.job_id == job_id)

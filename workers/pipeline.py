@@ -3,8 +3,10 @@
 Per-image problems (bad input, a key the store can never read) become failure rows and the
 rest of the batch is scored. Transient I/O errors (object store, database) surface as
 ``TransientBatchError`` so the task can retry with backoff; bad input is never retried.
-Heatmaps are written before the database rows, under keys derived from the job and the object
-key, so a redelivered batch overwrites the same objects. Keys already done in the message's
+Heatmaps are written before the database rows: the batch's raw maps as ONE packed object
+(``pack_key``: from the job and the images it holds, in order), an overlay PNG per image the
+heatmap policy wants one for (``overlay_key``: from the job and the object key), so a
+redelivered batch overwrites the same objects. Keys already done in the message's
 pass are skipped, and a message of a pass older than the job's is dropped (``schema.rules``).
 Logs and failure messages show a key as its hash unless ``HEMOSCAN_LOG_KEYS`` is set.
 
@@ -33,7 +35,7 @@ from hemoscan.settings import HeatmapPolicy, Settings
 from hemoscan.storage import ObjectStore, ObjectTooLarge
 from hybrid_model.errors import ImageError
 from hybrid_model.preprocess import DecodeOptions, Placement, decode_object
-from hybrid_model.render import overlay_png, raw_map_npy
+from hybrid_model.render import maps_npz, overlay_png
 from schema import results, series
 from schema.rules import WritePlan
 from schema.series import SeriesRef
@@ -78,7 +80,7 @@ class Item:
     message: str | None = None
     transient: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
-    objects_written: int = 0  # heatmap objects put for its images
+    objects_written: int = 0  # overlays put for its images (the maps go in the batch's pack)
     # Thread CPU ms per stage, by stage name: a dict only while an observer watches the batch.
     cpu_ms: dict[str, float] | None = None
 
@@ -109,11 +111,9 @@ def image_times(item: Item) -> ImageTimes:
     )
 
 
-def heatmap_keys(
-    job_id: uuid.UUID, object_key: str, slice_index: int | None = None
-) -> tuple[str, str]:
-    """Deterministic output keys: the same job, object (and slice of a volume, ``.sNNNN``)
-    always give the same two keys.
+def overlay_key(job_id: uuid.UUID, object_key: str, slice_index: int | None = None) -> str:
+    """Deterministic overlay key: the same job, object (and slice of a volume, ``.sNNNN``)
+    always give the same key.
 
     The object key is hashed so output keys carry nothing from the source path (which may
     hold identifiers) and have no awkward characters.
@@ -122,7 +122,18 @@ def heatmap_keys(
     base = f"{job_id}/{digest[:2]}/{digest}"
     if slice_index is not None:
         base = f"{base}.s{slice_index:04d}"
-    return f"{base}.overlay.png", f"{base}.map.npy"
+    return f"{base}.overlay.png"
+
+
+def pack_key(job_id: uuid.UUID, entries: Sequence[tuple[str, int]]) -> str:
+    """Deterministic key of the packed maps of ``entries`` ((object key, slice index), in the
+    pack's order): a batch delivered again packs the same images in the same order and
+    overwrites the same object."""
+    digest = hashlib.sha256()
+    for key, index in entries:
+        digest.update(f"{len(key)}:{key}:{index};".encode())
+    hexed = digest.hexdigest()[:32]
+    return f"{job_id}/maps/{hexed[:2]}/{hexed}.maps.npz"
 
 
 def decode_options(settings: Settings) -> DecodeOptions:
@@ -184,31 +195,32 @@ def _load(rt: Runtime, store: ObjectStore, item: Item, options: DecodeOptions) -
     return item
 
 
-def _write_heatmaps(
-    rt: Runtime, job_id: uuid.UUID, item: Item, index: int, cam: np.ndarray, label: bool
-) -> tuple[str | None, str | None]:
-    policy = rt.settings.heatmaps
+def _wants_overlay(policy: HeatmapPolicy, label: bool) -> bool:
+    return policy is HeatmapPolicy.ALL or (label and policy is not HeatmapPolicy.NONE)
+
+
+def _wants_map(policy: HeatmapPolicy, label: bool) -> bool:
+    return policy in (HeatmapPolicy.ALL, HeatmapPolicy.MAPS) or (
+        label and policy is HeatmapPolicy.POSITIVES
+    )
+
+
+def _write_overlay(rt: Runtime, job_id: uuid.UUID, item: Item, index: int, cam: np.ndarray) -> str:
+    """Render one image's overlay PNG and put it; frees the image. Returns its URI."""
     image, item.images[index] = item.images[index], None  # not needed after this: free early
-    if policy is HeatmapPolicy.NONE or (policy is HeatmapPolicy.POSITIVES and not label):
-        return None, None
     assert image is not None
     cpu = item.cpu_ms
     started = time.perf_counter()
     cpu_at = time.thread_time() if cpu is not None else 0.0
-    # MAPS: the overlay only for a flagged image (any other is drawn on demand from the map).
-    overlay = overlay_png(image, cam) if label or policy is not HeatmapPolicy.MAPS else None
-    raw = raw_map_npy(cam)
+    overlay = overlay_png(image, cam)
     del image
     encoded = time.perf_counter()
     if cpu is not None:
         cpu_at = cpu_lap(cpu, "render", cpu_at)
     placement = item.placements[index]
-    overlay_key, raw_key = heatmap_keys(
-        job_id, item.key, placement.index if placement.volume else None
-    )
-    overlay_uri = None if overlay is None else rt.output.put(overlay_key, overlay, "image/png")
-    raw_uri = rt.output.put(raw_key, raw, "application/octet-stream")
-    item.objects_written += 1 if overlay is None else 2
+    key = overlay_key(job_id, item.key, placement.index if placement.volume else None)
+    uri = rt.output.put(key, overlay, "image/png")
+    item.objects_written += 1
     # Summed over a volume's slices (one image: its own figures).
     item.timings["render_ms"] = item.timings.get("render_ms", 0.0) + (encoded - started) * 1000
     item.timings["upload_ms"] = (
@@ -216,7 +228,22 @@ def _write_heatmaps(
     )
     if cpu is not None:
         cpu_lap(cpu, "upload", cpu_at)
-    return overlay_uri, raw_uri
+    return uri
+
+
+def _write_pack(
+    rt: Runtime,
+    job_id: uuid.UUID,
+    packed: Sequence[Scored],
+    maps: Sequence[np.ndarray],
+    watch: Stopwatch | None,
+) -> str:
+    """Put the maps of ``packed`` as one ``.npz`` (row i: ``packed[i]``); returns its URI."""
+    entries = [(s.item.key, s.item.placements[s.index].index) for s in packed]
+    with timed_stage(watch, "pack"):
+        data = maps_npz(np.stack(maps), (rt.input_size, rt.input_size))
+    with timed_stage(watch, "pack_put"):
+        return rt.output.put(pack_key(job_id, entries), data, "application/octet-stream")
 
 
 # Model calls whose images are fetched and decoded ahead of the one running (see process_batch).
@@ -294,7 +321,10 @@ def process_batch(
         )
 
     fetch_through(READ_AHEAD)
-    writes: list[tuple[Scored, Future[tuple[str | None, str | None]]]] = []
+    policy = rt.settings.heatmaps
+    writes: list[tuple[Scored, Future[str] | None]] = []  # each image, its overlay's put
+    packed: list[Scored] = []  # the images whose maps go into the batch's pack, and the maps
+    maps: list[np.ndarray] = []
     model_seconds, model_images, model_calls = 0.0, 0, 0
     for call, part in enumerate(parts):
         good = [loaded for loaded in (loads[i].result() for i in part) if loaded.images]
@@ -313,22 +343,42 @@ def process_batch(
             scored_image = Scored(
                 it, i, prob, prob >= rt.threshold, float(out.logits[n]), out.embeddings[n]
             )
-            future = rt.pool.submit(
-                _write_heatmaps, rt, job_id, it, i, out.maps[n], scored_image.label
-            )
+            future = None
+            if _wants_overlay(policy, scored_image.label):
+                future = rt.pool.submit(_write_overlay, rt, job_id, it, i, out.maps[n])
+            else:
+                it.images[i] = None  # not needed any more: free early
+            if _wants_map(policy, scored_image.label):
+                packed.append(scored_image)
+                maps.append(out.native[n])
             writes.append((scored_image, future))
         del out
 
     model_ms = model_seconds * 1000 / model_images if model_images else 0.0
-    uploaded: dict[int, list[tuple[Scored, str | None, str | None]]] = {}
+    # The batch's maps in one object, put while the overlays' puts run; a volume or a batch
+    # is retried whole if it fails, like an overlay's put.
+    pack_uri: str | None = None
+    pack_error: StorageError | None = None
+    if packed:
+        try:
+            pack_uri = _write_pack(rt, job_id, packed, maps, watch)
+        except StorageError as exc:
+            pack_error = exc
+    del maps
+    pack_index = {(id(s.item), s.index): row for row, s in enumerate(packed)}
+    uploaded: dict[int, list[tuple[Scored, str | None, int | None]]] = {}
     upload_errors: dict[int, tuple[Item, StorageError]] = {}
     for image, future in writes:
         try:
-            uris = future.result()
+            overlay_uri = None if future is None else future.result()
         except StorageError as exc:  # the whole object is retried: a volume is scored whole
             upload_errors.setdefault(image.item.scan_id, (image.item, exc))
             continue
-        uploaded.setdefault(image.item.scan_id, []).append((image, *uris))
+        row = pack_index.get((id(image.item), image.index))
+        if row is not None and pack_error is not None:
+            upload_errors.setdefault(image.item.scan_id, (image.item, pack_error))
+            continue
+        uploaded.setdefault(image.item.scan_id, []).append((image, overlay_uri, row))
     predictions: list[dict[str, Any]] = []
     refs: list[SeriesRef] = []  # each prediction's series
     scored: list[Item] = []
@@ -341,7 +391,7 @@ def process_batch(
             scored.append(it)
         timings = {k: round(v, 2) for k, v in it.timings.items()}
         timings["model_ms"] = round(model_ms, 2)
-        for image, overlay_uri, raw_uri in shots:
+        for image, overlay_uri, row in shots:
             placement = it.placements[image.index]
             predictions.append(
                 {
@@ -352,7 +402,8 @@ def process_batch(
                     "threshold": rt.threshold,
                     "model_version": rt.model_version,
                     "overlay_uri": overlay_uri,
-                    "raw_map_uri": raw_uri,
+                    "raw_map_uri": None if row is None else pack_uri,
+                    "raw_map_index": row,
                     "timings": timings,
                     "worker_host": rt.hostname,
                     "flags": list(it.flags),
@@ -390,6 +441,7 @@ def process_batch(
             failed=len(failures),
             model_calls=model_calls,
             model_images=model_images,
+            packs_written=int(pack_uri is not None),
             wall_ms=watch.wall,
             cpu_ms=watch.cpu,
         )

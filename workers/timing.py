@@ -16,14 +16,16 @@ from dataclasses import dataclass
 
 log = logging.getLogger(__name__)
 
-# Per image, in the I/O thread that runs it: fetch (the store's get), decode, render (overlay
-# PNG + raw map .npy), upload (the two puts). Per batch, in the task thread: lookup (the
-# transaction that reads the pass, the scan ids and the done keys), model (the model and
-# Grad-CAM calls), commit (the transaction that records the rows), total (process_batch).
+# Per image, in the I/O thread that runs it: fetch (the store's get), decode, render (the
+# overlay PNG), upload (its put). Per batch, in the task thread: lookup (the transaction that
+# reads the pass, the scan ids and the done keys), model (the model and Grad-CAM calls), pack
+# (the batch's maps encoded as one .npz), pack_put (its put), commit (the transaction that
+# records the rows), total (process_batch).
 IMAGE_STAGES = ("fetch", "decode", "render", "upload")
-BATCH_STAGES = ("lookup", "model", "commit", "total")
-# Objects written per image with every heatmap (HEMOSCAN_HEATMAPS=all): overlay and raw map.
-HEATMAP_OBJECTS = 2
+BATCH_STAGES = ("lookup", "model", "pack", "pack_put", "commit", "total")
+# Objects written per image with every heatmap (HEMOSCAN_HEATMAPS=all): its overlay (its map
+# is a row of the batch's one pack, counted in ``BatchTimes.packs_written``).
+HEATMAP_OBJECTS = 1
 
 
 @dataclass(frozen=True)
@@ -49,7 +51,8 @@ class BatchTimes:
 
     ``wall_ms`` and ``cpu_ms`` hold every stage of ``BATCH_STAGES``; their CPU is the task
     thread's (the model's: the calling thread only, not TensorFlow's own thread pools).
-    ``fetched`` counts the batch's fetches from the source (one GET each on S3), scored or not.
+    ``fetched`` counts the batch's fetches from the source (one GET each on S3), scored or not;
+    ``packs_written`` the packed-maps objects put (0 or 1).
     """
 
     job_id: uuid.UUID
@@ -58,12 +61,13 @@ class BatchTimes:
     failed: int
     model_calls: int
     model_images: int
+    packs_written: int
     wall_ms: dict[str, float]
     cpu_ms: dict[str, float]
 
     @property
     def objects_written(self) -> int:
-        return sum(image.objects_written for image in self.images)
+        return self.packs_written + sum(image.objects_written for image in self.images)
 
 
 BatchObserver = Callable[[BatchTimes], None]

@@ -1,18 +1,18 @@
 """One image's Grad-CAM overlay rendered on demand (``hemoscan heatmap JOB KEY --out FILE``).
 
-The worker stores every scored image's raw map (``predictions.raw_map_uri``, the map at the
-model's input resolution); the overlay is that map blended on the image, so it can be drawn
-again at any time from the source object and the map, without the model: the overlay PNG a
-worker writes is a convenience for the images people look at first, not the only copy of the
-evidence.
+The worker stores every scored image's raw map: row ``predictions.raw_map_index`` of the
+batch's packed maps ``predictions.raw_map_uri`` (a ``.maps.npz``: the maps at the explained
+layer's size and the model input they explain), or, for rows scored before packs, a one-image
+``.npy`` at the input size. The overlay is that map enlarged and blended on the image, so it
+can be drawn again at any time from the source object and the map, without the model: the
+overlay PNG a worker writes is a convenience for the images people look at first, not the only
+copy of the evidence.
 """
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 
-import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -39,8 +39,12 @@ class Rendered:
 def _prediction(session: Session, job: Job, key: str, slice_index: int | None, shown: str):
     rows = session.execute(
         select(
-            Prediction.slice_index, Prediction.probability, Prediction.label, Prediction.raw_map_uri
-        )  # fmt: skip
+            Prediction.slice_index,
+            Prediction.probability,
+            Prediction.label,
+            Prediction.raw_map_uri,
+            Prediction.raw_map_index,
+        )
         .join(Scan, Scan.id == Prediction.scan_id)
         .where(Prediction.job_id == job.id, Scan.object_key == key)
         .order_by(Prediction.slice_index)
@@ -71,11 +75,11 @@ def render_heatmap(
     """The overlay PNG of one scored image of ``job``, from its stored map and its source."""
     from hybrid_model.errors import ImageError
     from hybrid_model.preprocess import decode_object
-    from hybrid_model.render import overlay_png
+    from hybrid_model.render import overlay_png, read_map
     from workers.pipeline import decode_options
 
     shown = shown_key(key, settings.log_keys)
-    (index, probability, label, map_uri), slices = _prediction(
+    (index, probability, label, map_uri, map_row), slices = _prediction(
         session, job, key, slice_index, shown
     )
     if not map_uri:
@@ -85,16 +89,16 @@ def render_heatmap(
         )
     try:
         store, map_key = open_object(map_uri, settings)
-        cam = np.load(io.BytesIO(store.get(map_key)), allow_pickle=False).astype(np.float32)
+        cam, input_size = read_map(store.get(map_key), map_row)
         source = open_store(job.source_uri, settings)
         data = source.get(key, max_bytes=settings.max_object_bytes)
     except StorageError as exc:
         raise HeatmapUnavailable(f"{shown}: {exc}") from None
-    except ValueError:
-        raise HeatmapUnavailable(f"{shown}: the stored map is not a readable .npy") from None
+    except ValueError as exc:
+        raise HeatmapUnavailable(f"{shown}: the stored map is not readable: {exc}") from None
     try:
-        # The map is stored at the scoring model's input size: decode to the same size.
-        decoded = decode_object(data, shown, size=cam.shape[0], options=decode_options(settings))
+        # Decoded at the scoring model's input size (stored with the map), as when it was scored.
+        decoded = decode_object(data, shown, size=input_size[0], options=decode_options(settings))
     except ImageError as exc:
         raise HeatmapUnavailable(
             f"{shown}: the source object no longer decodes ({exc.reason})"

@@ -274,15 +274,28 @@ def write_results(
     rows = reports.result_rows(session, job.id, positives_only)
     # slice: the image's index in its object (a volume's axial slices; 0 for a single slice).
     # flags: decode notes such as no_rescale (docs/decoding.md), ";"-separated.
-    header = ("object_key", "slice", "probability", "label", "overlay", "raw_map", "flags")
+    # raw_map_index: the image's row of the packed maps raw_map (np.load(f)["maps"][index]);
+    # empty where raw_map is a one-image .npy (scored before packs) or there is none.
+    header = (
+        "object_key",
+        "slice",
+        "probability",
+        "label",
+        "overlay",
+        "raw_map",
+        "raw_map_index",
+        "flags",
+    )
     count = 0
     if as_csv:
         writer = csv.writer(sys.stdout)
         writer.writerow(header)
         for row in rows:
             flags = ";".join(row[6] or ())
+            index = "" if row[7] is None else row[7]
             writer.writerow(
-                (row[0], row[1], f"{row[2]:.6f}", int(row[3]), row[4] or "", row[5] or "", flags)
+                (row[0], row[1], f"{row[2]:.6f}", int(row[3]), row[4] or "", row[5] or "")
+                + (index, flags)
             )
             count += 1
         return count
@@ -298,6 +311,7 @@ def write_results(
             str(int(row[3])),
             row[4] or "-",
             row[5] or "-",
+            "-" if row[7] is None else str(row[7]),
             flags,
         )
         count += 1

@@ -5,7 +5,6 @@ in the embedded mode (SQLite and a folder) through the same task code."""
 from __future__ import annotations
 
 import base64
-import io
 import json
 import urllib.error
 import urllib.request
@@ -19,6 +18,7 @@ from sqlalchemy import create_engine, func, select
 
 from hemoscan.settings import load_settings
 from hemoscan.storage import open_store
+from hybrid_model.render import raw_map_npy, read_map
 from schema.models import Failure, Job, Prediction, Scan
 from tests.utils.archive import make_phantoms, upload_archive
 from tests.utils.stack import flower, run_cli, workers
@@ -38,7 +38,8 @@ def _flower_get(url: str, path: str, auth: bool = True) -> object:
 
 
 def _rows(db_url: str, job_name: str):  # type: ignore[no-untyped-def]
-    """The job's predictions (key, probability, overlay, label, raw map), failures (key -> reason), and how many
+    """The job's predictions (key, probability, overlay, label, raw map, its row of the pack),
+    failures (key -> reason), and how many
     times each prediction row was written (key -> writes; 1: scored once)."""
     engine = create_engine(db_url)
     with engine.connect() as conn:
@@ -50,6 +51,7 @@ def _rows(db_url: str, job_name: str):  # type: ignore[no-untyped-def]
                 Prediction.overlay_uri,
                 Prediction.label,
                 Prediction.raw_map_uri,
+                Prediction.raw_map_index,
             )
             .join(Prediction, Prediction.scan_id == Scan.id)
             .where(Prediction.job_id == job_id)
@@ -124,11 +126,14 @@ def test_distributed_scan_with_two_workers_and_flower(dist_env, tmp_path):
         assert writes == {f"ct/{p.name}": 1 for p in files}, "each image scored once"
         assert fails == bad
         out_store = open_store(f"s3://{dist_env['HEMOSCAN_TEST_BUCKET']}", settings)
-        # The default HEMOSCAN_HEATMAPS=maps: every raw map, overlays of flagged images only.
-        for _, probability, overlay_uri, label, raw_uri in preds:
+        # The default HEMOSCAN_HEATMAPS=maps: every raw map (one pack per task), overlays of
+        # flagged images only.
+        assert -(-N_IMAGES // 16) <= len({p[4] for p in preds}) <= batches
+        assert len({(p[4], p[5]) for p in preds}) == len(preds), "one pack row per image"
+        for _, probability, overlay_uri, label, raw_uri, row in preds:
             assert 0.0 <= probability <= 1.0
-            raw = np.load(io.BytesIO(out_store.get(raw_uri.split("/", 3)[3])))
-            assert raw.ndim == 2 and raw.max() <= 1.0
+            raw, size = read_map(out_store.get(raw_uri.split("/", 3)[3]), row)
+            assert raw.ndim == 2 and raw.shape[0] < size[0] and 0 <= raw.min()
             assert bool(overlay_uri) == label
             if overlay_uri:
                 key = overlay_uri.split("/", 3)[3]
@@ -164,8 +169,9 @@ def test_embedded_scan_of_a_folder(base_env, tmp_path):
     preds, fails, writes = _rows(db_url, "embedded")
     assert writes == {f"ct/{p.name}": 1 for p in files}, "each image scored once"
     assert len(preds) == 60 and fails == bad
-    for _, _, overlay_uri, label, raw_uri in preds:
-        assert np.load(raw_uri).ndim == 2 and bool(overlay_uri) == label
+    for _, _, overlay_uri, label, raw_uri, row in preds:
+        assert read_map(Path(raw_uri).read_bytes(), row)[0].ndim == 2
+        assert bool(overlay_uri) == label
         assert not overlay_uri or cv2.imread(overlay_uri) is not None
     again = run_cli(["scan", str(folder), "--job", "embedded"], base_env)
     assert "scored 0 image(s)" in again.stderr
@@ -303,3 +309,27 @@ def test_heatmap_rendered_on_demand_matches_the_written_overlay(base_env, tmp_pa
     with session_factory(f"sqlite:///{tmp_path}/data/hemoscan.db").begin() as session:
         cell = images.drawn(session, find_job(session, "hm"), key, index, None)
     assert cell.startswith("<img") and images.embedded == 1
+
+    # A row of before packs (0006) points at one image's .npy at the input's size: it is drawn
+    # the same way. Turn this row into one, its map enlarged from its row of the pack.
+    with engine.begin() as conn:
+        pid, uri, row = conn.execute(
+            text(
+                "SELECT p.id, p.raw_map_uri, p.raw_map_index FROM predictions p "
+                "JOIN scans s ON s.id = p.scan_id JOIN jobs j ON j.id = p.job_id "
+                "WHERE j.name = 'hm' AND s.object_key = :k AND p.slice_index = :i"
+            ),
+            {"k": key, "i": index},
+        ).one()
+        cam, size = read_map(Path(uri).read_bytes(), row)
+        old = tmp_path / "old-style.map.npy"
+        old.write_bytes(raw_map_npy(cv2.resize(cam, size[::-1], interpolation=cv2.INTER_LINEAR)))
+        conn.execute(
+            text("UPDATE predictions SET raw_map_uri = :u, raw_map_index = NULL WHERE id = :p"),
+            {"u": str(old), "p": pid},
+        )
+    engine.dispose()
+    legacy = tmp_path / "legacy.png"
+    run_cli(["heatmap", "hm", key, "--out", str(legacy), "--slice", str(index)], maps_env)
+    again, first = cv2.imread(str(legacy)), cv2.imread(str(out))
+    assert again.shape == first.shape and np.abs(again.astype(int) - first.astype(int)).max() <= 3

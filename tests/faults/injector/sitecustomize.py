@@ -4,8 +4,8 @@ Nothing in the product knows about this file. The fault tests put this folder on
 and set one of the variables below; Python then imports this module at start-up in every
 process, and it hooks Celery's ``task_prerun`` signal, so only worker pool processes act:
 
-HEMOSCAN_FAULT_KILL_ONCE=FILE  SIGKILL the pool process while it renders the first heatmap of a
-                               batch (after some heatmaps may be written, before any row is
+HEMOSCAN_FAULT_KILL_ONCE=FILE  SIGKILL the pool process while it packs the first batch's maps (after
+                               flagged images' overlays may be written, before any row is
                                committed), once: FILE records that the kill happened.
 HEMOSCAN_FAULT_POISON=A,B      SIGKILL the pool process when it loads an object whose key holds
                                one of the comma-separated texts (a decoder that crashes the
@@ -65,9 +65,10 @@ if any(name.startswith("HEMOSCAN_FAULT_") for name in os.environ):
         if marker and not Path(marker).exists():
             import workers.pipeline as pipeline
 
-            # The raw map is rendered for every scored image (an overlay only for flagged ones
-            # under the default HEMOSCAN_HEATMAPS=maps): the kill comes whatever is flagged.
-            original = pipeline.raw_map_npy
+            # Every batch packs its maps (an overlay is rendered only for flagged images under
+            # the default HEMOSCAN_HEATMAPS=maps): the kill comes whatever is flagged, after
+            # the flagged images' overlays were queued and before any row is committed.
+            original = pipeline.maps_npz
 
             def render_then_die(*a, **kw):  # type: ignore[no-untyped-def]
                 if not Path(marker).exists():
@@ -75,7 +76,7 @@ if any(name.startswith("HEMOSCAN_FAULT_") for name in os.environ):
                     _die()
                 return original(*a, **kw)
 
-            pipeline.raw_map_npy = render_then_die
+            pipeline.maps_npz = render_then_die
         hold = os.environ.get("HEMOSCAN_FAULT_HOLD")
         if hold and not _state["held"]:
             _state["held"] = True

@@ -40,6 +40,7 @@ class FakeGradCam:
             np.full((n, SIZE, SIZE), 0.5, np.float32),
             np.log(probs / (1 - probs)),
             np.ones((n, 4), np.float32),
+            np.full((n, SIZE // 4, SIZE // 4), 0.5, np.float32),
         )
 
 
@@ -101,7 +102,9 @@ def test_the_observer_gets_one_record_per_scored_image_with_every_stage(
         assert all(image.wall_ms[s] > 0 for s in IMAGE_STAGES)
         assert all(image.cpu_ms[s] >= 0 for s in IMAGE_STAGES)
         assert image.objects_written == HEATMAP_OBJECTS
-    assert batch.objects_written == 6 * HEATMAP_OBJECTS
+    # Every overlay, and every map in the batch's one pack.
+    assert batch.packs_written == 1
+    assert batch.objects_written == 6 * HEATMAP_OBJECTS + 1
     assert set(batch.wall_ms) == set(batch.cpu_ms) == set(BATCH_STAGES)
     assert batch.wall_ms["total"] >= batch.wall_ms["model"] + batch.wall_ms["commit"]
     assert all(batch.wall_ms[s] > 0 for s in ("lookup", "commit"))
@@ -110,8 +113,9 @@ def test_the_observer_gets_one_record_per_scored_image_with_every_stage(
 def test_maps_policy_writes_every_raw_map_and_overlays_of_flagged_images_only(
     archive: tuple[Path, list[str]], runtime: Any
 ) -> None:
-    """HEMOSCAN_HEATMAPS=maps: one object per normal image, two per flagged one; the rows say
-    which (no overlay URI where none was written) and the output holds exactly those."""
+    """HEMOSCAN_HEATMAPS=maps: one pack holding every image's map, an overlay per flagged
+    image; the rows say which (no overlay URI where none was written, each map's row of the
+    pack) and the output holds exactly those."""
     source, keys = archive
     seen: list[BatchTimes] = []
     rt = runtime(HeatmapPolicy.MAPS, seen.append)
@@ -121,17 +125,21 @@ def test_maps_policy_writes_every_raw_map_and_overlays_of_flagged_images_only(
     [batch] = seen
     with rt.sessions() as session:
         rows = session.execute(
-            select(Prediction.label, Prediction.overlay_uri, Prediction.raw_map_uri).where(
-                Prediction.job_id == job_id
-            )
+            select(
+                Prediction.label,
+                Prediction.overlay_uri,
+                Prediction.raw_map_uri,
+                Prediction.raw_map_index,
+            ).where(Prediction.job_id == job_id)
         ).all()
-    flagged = sum(1 for label, _, _ in rows if label)
+    flagged = sum(1 for label, *_ in rows if label)
     assert 0 < flagged < len(rows) == 6  # the fake model's probabilities straddle 0.5
-    assert all(raw for _, _, raw in rows)
-    assert all(bool(overlay) == label for label, overlay, _ in rows)
-    assert batch.objects_written == len(rows) + flagged
+    assert len({raw for _, _, raw, _ in rows}) == 1 and rows[0][2].endswith(".maps.npz")
+    assert sorted(index for *_, index in rows) == list(range(6))
+    assert all(bool(overlay) == label for label, overlay, *_ in rows)
+    assert batch.objects_written == 1 + flagged
     written = [o.key for o in rt.output.list()]
-    assert len(written) == len(rows) + flagged
+    assert len(written) == 1 + flagged
     assert sum(k.endswith(".overlay.png") for k in written) == flagged
 
 

@@ -33,8 +33,11 @@ def _batch(images: list[ImageTimes], failed: int = 0) -> BatchTimes:
         failed=failed,
         model_calls=1,
         model_images=len(images),
-        wall_ms={"lookup": 4.0, "model": 40.0, "commit": 6.0, "total": 80.0},
-        cpu_ms={"lookup": 1.0, "model": 2.0, "commit": 3.0, "total": 30.0},
+        packs_written=1,
+        wall_ms={"lookup": 4.0, "model": 40.0, "pack": 1.0, "pack_put": 2.0, "commit": 6.0}
+        | {"total": 80.0},
+        cpu_ms={"lookup": 1.0, "model": 2.0, "pack": 0.5, "pack_put": 1.5, "commit": 3.0}
+        | {"total": 30.0},
     )
 
 
@@ -48,15 +51,16 @@ def test_aggregate_gives_per_image_stage_figures_and_requests():
         "database": 2.0,
         "decode": 2.0,
         "fetch": 1.0,
-        "render+encode": 2.25,
-        "upload": 3.0,
+        "render+encode": 2.5,  # (3 x 3.0 + 2 packs x 0.5) / 4
+        "upload": 3.75,  # (3 x 4.0 + 2 x 1.5) / 4
     }
-    assert out["stages_wall_ms_per_image"]["upload"] == 6.0
+    assert out["stages_wall_ms_per_image"]["upload"] == 7.0
     assert out["outside_model_cpu_ms_per_image"] == pytest.approx(sum(cpu.values()))
     assert out["task_thread_cpu_ms_per_image"] == 15.0
     assert out["model_task_thread_cpu_ms_per_image"] == 1.0
     assert (out["model_wall_ms"], out["batches_wall_ms"], out["model_calls"]) == (80.0, 160.0, 2)
-    assert out["object_store_requests_per_image"] == {"get": 1.25, "put": 1.5}
+    # 3 overlays and 2 packs over 4 images
+    assert out["object_store_requests_per_image"] == {"get": 1.25, "put": 1.25, "put_packs": 0.5}
 
 
 def test_aggregate_refuses_batches_that_scored_nothing():
@@ -89,8 +93,9 @@ def test_the_summary_table_shows_the_stage_figures(capsys):
     assert (
         rows["worker CPU outside model"] == report["worker_cpu"]["outside_model_cpu_ms_per_image"]
     )
-    assert rows["  render+encode"] == 3.0 and rows["  database"] == 2.0
-    assert rows["  object store GET / PUT"] == "1.0 / 2.0"
+    # The batch's pack: its encoding in render+encode, its put with the two overlays' puts.
+    assert rows["  render+encode"] == 3.25 and rows["  database"] == 2.0
+    assert rows["  object store GET / PUT"] == "1.0 / 1.5"
     assert rows["PIPELINE distributed"] is None  # not measured in this report
     summary.print_table(report)
     assert "worker CPU outside model" in capsys.readouterr().out

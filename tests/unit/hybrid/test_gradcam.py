@@ -226,6 +226,26 @@ def test_explain_gives_the_logit_and_the_evidence_vector_of_each_image(cam, tiny
     np.testing.assert_allclose(one.embeddings[0], out.embeddings[2], atol=1e-5)
 
 
+def test_the_native_map_enlarged_gives_the_full_map_back(cam, images):
+    """What the worker stores per image is the explained layer's map (``native``): enlarged
+    with OpenCV's bilinear resize (the on-demand overlay) it must be the map the model call
+    gave at the input's size, so an overlay drawn later shows what the worker saw."""
+    out = cam.explain(images)
+    assert out.native.shape == (len(images), *cam.native_shape)
+    assert out.native.shape[1] < out.maps.shape[1]  # smaller than the input: the point of it
+    assert 0.0 <= out.native.min() and out.native.max() < 1.5
+    size = out.maps.shape[2], out.maps.shape[1]
+    compared = 0
+    for native, full in zip(out.native, out.maps, strict=True):
+        if full.max() == 0:  # no positive evidence: both maps empty
+            assert native.max() == 0
+            continue
+        enlarged = cv2.resize(native, size, interpolation=cv2.INTER_LINEAR)
+        np.testing.assert_allclose(np.minimum(enlarged, 1.0), full, atol=1e-4)
+        compared += 1
+    assert compared >= 2  # real maps compared, not only empty ones
+
+
 def test_a_model_without_a_logit_layer_gets_its_logits_from_the_probabilities():
     """Where the score is the sigmoid output itself, the stored logit is derived from it (a
     probability stored as a logit would be squashed again by the series stage)."""

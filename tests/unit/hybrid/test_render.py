@@ -1,4 +1,4 @@
-"""Overlay PNG, raw map bytes and peak coordinates back in native pixels."""
+"""Overlay PNG, raw map bytes (one image, a pack) and peak coordinates back in native pixels."""
 
 from __future__ import annotations
 
@@ -6,9 +6,10 @@ import io
 
 import cv2
 import numpy as np
+import pytest
 
 from hybrid_model.preprocess import resize_to_model
-from hybrid_model.render import overlay_png, peak, raw_map_npy
+from hybrid_model.render import maps_npz, overlay_png, peak, raw_map_npy, read_map
 
 
 def test_overlay_is_a_colour_png_of_the_image_size():
@@ -26,6 +27,41 @@ def test_raw_map_roundtrip_float16():
     back = np.load(io.BytesIO(raw_map_npy(cam)))
     assert back.dtype == np.float16
     np.testing.assert_allclose(back, cam, atol=1e-3)
+
+
+def test_a_pack_gives_each_image_its_own_map_and_the_input_size():
+    maps = np.random.default_rng(1).random((5, 16, 16)).astype(np.float32)
+    data = maps_npz(maps, (64, 64))
+    for i in range(5):
+        cam, size = read_map(data, i)
+        assert size == (64, 64) and cam.dtype == np.float32
+        np.testing.assert_allclose(cam, maps[i], atol=1e-3)
+    # A reader needs nothing of ours: the pack is a plain .npz of float16 maps.
+    with np.load(io.BytesIO(data)) as loaded:
+        assert loaded["maps"].dtype == np.float16 and loaded["maps"].shape == (5, 16, 16)
+
+
+def test_a_one_image_map_still_reads_at_its_own_size():
+    """Rows written before packs point at one image's .npy, at the model input's size."""
+    cam = np.random.default_rng(2).random((32, 32)).astype(np.float32)
+    back, size = read_map(raw_map_npy(cam), None)
+    assert size == (32, 32)
+    np.testing.assert_allclose(back, cam, atol=1e-3)
+
+
+@pytest.mark.parametrize(
+    ("data", "index", "says"),
+    [
+        (b"PK\x03\x04 not really a zip", 0, "not a stored map"),
+        (b"garbage", None, "not a stored map"),
+        (maps_npz(np.zeros((2, 4, 4)), (16, 16)), 2, "holds no map 2"),
+        (maps_npz(np.zeros((2, 4, 4)), (16, 16)), None, "not a one-image map"),
+        (raw_map_npy(np.zeros((4, 4))), 0, "not a pack"),
+    ],
+)
+def test_bytes_that_are_no_such_map_are_a_value_error(data, index, says):
+    with pytest.raises(ValueError, match=says):
+        read_map(data, index)
 
 
 def test_peak_identity_when_native_is_model_size():
