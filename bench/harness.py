@@ -30,6 +30,8 @@ DB_URL = os.environ.get(
 )
 S3_URL = os.environ.get("HEMOSCAN_BENCH_S3", "http://127.0.0.1:8333")
 HEMOSCAN = [sys.executable, "-m", "hemoscan.cli"]
+# The bench's own pseudonym secret (distributed mode requires one; the phantoms hold no patient).
+PSEUDONYM_KEY = "hemoscan-bench-pseudonyms-not-for-real-data"
 
 # The local services' credentials (scripts/services.sh), for boto3 in this process.
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "hemoscan")
@@ -89,6 +91,7 @@ def settings(**extra: Any) -> Settings:
     """Settings for this process's own stores and runtime (SeaweedFS, the scratch folder)."""
     from hemoscan.settings import load_settings
 
+    extra.setdefault("pseudonym_key", PSEUDONYM_KEY)
     return load_settings(s3_endpoint_url=S3_URL, data_dir=SCRATCH / "data", **extra)
 
 
@@ -114,6 +117,7 @@ def dist_env(model: Path, queue: str, **extra: str) -> dict[str, str]:
         HEMOSCAN_S3_ENDPOINT_URL=S3_URL,
         HEMOSCAN_OUTPUT_LOCATION=f"s3://{BUCKET}/heatmaps",
         HEMOSCAN_QUEUE=queue,
+        HEMOSCAN_PSEUDONYM_KEY=PSEUDONYM_KEY,
         **extra,
     )
 

@@ -331,17 +331,30 @@ def _origins(body: np.ndarray, bone: np.ndarray) -> list[tuple[float, float]]:
 
 
 def _best_rays(body: np.ndarray, bone: np.ndarray) -> tuple[np.ndarray, dict[str, float]]:
-    """``_rays`` from each of ``_origins``: the answer with the most skull-like rays."""
+    """``_rays`` from each of ``_origins``: the answer with the most skull-like rays (the first
+    of them on a tie, so an origin whose every ray is skull-like ends the search)."""
     _, labels = cv2.connectedComponents(bone.astype(np.uint8), connectivity=8)
-    results = [_rays(body, labels, origin) for origin in _origins(body, bone)]
+    # One look-up per sample for both questions (in the body? which bone?): -1 off the body.
+    code = np.where(body, labels, -1).astype(np.int32)
+    x, y, w, h = cv2.boundingRect(body.astype(np.uint8))
+    corners = ((y, x), (y, x + w - 1), (y + h - 1, x), (y + h - 1, x + w - 1))
+    results = []
+    for origin in _origins(body, bone):
+        # No body pixel lies farther from the origin than the body's farthest box corner: rays
+        # stop there (a sample past it is never in the body, and samples off it decide nothing).
+        reach = max(float(np.hypot(cy - origin[0], cx - origin[1])) for cy, cx in corners)
+        results.append(_rays(code, labels, origin, reach + 2.0))
+        if results[-1][1]["skull_rays"] >= 1.0:  # nothing can beat it
+            break
     return max(results, key=lambda r: r[1]["skull_rays"])
 
 
 def _rays(
-    body: np.ndarray, labels: np.ndarray, origin: tuple[float, float]
+    code: np.ndarray, labels: np.ndarray, origin: tuple[float, float], length: float
 ) -> tuple[np.ndarray, dict[str, float]]:
-    """The shell polygon and the ray figures: 64 rays from ``origin`` (row, column) over the
-    bone components ``labels`` (0: no bone).
+    """The shell polygon and the ray figures: 64 rays of ``length`` pixels from ``origin``
+    (row, column) over ``code``, each pixel's bone component ``labels`` (0: no bone) in the
+    body and -1 off it.
 
     A ray is skull-like when its outermost bone lies near the body's edge (``MAX_DEPTH``: the
     scalp is thin, the occipital muscles at the skull base are not) and that bone layer is thin
@@ -350,16 +363,17 @@ def _rays(
     outermost bone of the skull-like rays and bridges the others by interpolation, which closes
     a skull base's gaps (foramen magnum, orbits) without a morphological kernel.
     """
-    h, w = body.shape
+    h, w = code.shape
     cy, cx = origin
-    radii = np.arange(0.0, float(np.hypot(h, w)), 0.5, dtype=np.float32)
+    radii = np.arange(0.0, min(length, float(np.hypot(h, w))), 0.5, dtype=np.float32)
     theta = np.linspace(0.0, 2 * np.pi, N_RAYS, endpoint=False, dtype=np.float32)
     yy = np.rint(cy + np.sin(theta)[:, None] * radii[None, :]).astype(np.int64)
     xx = np.rint(cx + np.cos(theta)[:, None] * radii[None, :]).astype(np.int64)
     inside = (yy >= 0) & (yy < h) & (xx >= 0) & (xx < w)
     yy, xx = np.clip(yy, 0, h - 1), np.clip(xx, 0, w - 1)
-    in_body = inside & body[yy, xx]
-    sampled = np.where(in_body, labels[yy, xx], 0)
+    looked = code[yy, xx]
+    in_body = inside & (looked >= 0)
+    sampled = np.where(in_body, looked, 0)
     on_bone = sampled > 0
     index = np.arange(radii.size)
     edge = radii[(radii.size - 1) - np.argmax(in_body[:, ::-1], axis=1)]
@@ -385,7 +399,7 @@ def _rays(
     skull = hit & (thin | (tangential & np.isin(component, list(rings))))
     figures = {"bone_rays": float(hit.mean()), "skull_rays": float(skull.mean())}
     if not skull.any():
-        return np.zeros_like(body), figures
+        return np.zeros((h, w), dtype=bool), figures
     known = np.flatnonzero(skull)
     r = np.interp(np.arange(N_RAYS), known, outer[known], period=N_RAYS)
     points = np.stack([cx + np.cos(theta) * r, cy + np.sin(theta) * r], axis=1)

@@ -130,6 +130,24 @@ class SeriesStage:
         self.stage = stage
         self.threshold = float(threshold)
         self.version = version
+        self._compiled: Any | None = None
+
+    def _refine(self, batch: np.ndarray) -> np.ndarray:
+        """The stage on a padded (series, steps, features) batch, as ONE compiled call.
+
+        Called eagerly, Keras runs the GRU's recurrence as a Python loop of op dispatches, one
+        per step (about 5 ms per step on a 2-core CPU: a 400-slice folder took 2 s per batch).
+        Compiled once for any number of series and steps (both dimensions left open), the loop
+        runs inside TensorFlow."""
+        import tensorflow as tf
+
+        if self._compiled is None:
+            spec = tf.TensorSpec((None, None, batch.shape[2]), tf.float32)
+            stage = self.stage
+            self._compiled = tf.function(
+                lambda x: stage(x, training=False), input_signature=[spec], reduce_retracing=True
+            )
+        return np.asarray(self._compiled(tf.constant(batch)))
 
     @property
     def method(self) -> str:
@@ -152,7 +170,7 @@ class SeriesStage:
         batch = np.zeros((len(steps), longest, steps[0].shape[1]), np.float32)
         for i, f in enumerate(steps):
             batch[i, : len(f)] = f
-        refined = np.asarray(self.stage(batch, training=False))[..., 0].astype(np.float64)
+        refined = self._refine(batch)[..., 0].astype(np.float64)
         out = []
         for i, f in enumerate(steps):
             probs = _sigmoid(refined[i, : len(f)])

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Integer, case, func, select, update
+from sqlalchemy import Integer, bindparam, case, func, select, update
 from sqlalchemy.orm import Session
 
 from schema.models import Job, Prediction, Scan, Series, Study
@@ -194,54 +194,73 @@ def slices_of(session: Session, series_ids: Sequence[int]) -> dict[int, list[Sli
     return out
 
 
+_VERDICT_COLUMNS = (
+    "probability",
+    "label",
+    "threshold",
+    "max_slice_probability",
+    "method",
+    "model_version",
+    "slice_count",
+    "positive_slices",
+    "key_slices",
+    "key_z_min",
+    "key_z_max",
+)
+_STUDY_COLUMNS = ("probability", "label", "series_count", "model_version")
+
+
+def _update_by_id(model: Any, columns: Sequence[str]):  # type: ignore[no-untyped-def]
+    """One UPDATE of ``columns`` by id for many rows (executemany): state provisional, the
+    database's clock. Parameters: ``row_id`` and ``v_<column>``."""
+    table = _core(model)
+    values = {c: bindparam(f"v_{c}", type_=table.c[c].type) for c in columns}
+    return (
+        update(table)
+        .where(table.c.id == bindparam("row_id"))
+        .values(**values, state="provisional", updated_at=func.now())
+    )
+
+
 def store_verdicts(session: Session, verdicts: Sequence[Verdict]) -> None:
     """Write series verdicts (``provisional``: ``finalise`` decides when they are final) and
-    recompute their studies: the most suspicious series' probability, flagged when one is."""
+    recompute their studies: the most suspicious series' probability, flagged when one is.
+
+    A statement for all the series and one for all their studies (executemany), however many
+    series the batch touched: a batch of single-slice series touches a hundred."""
     if not verdicts:
         return
-    for v in verdicts:
-        session.execute(
-            update(Series)
-            .where(Series.id == v.series_id)
-            .values(
-                probability=v.probability,
-                label=v.label,
-                threshold=v.threshold,
-                max_slice_probability=v.max_slice_probability,
-                method=v.method,
-                model_version=v.model_version,
-                slice_count=v.slice_count,
-                positive_slices=v.positive_slices,
-                key_slices=v.key_slices,
-                key_z_min=v.key_z_min,
-                key_z_max=v.key_z_max,
-                state="provisional",
-                updated_at=func.now(),
-            )
+    rows = [
+        {"row_id": v.series_id, **{f"v_{c}": getattr(v, c) for c in _VERDICT_COLUMNS}}
+        for v in sorted(verdicts, key=lambda v: v.series_id)
+    ]
+    session.execute(_update_by_id(Series, _VERDICT_COLUMNS), rows)
+    study_ids = select(Series.study_id).where(Series.id.in_([v.series_id for v in verdicts]))
+    studies = session.execute(
+        select(
+            Series.study_id,
+            func.max(Series.probability),
+            func.max(_label_int()),
+            func.count(),
+            func.max(Series.model_version),
         )
-    study_ids = session.scalars(
-        select(Series.study_id).where(Series.id.in_([v.series_id for v in verdicts])).distinct()
+        .where(Series.study_id.in_(study_ids))
+        .group_by(Series.study_id)
+        .order_by(Series.study_id)
     ).all()
-    for study_id in sorted(study_ids):
-        prob, flagged, count, version = session.execute(
-            select(
-                func.max(Series.probability),
-                func.max(_label_int()),
-                func.count(),
-                func.max(Series.model_version),
-            ).where(Series.study_id == study_id)
-        ).one()
+    if studies:
         session.execute(
-            update(Study)
-            .where(Study.id == study_id)
-            .values(
-                probability=prob,
-                label=bool(flagged),
-                series_count=count,
-                model_version=version,
-                state="provisional",
-                updated_at=func.now(),
-            )
+            _update_by_id(Study, _STUDY_COLUMNS),
+            [
+                {
+                    "row_id": study_id,
+                    "v_probability": prob,
+                    "v_label": bool(flagged),
+                    "v_series_count": count,
+                    "v_model_version": version,
+                }
+                for study_id, prob, flagged, count, version in studies
+            ],
         )
 
 

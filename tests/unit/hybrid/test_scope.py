@@ -254,3 +254,48 @@ def test_the_message_quotes_no_header_text():
     with pytest.raises(errors.NotHead) as info:
         decode_image(data, "c.dcm")
     assert "XYZZY" not in str(info.value) and "PHANTOM" not in str(info.value)
+
+
+def _exhaustive_rays(body: np.ndarray, bone: np.ndarray):  # type: ignore[no-untyped-def]
+    """The ray search without its shortcuts: full-length rays from every origin."""
+    from hybrid_model import scope
+
+    _, labels = cv2.connectedComponents(bone.astype(np.uint8), connectivity=8)
+    code = np.where(body, labels, -1).astype(np.int32)
+    found = [scope._rays(code, labels, o, float("inf")) for o in scope._origins(body, bone)]
+    return max(found, key=lambda r: r[1]["skull_rays"])
+
+
+def test_the_ray_searchs_shortcuts_change_no_figure(monkeypatch):
+    """``_best_rays`` stops its rays at the body's farthest box corner and its search at an
+    origin whose every ray is skull-like: on real heads, hard heads, non-heads and phantoms
+    the figures and the shell are those of the exhaustive search."""
+    from hybrid_model import scope
+
+    seen: list[tuple[np.ndarray, np.ndarray]] = []
+    measure = scope._measure
+
+    def watch(m):  # type: ignore[no-untyped-def]
+        if m.body.any():
+            seen.append((m.body, m.bone))
+        return measure(m)
+
+    monkeypatch.setattr(scope, "_measure", watch)
+    for name in REAL:
+        dicom = _real(name)
+        check_hu(dicom.hu, dicom.spacing_mm)
+        check_grey(_grey8(dicom.hu, "brain"))
+    for kinds in (nonhead.NON_HEADS, nonhead.HARD_HEADS):
+        for make in kinds.values():
+            check_hu(*make(np.random.default_rng(0)))
+    for seed in range(6):
+        hu, _, _, _ = make_slice(np.random.default_rng(seed), 256)
+        check_hu(hu, 0.9)
+    assert len(seen) > 15
+    for body, bone in seen:
+        (fast_shell, fast), (full_shell, full) = (
+            scope._best_rays(body, bone),
+            _exhaustive_rays(body, bone),
+        )
+        assert fast == full
+        assert np.array_equal(fast_shell, full_shell)
