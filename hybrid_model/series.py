@@ -144,6 +144,7 @@ class SeriesStage:
         if self._compiled is None:
             spec = tf.TensorSpec((None, None, batch.shape[2]), tf.float32)
             stage = self.stage
+            assert stage is not None  # max-of-slices never calls the stage
             self._compiled = tf.function(
                 lambda x: stage(x, training=False), input_signature=[spec], reduce_retracing=True
             )
