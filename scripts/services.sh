@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# Local services for development, tests and CI: Redis, PostgreSQL and SeaweedFS (S3).
+# Local services for development, tests and CI: Redis, PostgreSQL, SeaweedFS (S3) and Orthanc
+# (a PACS with its DICOMweb plugin).
 #
-#   scripts/services.sh start    make sure all three answer (starting what is stopped)
-#   scripts/services.sh stop     stop SeaweedFS (Redis and PostgreSQL belong to the machine)
+#   scripts/services.sh start    make sure all four answer (starting what is stopped; Orthanc is
+#                                installed from Debian with apt when it is missing)
+#   scripts/services.sh stop     stop SeaweedFS and Orthanc (Redis and PostgreSQL belong to the
+#                                machine)
 #   scripts/services.sh status   say what answers
 #   scripts/services.sh env      print the variables to export (eval "$(scripts/services.sh env)")
 #
@@ -10,6 +13,10 @@
 # (default .scratch/ in the repository) and is bound to 127.0.0.1 with telemetry off. Every
 # bucket is a SeaweedFS collection with volumes of its own: small volumes and a high volume
 # count keep many test buckets from exhausting the writable volumes ("No writable volumes").
+# Orthanc keeps its configuration, database and log in $HEMOSCAN_SCRATCH/orthanc, refuses
+# connections from other hosts (RemoteAccessAllowed false: Orthanc 1.10 has no bind address)
+# and asks every request for the test user's password (HTTP basic authentication); its DICOM
+# (DIMSE) port is off, DICOMweb is at /dicom-web/.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -23,6 +30,10 @@ FILER_PORT=${HEMOSCAN_WEED_FILER_PORT:-18888}
 ADMIN_PORT=${HEMOSCAN_WEED_ADMIN_PORT:-23646}
 PG_URL=${HEMOSCAN_TEST_DATABASE_URL:-postgresql+psycopg2://postgres@127.0.0.1:5432/test}
 REDIS_URL=${HEMOSCAN_TEST_BROKER_URL:-redis://127.0.0.1:6379/0}
+ORTHANC_PORT=${HEMOSCAN_ORTHANC_PORT:-8042}
+ORTHANC_USER=${HEMOSCAN_TEST_ORTHANC_USER:-hemoscan}
+ORTHANC_PASSWORD=${HEMOSCAN_TEST_ORTHANC_PASSWORD:-orthanc-test-pw}
+ORTHANC_PLUGIN=${ORTHANC_DICOMWEB_PLUGIN:-/usr/share/orthanc/plugins/libOrthancDicomWeb.so}
 export AWS_ACCESS_KEY_ID=${AWS_ACCESS_KEY_ID:-hemoscan}
 export AWS_SECRET_ACCESS_KEY=${AWS_SECRET_ACCESS_KEY:-hemoscan-secret}
 
@@ -106,6 +117,72 @@ start_seaweedfs() {
   wait_for "seaweedfs storage" 60 s3_stores || exit 1
 }
 
+orthanc_up() {  # the REST API and the DICOMweb plugin answer with the test credentials
+  curl -sf -o /dev/null -u "$ORTHANC_USER:$ORTHANC_PASSWORD" "http://127.0.0.1:${ORTHANC_PORT}/system" &&
+    curl -sf -o /dev/null -u "$ORTHANC_USER:$ORTHANC_PASSWORD" \
+      "http://127.0.0.1:${ORTHANC_PORT}/dicom-web/studies?limit=1"
+}
+orthanc_up_or_dead() { orthanc_up || ! kill -0 "$(cat "$SCRATCH/orthanc.pid")" 2>/dev/null; }
+
+install_orthanc() {
+  command -v Orthanc >/dev/null 2>&1 && [ -f "$ORTHANC_PLUGIN" ] && return
+  command -v apt-get >/dev/null 2>&1 || { log "Orthanc is missing and there is no apt-get: install orthanc and orthanc-dicomweb"; exit 1; }
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  log "installing orthanc and orthanc-dicomweb (apt)"
+  export DEBIAN_FRONTEND=noninteractive
+  # The service the package would start is not used (policy-rc.d or no init system).
+  if ! $sudo apt-get install -y -q --no-install-recommends orthanc orthanc-dicomweb >/dev/null 2>&1; then
+    $sudo apt-get update -q >/dev/null 2>&1 || true
+    $sudo apt-get install -y -q --no-install-recommends orthanc orthanc-dicomweb >/dev/null
+  fi
+  [ -f "$ORTHANC_PLUGIN" ] || { log "no DICOMweb plugin at $ORTHANC_PLUGIN"; exit 1; }
+}
+
+start_orthanc() {
+  if orthanc_up; then log "orthanc (:$ORTHANC_PORT) is up"; return; fi
+  if curl -s -o /dev/null "http://127.0.0.1:${ORTHANC_PORT}/"; then
+    log "something on :$ORTHANC_PORT answers but not as this Orthanc (credentials?); stop it or set HEMOSCAN_ORTHANC_PORT"
+    exit 1
+  fi
+  install_orthanc
+  local dir="$SCRATCH/orthanc"
+  mkdir -p "$dir/db"
+  cat >"$dir/orthanc.json" <<EOJ
+{
+  "Name": "hemoscan-test-pacs",
+  "StorageDirectory": "$dir/db",
+  "IndexDirectory": "$dir/db",
+  "Plugins": ["$ORTHANC_PLUGIN"],
+  "HttpServerEnabled": true,
+  "HttpPort": $ORTHANC_PORT,
+  "DicomServerEnabled": false,
+  "RemoteAccessAllowed": false,
+  "AuthenticationEnabled": true,
+  "RegisteredUsers": {"$ORTHANC_USER": "$ORTHANC_PASSWORD"},
+  "DicomWeb": {"Enable": true, "Root": "/dicom-web/", "EnableWado": false, "Host": "127.0.0.1"}
+}
+EOJ
+  log "starting orthanc (:$ORTHANC_PORT, data in $dir)"
+  nohup Orthanc "$dir/orthanc.json" >"$dir/orthanc.log" 2>&1 &
+  echo $! >"$SCRATCH/orthanc.pid"
+  wait_for orthanc 60 orthanc_up_or_dead
+  orthanc_up || { log "orthanc exited; see $dir/orthanc.log"; tail -n 20 "$dir/orthanc.log" >&2; exit 1; }
+}
+
+stop_pidfile() {  # stop_pidfile NAME FILE
+  [ -f "$2" ] || return 0
+  local pid
+  pid=$(cat "$2")
+  if kill "$pid" 2>/dev/null; then
+    # Wait for it to let go of its ports, so a `start` right after works.
+    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+    kill -9 "$pid" 2>/dev/null || true
+    log "$1 stopped"
+  fi
+  rm -f "$2"
+}
+
 print_env() {
   cat <<EOV
 export HEMOSCAN_TEST_DATABASE_URL=$PG_URL
@@ -113,6 +190,9 @@ export HEMOSCAN_TEST_BROKER_URL=$REDIS_URL
 export HEMOSCAN_TEST_S3_ENDPOINT_URL=http://127.0.0.1:$S3_PORT
 export AWS_ACCESS_KEY_ID=$AWS_ACCESS_KEY_ID
 export AWS_SECRET_ACCESS_KEY=$AWS_SECRET_ACCESS_KEY
+export HEMOSCAN_TEST_ORTHANC_URL=http://127.0.0.1:$ORTHANC_PORT
+export HEMOSCAN_TEST_ORTHANC_USER=$ORTHANC_USER
+export HEMOSCAN_TEST_ORTHANC_PASSWORD=$ORTHANC_PASSWORD
 # For running hemoscan itself in distributed mode against these services:
 #   export HEMOSCAN_DATABASE_URL=\$HEMOSCAN_TEST_DATABASE_URL
 #   export HEMOSCAN_BROKER_URL=\$HEMOSCAN_TEST_BROKER_URL
@@ -125,19 +205,12 @@ case "${1:-start}" in
     start_redis
     start_postgres
     start_seaweedfs
+    start_orthanc
     print_env
     ;;
   stop)
-    if [ -f "$SCRATCH/weed.pid" ]; then
-      pid=$(cat "$SCRATCH/weed.pid")
-      if kill "$pid" 2>/dev/null; then
-        # Wait for it to let go of its ports, so a `start` right after works.
-        for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
-        kill -9 "$pid" 2>/dev/null || true
-        log "seaweedfs stopped"
-      fi
-    fi
-    rm -f "$SCRATCH/weed.pid"
+    stop_pidfile seaweedfs "$SCRATCH/weed.pid"
+    stop_pidfile orthanc "$SCRATCH/orthanc.pid"
     ;;
   status)
     rc=0
@@ -146,6 +219,7 @@ case "${1:-start}" in
     if s3_stores; then log "seaweedfs: up (:$S3_PORT)"
     elif s3_up; then log "seaweedfs: answers on :$S3_PORT but cannot store objects"; rc=1
     else log "seaweedfs: down"; rc=1; fi
+    orthanc_up && log "orthanc: up (:$ORTHANC_PORT, DICOMweb at /dicom-web/)" || { log "orthanc: down"; rc=1; }
     exit $rc
     ;;
   env) print_env ;;

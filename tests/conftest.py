@@ -1,11 +1,11 @@
-"""Shared fixtures: real PostgreSQL, Redis and SeaweedFS from scripts/services.sh.
+"""Shared fixtures: real PostgreSQL, Redis, SeaweedFS and Orthanc from scripts/services.sh.
 
 Integration tests never mock these services. Each test session gets its own PostgreSQL
 database and each test its own bucket, so runs do not see each other's rows or objects.
 
 The ``services`` marker is not written by hand: ``pytest_collection_modifyitems`` below gives
 it to every test whose fixture closure holds one of ``SERVICE_FIXTURES`` (the fixtures that
-reach PostgreSQL, Redis or SeaweedFS; every other service fixture, such as ``pg_database``,
+reach PostgreSQL, Redis, SeaweedFS or Orthanc; every other service fixture, such as ``pg_database``,
 ``s3_bucket`` or ``dist_env``, depends on one of them), so a new test cannot forget it and
 ``pytest -m "not services"`` runs with the services stopped. A fixture that asks for a service
 fixture at run time (``request.getfixturevalue``) is invisible to the closure: mark that
@@ -19,6 +19,7 @@ import socket
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from urllib.parse import urlparse
 
 import pytest
@@ -28,11 +29,12 @@ PG_URL = os.environ.get(
 )
 REDIS_URL = os.environ.get("HEMOSCAN_TEST_BROKER_URL", "redis://127.0.0.1:6379/0")
 S3_URL = os.environ.get("HEMOSCAN_TEST_S3_ENDPOINT_URL", "http://127.0.0.1:8333")
+ORTHANC_URL = os.environ.get("HEMOSCAN_TEST_ORTHANC_URL", "http://127.0.0.1:8042")
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "hemoscan")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "hemoscan-secret")
 
 # The fixtures that need a running service; the ``services`` marker follows from them.
-SERVICE_FIXTURES = frozenset({"pg_admin_url", "redis_url", "s3_endpoint"})
+SERVICE_FIXTURES = frozenset({"pg_admin_url", "redis_url", "s3_endpoint", "orthanc"})
 
 
 @pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
@@ -107,6 +109,29 @@ def redis_url() -> str:
 def s3_endpoint() -> str:
     _require(S3_URL, "SeaweedFS (S3)")
     return S3_URL
+
+
+@dataclass(frozen=True)
+class Pacs:
+    """The local Orthanc (scripts/services.sh): its base URL, DICOMweb root and test user."""
+
+    url: str
+    user: str
+    password: str
+
+    @property
+    def dicomweb(self) -> str:
+        return f"{self.url}/dicom-web"
+
+
+@pytest.fixture(scope="session")
+def orthanc() -> Pacs:
+    _require(ORTHANC_URL, "Orthanc (DICOMweb)")
+    return Pacs(
+        ORTHANC_URL,
+        os.environ.get("HEMOSCAN_TEST_ORTHANC_USER", "hemoscan"),
+        os.environ.get("HEMOSCAN_TEST_ORTHANC_PASSWORD", "orthanc-test-pw"),
+    )
 
 
 @pytest.fixture
