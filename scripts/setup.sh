@@ -15,4 +15,18 @@ fi
 echo "setup: installing hemoscan and its dependencies into .venv (first time: a few minutes)" >&2
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -e ".[dev]"
+# From Debian, for the tests: dicom3tools' dciodvfy checks every DICOM object hemoscan writes.
+# Installed when missing and this is root with apt; otherwise a note (the rest works without).
+if ! command -v dciodvfy >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" -eq 0 ]; then
+    echo "setup: installing dicom3tools (apt) for dciodvfy" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -q --no-install-recommends dicom3tools >/dev/null 2>&1 || {
+      apt-get update -q >/dev/null 2>&1 || true
+      apt-get install -y -q --no-install-recommends dicom3tools >/dev/null
+    }
+  else
+    echo "setup: dciodvfy not found; the DICOM output tests need it (apt install dicom3tools)" >&2
+  fi
+fi
 echo "setup: done ($(.venv/bin/hemoscan --version))" >&2

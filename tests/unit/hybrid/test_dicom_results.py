@@ -1,0 +1,119 @@
+"""A series' verdict as a DICOM SR (``hybrid_model.dicom_results``): a valid Comprehensive 3D
+SR (``dciodvfy``, dicom3tools) that says what it found, with which model, on which slices, and
+that it is research output; patient and study copied from the source, UIDs new and stable."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pydicom
+import pytest
+
+from hybrid_model.dicom_results import SeriesResult, series_report, statement
+from tests.utils.archive import make_series
+
+RESULT = SeriesResult(
+    probability=0.873125,
+    label=True,
+    threshold=0.41,
+    method="series_stage",
+    model_version="demo-test-v1",
+    trained_on="synthetic CT phantoms",
+    key_slices=(2, 5),
+)
+
+
+@pytest.fixture(scope="module")
+def sources(tmp_path_factory) -> list[pydicom.Dataset]:  # type: ignore[no-untyped-def]
+    records = make_series(tmp_path_factory.mktemp("series"), 1, seed=3, size=64)
+    out: list[pydicom.Dataset] = []
+    for r in records:
+        ds = pydicom.dcmread(r["file"], stop_before_pixels=True)
+        ds.PatientName, ds.PatientID = "Phantom^Test", "PHANTOM-7"
+        out.append(ds)
+    return out
+
+
+def _items(ds: pydicom.Dataset) -> Iterator[pydicom.Dataset]:
+    for item in getattr(ds, "ContentSequence", []):
+        yield item
+        yield from _items(item)
+
+
+def _named(ds: pydicom.Dataset, meaning: str) -> list[pydicom.Dataset]:
+    return [i for i in _items(ds) if i.ConceptNameCodeSequence[0].CodeMeaning == meaning]
+
+
+def dciodvfy(path: Path) -> tuple[list[str], list[str]]:
+    """(errors, warnings) of dicom3tools' IOD checker on ``path``."""
+    tool = shutil.which("dciodvfy")
+    if tool is None:
+        pytest.fail("dciodvfy (dicom3tools) is missing: scripts/setup.sh installs it", False)
+    out = subprocess.run([tool, str(path)], capture_output=True, text=True, timeout=60)
+    lines = (out.stdout + out.stderr).splitlines()
+    return [x for x in lines if x.startswith("Error")], [x for x in lines if "Warning" in x]
+
+
+def test_the_report_is_a_valid_comprehensive_3d_sr(sources, tmp_path):
+    sr = series_report(sources, RESULT, entropy=["job-1", "series-a"])
+    path = tmp_path / "sr.dcm"
+    sr.save_as(path, enforce_file_format=True)
+    errors, warnings = dciodvfy(path)
+    assert not errors, "\n".join(errors)
+    print("dciodvfy warnings:", *warnings, sep="\n  ")
+    back = pydicom.dcmread(path)
+    assert back.SOPClassUID == pydicom.uid.Comprehensive3DSRStorage
+    assert back.ContentTemplateSequence[0].TemplateIdentifier == "1500"
+
+
+def test_it_says_what_was_found_by_which_model_on_which_slices(sources, tmp_path):
+    sr = series_report(sources, RESULT, entropy=["job-1", "series-a"])
+    sr.save_as(tmp_path / "sr.dcm", enforce_file_format=True)
+    back = pydicom.dcmread(tmp_path / "sr.dcm")
+    [probability] = _named(back, "Probability")
+    assert float(probability.MeasuredValueSequence[0].NumericValue) == RESULT.probability
+    [finding] = [
+        i for i in _named(back, "Intracranial hemorrhage (disorder)") if i.ValueType == "CODE"
+    ]
+    assert finding.ConceptCodeSequence[0].CodeMeaning == "Present"
+    versions = [i.TextValue for i in _named(back, "Algorithm Version")]
+    assert versions and set(versions) == {RESULT.model_version}
+    [comment] = _named(back, "Comment")
+    assert comment.TextValue == statement(RESULT)
+    assert "not a diagnosis" in comment.TextValue and "phantoms" in comment.TextValue
+    referenced = {
+        i.ReferencedSOPSequence[0].ReferencedSOPInstanceUID
+        for i in _items(back)
+        if i.ValueType == "IMAGE"
+    }
+    assert referenced == {sources[i].SOPInstanceUID for i in RESULT.key_slices}
+
+
+def test_patient_and_study_come_from_the_source_and_the_uids_are_new_and_stable(sources):
+    first = series_report(sources, RESULT, entropy=["job-1", "series-a"], uid_root="1.2.3.")
+    again = series_report(sources, RESULT, entropy=["job-1", "series-a"], uid_root="1.2.3.")
+    other = series_report(sources, RESULT, entropy=["job-1", "series-b"], uid_root="1.2.3.")
+    src = sources[0]
+    assert (first.PatientName, first.PatientID) == (src.PatientName, src.PatientID)
+    assert first.StudyInstanceUID == src.StudyInstanceUID
+    assert first.SeriesInstanceUID != src.SeriesInstanceUID
+    assert first.SOPInstanceUID.startswith("1.2.3.")
+    assert (again.SeriesInstanceUID, again.SOPInstanceUID) == (
+        first.SeriesInstanceUID,
+        first.SOPInstanceUID,
+    ), "the same result written twice is the same object"
+    assert other.SOPInstanceUID != first.SOPInstanceUID
+    # Nothing of the source's series or equipment is copied.
+    assert first.Modality == "SR" and first.Manufacturer == "hemoscan"
+    assert "not for diagnosis" in first.SeriesDescription
+
+
+def test_a_report_needs_a_source_and_key_slices_among_them(sources):
+    with pytest.raises(ValueError, match="at least one"):
+        series_report([], RESULT, entropy=["j"])
+    wrong = SeriesResult(0.1, False, 0.5, "max_of_slices", "v", "phantoms", key_slices=(99,))
+    with pytest.raises(ValueError, match="key slices"):
+        series_report(sources, wrong, entropy=["j"])
