@@ -189,6 +189,13 @@ class Settings(BaseSettings):
         "key); embedded mode generates one in <data_dir>/pseudonym.key. Losing it means new "
         "jobs cannot be matched to old pseudonyms.",
     )
+    dicom_uid_root: str = Field(
+        default="1.2.826.0.1.3680043.8.498.",
+        pattern=r"^[0-9]+(\.[0-9]+)*\.$",
+        max_length=40,
+        description="UID root of the DICOM objects hemoscan writes (Structured Reports): your "
+        "organisation's, ending in a dot. Default: pydicom's root for generated UIDs.",
+    )
     # --- limits ----------------------------------------------------------------------------
     max_object_bytes: int = Field(
         default=64 * 1024 * 1024, ge=1, description="Objects larger than this are rejected."

@@ -84,6 +84,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     )
     heat.set_defaults(func=_heatmap)
 
+    sr = subparsers.add_parser(
+        "dicom-sr",
+        help="write each DICOM series' verdict as a DICOM Structured Report",
+        description="One Comprehensive 3D SR (TID 1500) per DICOM series of JOB with a "
+        "verdict: the finding intracranial hemorrhage with its probability, Present or Absent "
+        "at the threshold, the key slices referenced, the model and its version, and the "
+        "research-use statement. Patient and study attributes come from the source's key "
+        "slices (read again from the source); new UIDs under HEMOSCAN_DICOM_UID_ROOT, the same "
+        "on every run. Files are named by the series' pseudonym. PNG folders and NIfTI volumes "
+        "have no DICOM study: they are skipped.",
+    )
+    sr.add_argument("job", metavar="JOB", help="job name or id")
+    sr.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="folder for the .sr.dcm files (default: the output location, JOB_ID/dicom/)",
+    )
+    sr.add_argument("--flagged", action="store_true", help="only series flagged positive")
+    sr.set_defaults(func=_dicom_sr)
+
     report = subparsers.add_parser(
         "report",
         help="write a job's HTML report: summary, failures, metrics, flagged list with heatmaps",
@@ -205,6 +226,21 @@ def _heatmap(args: argparse.Namespace) -> int:
         f"wrote {args.out}:{where} p={rendered.probability:.4f} ({verdict}); research and "
         "triage only, not a diagnosis"
     )
+    return 0
+
+
+def _dicom_sr(args: argparse.Namespace) -> int:
+    from hemoscan.reporting.dicom_sr import write_series_reports
+    from schema.jobs import find_job
+
+    with _sessions().begin() as session:
+        job = find_job(session, args.job)
+        done = write_series_reports(session, job, get_settings(), args.out, args.flagged)
+    where = args.out or f"the output location ({job.id}/dicom/)"
+    console.print(f"wrote {len(done.written)} DICOM SR file(s) to {where}")
+    for reason, count in sorted(done.skipped.items()):
+        console.print(f"  skipped {count} series: {reason}")
+    console.print("research and triage output, not a diagnosis")
     return 0
 
 

@@ -333,3 +333,68 @@ def test_heatmap_rendered_on_demand_matches_the_written_overlay(base_env, tmp_pa
     run_cli(["heatmap", "hm", key, "--out", str(legacy), "--slice", str(index)], maps_env)
     again, first = cv2.imread(str(legacy)), cv2.imread(str(out))
     assert again.shape == first.shape and np.abs(again.astype(int) - first.astype(int)).max() <= 3
+
+
+def test_dicom_sr_reports_each_dicom_series_with_the_verdict_in_the_database(base_env, tmp_path):
+    """`hemoscan dicom-sr JOB`: a valid SR per DICOM series (dciodvfy), its probability the
+    series row's, its study and key slices the source's, the same UIDs on a second run; a PNG
+    folder's series is skipped with its reason; no UID on the command's output."""
+    import shutil
+
+    import pydicom
+    from sqlalchemy import create_engine, text
+
+    from tests.utils.archive import make_series
+    from tests.utils.dciodvfy import dciodvfy
+
+    records = make_series(tmp_path / "src", 2, seed=41, size=64)
+    archive = tmp_path / "archive"
+    for folder in sorted({Path(r["file"]).parent for r in records}):
+        shutil.copytree(folder, archive / folder.name)
+    pngs = [p for p in make_phantoms(tmp_path / "png", 6) if p.suffix == ".png"]
+    assert pngs
+    (archive / "pngs").mkdir()
+    for p in pngs:
+        shutil.copy(p, archive / "pngs" / p.name)
+    sources = {
+        ds.SOPInstanceUID: ds
+        for ds in (pydicom.dcmread(r["file"], stop_before_pixels=True) for r in records)
+    }
+    env = {**base_env, "HEMOSCAN_HEAD_GATE": "false"}
+    run_cli(["scan", str(archive), "--job", "sr"], env)
+    done = run_cli(["dicom-sr", "sr", "--out", str(tmp_path / "sr")], env)
+    said = " ".join((done.stdout + done.stderr).split())
+    assert "wrote 2 DICOM SR file(s)" in said and "skipped 1 series: folder series" in said
+    assert not any(uid in said for uid in sources), "a UID on the command's output"
+    engine = create_engine(f"sqlite:///{tmp_path}/data/hemoscan.db")
+    with engine.connect() as conn:
+        verdicts = dict(
+            conn.execute(
+                text("SELECT series_key, probability FROM series WHERE source = 'dicom'")
+            ).all()
+        )
+    engine.dispose()
+    files = sorted((tmp_path / "sr").glob("*.sr.dcm"))
+    assert {f.name.removesuffix(".sr.dcm") for f in files} == set(verdicts)
+    first = {}
+    for f in files:
+        errors, _ = dciodvfy(f)
+        assert not errors, "\n".join(errors)
+        sr = pydicom.dcmread(f)
+        [probability] = [
+            item.MeasuredValueSequence[0].NumericValue
+            for group in sr.ContentSequence
+            if "ContentSequence" in group
+            for g in group.ContentSequence
+            for item in g.ContentSequence
+            if item.ValueType == "NUM"
+        ]
+        series_key = f.name.removesuffix(".sr.dcm")
+        assert float(probability) == pytest.approx(verdicts[series_key], abs=1e-6)
+        refs = sr.CurrentRequestedProcedureEvidenceSequence[0].ReferencedSeriesSequence[0]
+        uids = [r.ReferencedSOPInstanceUID for r in refs.ReferencedSOPSequence]
+        assert uids and all(u in sources for u in uids), "key slices of the source series"
+        assert sr.StudyInstanceUID == sources[uids[0]].StudyInstanceUID
+        first[f.name] = sr.SOPInstanceUID
+    run_cli(["dicom-sr", "sr", "--out", str(tmp_path / "sr")], env)
+    assert {f.name: pydicom.dcmread(f).SOPInstanceUID for f in files} == first

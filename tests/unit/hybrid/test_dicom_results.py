@@ -4,16 +4,14 @@ that it is research output; patient and study copied from the source, UIDs new a
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from collections.abc import Iterator
-from pathlib import Path
 
 import pydicom
 import pytest
 
 from hybrid_model.dicom_results import SeriesResult, series_report, statement
 from tests.utils.archive import make_series
+from tests.utils.dciodvfy import dciodvfy
 
 RESULT = SeriesResult(
     probability=0.873125,
@@ -45,16 +43,6 @@ def _items(ds: pydicom.Dataset) -> Iterator[pydicom.Dataset]:
 
 def _named(ds: pydicom.Dataset, meaning: str) -> list[pydicom.Dataset]:
     return [i for i in _items(ds) if i.ConceptNameCodeSequence[0].CodeMeaning == meaning]
-
-
-def dciodvfy(path: Path) -> tuple[list[str], list[str]]:
-    """(errors, warnings) of dicom3tools' IOD checker on ``path``."""
-    tool = shutil.which("dciodvfy")
-    if tool is None:
-        pytest.fail("dciodvfy (dicom3tools) is missing: scripts/setup.sh installs it", False)
-    out = subprocess.run([tool, str(path)], capture_output=True, text=True, timeout=60)
-    lines = (out.stdout + out.stderr).splitlines()
-    return [x for x in lines if x.startswith("Error")], [x for x in lines if "Warning" in x]
 
 
 def test_the_report_is_a_valid_comprehensive_3d_sr(sources, tmp_path):

@@ -1,0 +1,124 @@
+"""``hemoscan dicom-sr JOB``: every DICOM series' verdict of a job as a DICOM Structured Report
+(``hybrid_model.dicom_results``), written to the output location or a folder.
+
+The report needs the headers of the series' key slices (patient, study, the instances it
+references): they are read again from the job's source, only those objects, and nothing of
+them but what the report carries is kept. Series of PNG folders and NIfTI volumes have no
+DICOM study to attach a report to: they are counted as skipped. Files are named by the
+series' pseudonym, never by a UID, so the output keys show nothing of the source.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy.orm import Session
+
+from hemoscan.errors import StorageError
+from hemoscan.settings import Settings
+from hemoscan.storage import open_store, write_atomic
+from schema.models import Job
+from schema.series import key_slice_locations, series_rows
+
+
+@dataclass
+class Written:
+    written: list[str] = field(default_factory=list)  # where each report went
+    skipped: dict[str, int] = field(default_factory=dict)  # reason -> series
+
+    def skip(self, reason: str) -> None:
+        self.skipped[reason] = self.skipped.get(reason, 0) + 1
+
+
+def trained_on(settings: Settings, model_version: str | None) -> str:
+    """What the scoring model was trained on, from the configured model's metadata when it
+    is the model that scored the job (no TensorFlow: the metadata is read from the file)."""
+    from hybrid_model.metadata import ModelLoadError, read_metadata
+
+    try:
+        meta = read_metadata(Path(settings.model_path))
+    except ModelLoadError:
+        return "data this installation does not record (its model file is missing)"
+    if str(meta.get("version")) != str(model_version):
+        return "data this installation does not record (another model scored this job)"
+    if meta.get("phantom_trained") or not meta.get("clinically_valid"):
+        return "synthetic head-CT phantoms (not clinically valid)"
+    return str(meta.get("training_data") or "data its metadata does not name")
+
+
+def write_series_reports(
+    session: Session,
+    job: Job,
+    settings: Settings,
+    out: Path | None = None,
+    flagged_only: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> Written:
+    """One SR per DICOM series of ``job`` with a verdict (flagged ones only with
+    ``flagged_only``), to ``out`` (a folder) or the output location under ``JOB_ID/dicom/``."""
+    import pydicom
+
+    from hybrid_model.dicom_results import SeriesResult, series_report
+
+    rows = [s for s, _ in series_rows(session, job.id, positives=flagged_only)]
+    source = open_store(job.source_uri, settings)
+    sink = None if out is not None else open_store(settings.effective_output_location, settings)
+    locations = key_slice_locations(
+        session, [k["prediction_id"] for s in rows for k in (s.key_slices or [])]
+    )
+    done = Written()
+    for n, series in enumerate(rows, 1):
+        if progress is not None:
+            progress(n, len(rows))
+        if series.probability is None:
+            done.skip("no scored slice")
+            continue
+        if series.source != "dicom":
+            done.skip(f"{series.source} series: no DICOM study to attach a report to")
+            continue
+        keys = [locations[k["prediction_id"]][0] for k in series.key_slices or []]
+        keys = [k for k in dict.fromkeys(keys)]  # a multi-frame object would repeat
+        try:
+            headers = [
+                pydicom.dcmread(io.BytesIO(source.get(k)), stop_before_pixels=True) for k in keys
+            ]
+        except StorageError:
+            done.skip("a key slice is no longer in the source")
+            continue
+        except pydicom.errors.InvalidDicomError:
+            done.skip("a key slice no longer reads as DICOM")
+            continue
+        if not headers:
+            done.skip("no key slice")
+            continue
+        result = SeriesResult(
+            probability=float(series.probability),
+            label=bool(series.label),
+            threshold=float(series.threshold or 0.0),
+            method=series.method or "max_of_slices",
+            model_version=series.model_version or "unknown",
+            trained_on=trained_on(settings, series.model_version),
+            key_slices=tuple(range(len(headers))),
+        )
+        sr = series_report(
+            headers,
+            result,
+            entropy=[str(job.id), series.series_key],
+            uid_root=settings.dicom_uid_root,
+        )
+        buf = io.BytesIO()
+        sr.save_as(buf, enforce_file_format=True)
+        name = f"{series.series_key}.sr.dcm"
+        if out is not None:
+            out.mkdir(parents=True, exist_ok=True)
+            write_atomic(out / name, buf.getvalue())
+            done.written.append(str(out / name))
+        else:
+            assert sink is not None
+            done.written.append(
+                sink.put(f"{job.id}/dicom/{name}", buf.getvalue(), "application/dicom")
+            )
+    return done
