@@ -1,5 +1,6 @@
 """A series' verdict as DICOM: a Comprehensive 3D SR following TID 1500 (Measurement Report),
-written with highdicom, that a PACS stores next to the images and a viewer lists with them.
+and its key slices' Grad-CAM maps as Parametric Maps, written with highdicom, that a PACS stores
+next to the images and a viewer lists (and overlays) with them.
 
 Headers in, a dataset out: the caller chooses the source instances (their headers: the
 patient, study and series they belong to, and the key slices the report references) and does
@@ -16,6 +17,13 @@ What the report holds, all in its content tree so no viewer can show one without
   the weights were trained on (phantom-trained weights say so);
 - the device observer (hemoscan) and LOINC "CT Head" as the procedure reported.
 
+A map is a Parametric Map rather than a Secondary Capture overlay: it keeps the map's values
+(0 to 1, a real-world value mapping that says what they are) on the source slice's own pixel
+grid and frame of reference, so a viewer overlays it on the slice with the window and colours
+the reader picks, and software can read it back; a Secondary Capture would be a burned-in
+picture of one rendering, with no values and no geometry. The map is the stored Grad-CAM map
+with the letterbox undone (``source_grid``), float32, one frame per key slice.
+
 Patient and study attributes are copied from the first source by highdicom (its Patient,
 General Study and Patient Study modules) and nothing else is: no series or equipment
 attribute of the source. UIDs are new, under ``uid_root``, derived from ``entropy`` (the
@@ -28,10 +36,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import cv2
 import highdicom as hd
+import numpy as np
 import pydicom
 from pydicom.sr.codedict import codes
 from pydicom.uid import generate_uid
+
+from hybrid_model.preprocess import letterbox_geometry
 
 # pydicom's root for generated UIDs (registered to pydicom for exactly this): a site with an
 # organisation root of its own passes it instead.
@@ -168,3 +180,62 @@ def series_report(
         series_description="hemoscan ICH screen: research, not for diagnosis",
     )
     return sr
+
+
+GRADCAM = hd.sr.CodedConcept("GRADCAM", "99HEMOSCAN", "Grad-CAM class activation")
+
+
+def source_grid(cam: np.ndarray, native_shape: tuple[int, int]) -> np.ndarray:
+    """A Grad-CAM map of the model's (letterboxed, square) input on the source image's own
+    rows and columns: enlarged bilinearly to the letterbox square, its padding cut off."""
+    height, width = int(native_shape[0]), int(native_shape[1])
+    side, top, left = letterbox_geometry((height, width))
+    full = cv2.resize(np.asarray(cam, np.float32), (side, side), interpolation=cv2.INTER_LINEAR)
+    return np.clip(full[top : top + height, left : left + width], 0.0, 1.0)
+
+
+def heatmap_map(
+    source: pydicom.Dataset,
+    cam: np.ndarray,
+    result: SeriesResult,
+    *,
+    entropy: Sequence[str],
+    uid_root: str = DEFAULT_UID_ROOT,
+    instance_number: int = 1,
+) -> pydicom.Dataset:
+    """The Parametric Map of one slice's Grad-CAM map ``cam`` (any size: the model input's
+    square) over ``source`` (the slice's header): same rows, columns and geometry."""
+    pixels = source_grid(cam, (int(source.Rows), int(source.Columns)))
+    mapping = hd.pm.RealWorldValueMapping(
+        lut_label="GRADCAM",
+        lut_explanation="Grad-CAM class activation for intracranial hemorrhage, 0 to 1",
+        unit=NO_UNITS,
+        value_range=(0.0, 1.0),
+        slope=1.0,
+        intercept=0.0,
+        quantity_definition=GRADCAM,
+    )
+    # The same series for every map of one report; one instance per source slice.
+    instance = [*entropy, "map", str(source.SOPInstanceUID)]
+    pm = hd.pm.ParametricMap(
+        source_images=[_complete(source)],
+        pixel_array=pixels,
+        series_instance_uid=_uid(uid_root, entropy, "map series"),
+        series_number=SERIES_NUMBER + 1,
+        sop_instance_uid=_uid(uid_root, instance, "instance"),
+        instance_number=instance_number,
+        manufacturer="hemoscan",
+        manufacturer_model_name="hemoscan",
+        software_versions=result.model_version,
+        device_serial_number="none",
+        contains_recognizable_visual_features=False,
+        real_world_value_mappings=[mapping],
+        voi_lut_transformations=[hd.VOILUTTransformation(window_center=0.5, window_width=1.0)],
+        content_label="GRADCAM",
+        content_description="hemoscan Grad-CAM: research, not for diagnosis",
+        series_description="hemoscan Grad-CAM maps: research, not for diagnosis",
+    )
+    # General Series' Laterality is type 2C (paired body parts): a head is not one, so it is
+    # present and empty, as dciodvfy's check of the condition wants it.
+    pm.Laterality = ""
+    return pm

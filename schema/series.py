@@ -389,6 +389,19 @@ def key_slice_locations(
     return out
 
 
+def key_slice_maps(
+    session: Session, prediction_ids: Sequence[int]
+) -> dict[int, tuple[str | None, int | None]]:
+    """Prediction id -> (raw map URI, its row in a packed maps object or None) of key slices."""
+    out: dict[int, tuple[str | None, int | None]] = {}
+    for part in chunks(sorted(set(prediction_ids))):
+        query = select(Prediction.id, Prediction.raw_map_uri, Prediction.raw_map_index).where(
+            Prediction.id.in_(part)
+        )
+        out.update({pid: (uri, row) for pid, uri, row in session.execute(query)})
+    return out
+
+
 def labelled_series(session: Session, job_id: uuid.UUID) -> list[tuple[int, float, float, float]]:
     """(label, probability, max-of-slices probability, threshold) of every series with a
     verdict and at least one labelled slice; a series is labelled positive when one of its

@@ -85,12 +85,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     heat.set_defaults(func=_heatmap)
 
     sr = subparsers.add_parser(
-        "dicom-sr",
-        help="write each DICOM series' verdict as a DICOM Structured Report",
+        "dicom-results",
+        help="write each DICOM series' verdict as a DICOM SR, its key slices' maps as "
+        "Parametric Maps",
         description="One Comprehensive 3D SR (TID 1500) per DICOM series of JOB with a "
         "verdict: the finding intracranial hemorrhage with its probability, Present or Absent "
         "at the threshold, the key slices referenced, the model and its version, and the "
-        "research-use statement. Patient and study attributes come from the source's key "
+        "research-use statement; and a Parametric Map of each key slice's Grad-CAM map on the "
+        "slice's own pixel grid (values 0 to 1, a real-world value mapping). Patient and "
+        "study attributes come from the source's key "
         "slices (read again from the source); new UIDs under HEMOSCAN_DICOM_UID_ROOT, the same "
         "on every run. Files are named by the series' pseudonym. PNG folders and NIfTI volumes "
         "have no DICOM study: they are skipped.",
@@ -100,7 +103,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "--out",
         type=Path,
         default=None,
-        help="folder for the .sr.dcm files (default: the output location, JOB_ID/dicom/)",
+        help="folder for the .dcm files (default: the output location, JOB_ID/dicom/)",
     )
     sr.add_argument("--flagged", action="store_true", help="only series flagged positive")
     sr.set_defaults(func=_dicom_sr)
@@ -230,14 +233,17 @@ def _heatmap(args: argparse.Namespace) -> int:
 
 
 def _dicom_sr(args: argparse.Namespace) -> int:
-    from hemoscan.reporting.dicom_sr import write_series_reports
+    from hemoscan.reporting.dicom_export import write_series_reports
     from schema.jobs import find_job
 
     with _sessions().begin() as session:
         job = find_job(session, args.job)
         done = write_series_reports(session, job, get_settings(), args.out, args.flagged)
     where = args.out or f"the output location ({job.id}/dicom/)"
-    console.print(f"wrote {len(done.written)} DICOM SR file(s) to {where}")
+    reports = len(done.written) - done.maps
+    console.print(f"wrote {reports} DICOM SR file(s) and {done.maps} Parametric Map(s) to {where}")
+    if done.maps_missing:
+        console.print(f"  {done.maps_missing} key slice(s) had no stored map to write")
     for reason, count in sorted(done.skipped.items()):
         console.print(f"  skipped {count} series: {reason}")
     console.print("research and triage output, not a diagnosis")

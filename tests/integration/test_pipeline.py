@@ -335,8 +335,12 @@ def test_heatmap_rendered_on_demand_matches_the_written_overlay(base_env, tmp_pa
     assert again.shape == first.shape and np.abs(again.astype(int) - first.astype(int)).max() <= 3
 
 
-def test_dicom_sr_reports_each_dicom_series_with_the_verdict_in_the_database(base_env, tmp_path):
-    """`hemoscan dicom-sr JOB`: a valid SR per DICOM series (dciodvfy), its probability the
+def test_dicom_results_report_each_dicom_series_with_the_verdict_in_the_database(
+    base_env, tmp_path
+):
+    """`hemoscan dicom-results JOB`: a valid SR per DICOM series and a valid Parametric Map per
+    key slice (dciodvfy), the map on the slice's grid and frame of reference, the SR's
+    probability the
     series row's, its study and key slices the source's, the same UIDs on a second run; a PNG
     folder's series is skipped with its reason; no UID on the command's output."""
     import shutil
@@ -362,9 +366,21 @@ def test_dicom_sr_reports_each_dicom_series_with_the_verdict_in_the_database(bas
     }
     env = {**base_env, "HEMOSCAN_HEAD_GATE": "false"}
     run_cli(["scan", str(archive), "--job", "sr"], env)
-    done = run_cli(["dicom-sr", "sr", "--out", str(tmp_path / "sr")], env)
+    done = run_cli(["dicom-results", "sr", "--out", str(tmp_path / "sr")], env)
     said = " ".join((done.stdout + done.stderr).split())
     assert "wrote 2 DICOM SR file(s)" in said and "skipped 1 series: folder series" in said
+    maps = sorted((tmp_path / "sr").glob("*.map*.dcm"))
+    assert maps and f"and {len(maps)} Parametric Map(s)" in said
+    for f in maps:
+        errors, _ = dciodvfy(f)
+        assert not errors, "\n".join(errors)
+        pm = pydicom.dcmread(f)
+        source_uid = pm.ReferencedSeriesSequence[0].ReferencedInstanceSequence[0]
+        source = sources[source_uid.ReferencedSOPInstanceUID]
+        assert (pm.Rows, pm.Columns) == (source.Rows, source.Columns)
+        assert pm.FrameOfReferenceUID == source.FrameOfReferenceUID
+        values = pm.pixel_array
+        assert values.dtype == np.float32 and 0 <= values.min() and values.max() <= 1
     assert not any(uid in said for uid in sources), "a UID on the command's output"
     engine = create_engine(f"sqlite:///{tmp_path}/data/hemoscan.db")
     with engine.connect() as conn:
@@ -396,5 +412,5 @@ def test_dicom_sr_reports_each_dicom_series_with_the_verdict_in_the_database(bas
         assert uids and all(u in sources for u in uids), "key slices of the source series"
         assert sr.StudyInstanceUID == sources[uids[0]].StudyInstanceUID
         first[f.name] = sr.SOPInstanceUID
-    run_cli(["dicom-sr", "sr", "--out", str(tmp_path / "sr")], env)
+    run_cli(["dicom-results", "sr", "--out", str(tmp_path / "sr")], env)
     assert {f.name: pydicom.dcmread(f).SOPInstanceUID for f in files} == first

@@ -6,10 +6,17 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import numpy as np
 import pydicom
 import pytest
 
-from hybrid_model.dicom_results import SeriesResult, series_report, statement
+from hybrid_model.dicom_results import (
+    SeriesResult,
+    heatmap_map,
+    series_report,
+    source_grid,
+    statement,
+)
 from tests.utils.archive import make_series
 from tests.utils.dciodvfy import dciodvfy
 
@@ -105,3 +112,36 @@ def test_a_report_needs_a_source_and_key_slices_among_them(sources):
     wrong = SeriesResult(0.1, False, 0.5, "max_of_slices", "v", "phantoms", key_slices=(99,))
     with pytest.raises(ValueError, match="key slices"):
         series_report(sources, wrong, entropy=["j"])
+
+
+def test_a_map_is_a_valid_parametric_map_on_the_slices_own_grid(sources, tmp_path):
+    """The Grad-CAM map of the letterboxed model input, back on the source's rows and
+    columns: a blob in the map lands where ``source_grid`` puts it, values kept (float)."""
+    source = sources[4]
+    cam = np.zeros((16, 16), np.float32)
+    cam[4:6, 10:12] = 0.9
+    pm = heatmap_map(source, cam, RESULT, entropy=["job-1", "series-a"])
+    path = tmp_path / "pm.dcm"
+    pm.save_as(path, enforce_file_format=True)
+    errors, warnings = dciodvfy(path)
+    assert not errors, "\n".join(errors)
+    print("dciodvfy warnings:", *warnings, sep="\n  ")
+    back = pydicom.dcmread(path)
+    assert back.SOPClassUID == pydicom.uid.ParametricMapStorage
+    assert (back.Rows, back.Columns) == (source.Rows, source.Columns)
+    assert back.FrameOfReferenceUID == source.FrameOfReferenceUID
+    expected = source_grid(cam, (source.Rows, source.Columns))
+    np.testing.assert_allclose(back.pixel_array, expected, atol=1e-6)
+    peak = np.unravel_index(int(np.argmax(back.pixel_array)), back.pixel_array.shape)
+    assert peak[0] < source.Rows / 2 and peak[1] > source.Columns / 2  # upper right, as drawn
+    mapping = back.SharedFunctionalGroupsSequence[0].RealWorldValueMappingSequence[0]
+    assert mapping.LUTLabel == "GRADCAM"
+
+
+def test_source_grid_undoes_the_letterbox():
+    """A wide image is letterboxed top and bottom: the map's padding rows are cut off."""
+    cam = np.zeros((8, 8), np.float32)
+    cam[:2] = 1.0  # the top quarter of the square: padding for a 100 x 200 image
+    grid = source_grid(cam, (100, 200))
+    assert grid.shape == (100, 200)
+    assert grid[-1].max() < 0.05 and grid[0].max() < 1.0

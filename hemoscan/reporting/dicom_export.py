@@ -1,10 +1,12 @@
-"""``hemoscan dicom-sr JOB``: every DICOM series' verdict of a job as a DICOM Structured Report
-(``hybrid_model.dicom_results``), written to the output location or a folder.
+"""``hemoscan dicom-results JOB``: every DICOM series' verdict of a job as a DICOM Structured
+Report and its key slices' Grad-CAM maps as Parametric Maps (``hybrid_model.dicom_results``),
+written to the output location or a folder.
 
 The report needs the headers of the series' key slices (patient, study, the instances it
 references): they are read again from the job's source, only those objects, and nothing of
 them but what the report carries is kept. Series of PNG folders and NIfTI volumes have no
-DICOM study to attach a report to: they are counted as skipped. Files are named by the
+DICOM study to attach a report to: they are counted as skipped. A key slice whose map was not
+stored (``HEMOSCAN_HEATMAPS=none``) or cannot be read gets no map, and is counted. Files are named by the
 series' pseudonym, never by a UID, so the output keys show nothing of the source.
 """
 
@@ -19,14 +21,16 @@ from sqlalchemy.orm import Session
 
 from hemoscan.errors import StorageError
 from hemoscan.settings import Settings
-from hemoscan.storage import open_store, write_atomic
+from hemoscan.storage import open_object, open_store, write_atomic
 from schema.models import Job
-from schema.series import key_slice_locations, series_rows
+from schema.series import key_slice_locations, key_slice_maps, series_rows
 
 
 @dataclass
 class Written:
-    written: list[str] = field(default_factory=list)  # where each report went
+    written: list[str] = field(default_factory=list)  # where each object went
+    maps: int = 0  # Parametric Maps written
+    maps_missing: int = 0  # key slices without a readable stored map
     skipped: dict[str, int] = field(default_factory=dict)  # reason -> series
 
     def skip(self, reason: str) -> None:
@@ -58,18 +62,43 @@ def write_series_reports(
     progress: Callable[[int, int], None] | None = None,
 ) -> Written:
     """One SR per DICOM series of ``job`` with a verdict (flagged ones only with
-    ``flagged_only``), to ``out`` (a folder) or the output location under ``JOB_ID/dicom/``."""
+    ``flagged_only``) and a Parametric Map per key slice with a stored map, to ``out`` (a
+    folder) or the output location under ``JOB_ID/dicom/``."""
     import pydicom
 
-    from hybrid_model.dicom_results import SeriesResult, series_report
+    from hybrid_model.dicom_results import SeriesResult, heatmap_map, series_report
+    from hybrid_model.render import read_map
 
     rows = [s for s, _ in series_rows(session, job.id, positives=flagged_only)]
     source = open_store(job.source_uri, settings)
     sink = None if out is not None else open_store(settings.effective_output_location, settings)
-    locations = key_slice_locations(
-        session, [k["prediction_id"] for s in rows for k in (s.key_slices or [])]
-    )
+    key_ids = [k["prediction_id"] for s in rows for k in (s.key_slices or [])]
+    locations = key_slice_locations(session, key_ids)
+    stored_maps = key_slice_maps(session, key_ids)
     done = Written()
+
+    def write(name: str, ds: pydicom.Dataset) -> None:
+        buf = io.BytesIO()
+        ds.save_as(buf, enforce_file_format=True)
+        if out is not None:
+            out.mkdir(parents=True, exist_ok=True)
+            write_atomic(out / name, buf.getvalue())
+            done.written.append(str(out / name))
+        else:
+            assert sink is not None
+            uri = sink.put(f"{job.id}/dicom/{name}", buf.getvalue(), "application/dicom")
+            done.written.append(uri)
+
+    def stored_map(prediction_id: int):  # type: ignore[no-untyped-def]
+        uri, row = stored_maps.get(prediction_id, (None, None))
+        if not uri:
+            return None
+        try:
+            store, key = open_object(uri, settings)
+            return read_map(store.get(key), row)[0]
+        except (StorageError, ValueError):
+            return None
+
     for n, series in enumerate(rows, 1):
         if progress is not None:
             progress(n, len(rows))
@@ -79,11 +108,11 @@ def write_series_reports(
         if series.source != "dicom":
             done.skip(f"{series.source} series: no DICOM study to attach a report to")
             continue
-        keys = [locations[k["prediction_id"]][0] for k in series.key_slices or []]
-        keys = [k for k in dict.fromkeys(keys)]  # a multi-frame object would repeat
+        # One key slice per object (the prediction of each key slice's object).
+        by_key = {locations[k["prediction_id"]][0]: k["prediction_id"] for k in series.key_slices}
         try:
             headers = [
-                pydicom.dcmread(io.BytesIO(source.get(k)), stop_before_pixels=True) for k in keys
+                pydicom.dcmread(io.BytesIO(source.get(k)), stop_before_pixels=True) for k in by_key
             ]
         except StorageError:
             done.skip("a key slice is no longer in the source")
@@ -103,22 +132,22 @@ def write_series_reports(
             trained_on=trained_on(settings, series.model_version),
             key_slices=tuple(range(len(headers))),
         )
-        sr = series_report(
-            headers,
-            result,
-            entropy=[str(job.id), series.series_key],
-            uid_root=settings.dicom_uid_root,
+        entropy = [str(job.id), series.series_key]
+        uid_root = settings.dicom_uid_root
+        write(
+            f"{series.series_key}.sr.dcm",
+            series_report(headers, result, entropy=entropy, uid_root=uid_root),
         )
-        buf = io.BytesIO()
-        sr.save_as(buf, enforce_file_format=True)
-        name = f"{series.series_key}.sr.dcm"
-        if out is not None:
-            out.mkdir(parents=True, exist_ok=True)
-            write_atomic(out / name, buf.getvalue())
-            done.written.append(str(out / name))
-        else:
-            assert sink is not None
-            done.written.append(
-                sink.put(f"{job.id}/dicom/{name}", buf.getvalue(), "application/dicom")
+        for position, (header, prediction_id) in enumerate(
+            zip(headers, by_key.values(), strict=True), 1
+        ):
+            cam = stored_map(prediction_id)
+            if cam is None:
+                done.maps_missing += 1
+                continue
+            pm = heatmap_map(
+                header, cam, result, entropy=entropy, uid_root=uid_root, instance_number=position
             )
+            write(f"{series.series_key}.map{position}.dcm", pm)
+            done.maps += 1
     return done
