@@ -13,19 +13,11 @@ from typing import Any
 
 from bench.harness import DB_URL, Context, cli, dist_env, load_average, log
 from bench.procstat import cpu_per_image, cpu_snapshot
-from bench.services import Worker, drop_jobs, job_rate, manifest, purge_queue, s3_archive
+from bench.services import Worker, drop_jobs, job_rate, manifest, pipeline_setup, purge_queue
 
 
 def distributed(ctx: Context, n_images: int, n_long: int, n_naive: int) -> None:
-    source = s3_archive(ctx.files)
-    queue = f"bench-{uuid.uuid4().hex[:8]}"
-    env = dist_env(
-        ctx.model,
-        queue,
-        HEMOSCAN_BATCH_SIZE=str(ctx.batch_size),
-        HEMOSCAN_MODEL_BATCH=str(ctx.model_batch),
-    )
-    cli(["db", "upgrade"], env)
+    source, queue, env = pipeline_setup(ctx, ctx.files, "")
     keys = [f"ct/{f.name}" for f in ctx.files]
     jobs: list[str] = []
     tag = uuid.uuid4().hex[:6]

@@ -15,9 +15,9 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from bench.harness import DB_URL, Context, cli, dist_env, load_average, log
+from bench.harness import DB_URL, Context, cli, load_average, log
 from bench.procstat import cpu_per_image, cpu_snapshot
-from bench.services import Worker, drop_jobs, job_rate, manifest, purge_queue, s3_archive
+from bench.services import Worker, drop_jobs, job_rate, manifest, pipeline_setup, purge_queue
 
 WORKER_COUNTS = (1, 2)
 
@@ -31,15 +31,7 @@ def _pools_cpu(workers: list[Worker]) -> dict[str, float]:
 
 
 def scale_out(ctx: Context, n_images: int) -> None:
-    source = s3_archive(ctx.files[:n_images])
-    queue = f"bench-scale-{uuid.uuid4().hex[:8]}"
-    env = dist_env(
-        ctx.model,
-        queue,
-        HEMOSCAN_BATCH_SIZE=str(ctx.batch_size),
-        HEMOSCAN_MODEL_BATCH=str(ctx.model_batch),
-    )
-    cli(["db", "upgrade"], env)
+    source, queue, env = pipeline_setup(ctx, ctx.files[:n_images], "scale-")
     keys = [f"ct/{f.name}" for f in ctx.files[:n_images]]
     tag = uuid.uuid4().hex[:6]
     jobs: list[str] = []

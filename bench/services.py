@@ -8,12 +8,23 @@ import os
 import signal
 import subprocess
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from bench.harness import BUCKET, HEMOSCAN, REDIS_URL, ROOT, SCRATCH, settings
+from bench.harness import (
+    BUCKET,
+    HEMOSCAN,
+    REDIS_URL,
+    ROOT,
+    SCRATCH,
+    Context,
+    cli,
+    dist_env,
+    settings,
+)
 
 
 def archive_folder(files: list[Path]) -> Path:
@@ -48,6 +59,21 @@ def delete_s3_prefix(prefix: str) -> None:
         keys = [{"Key": o["Key"]} for o in page.get("Contents", ())]
         if keys:
             client.delete_objects(Bucket=BUCKET, Delete={"Objects": keys, "Quiet": True})
+
+
+def pipeline_setup(ctx: Context, files: list[Path], tag: str) -> tuple[str, str, dict[str, str]]:
+    """(source, queue, environment) of a distributed run over ``files``: the archive on S3, a
+    throwaway queue, the run's batch sizes, and the database migrated."""
+    source = s3_archive(files)
+    queue = f"bench-{tag}{uuid.uuid4().hex[:8]}"
+    env = dist_env(
+        ctx.model,
+        queue,
+        HEMOSCAN_BATCH_SIZE=str(ctx.batch_size),
+        HEMOSCAN_MODEL_BATCH=str(ctx.model_batch),
+    )
+    cli(["db", "upgrade"], env)
+    return source, queue, env
 
 
 def manifest(keys: list[str], name: str) -> Path:

@@ -5,6 +5,7 @@ that it is research output; patient and study copied from the source, UIDs new a
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pydicom
@@ -52,14 +53,18 @@ def _named(ds: pydicom.Dataset, meaning: str) -> list[pydicom.Dataset]:
     return [i for i in _items(ds) if i.ConceptNameCodeSequence[0].CodeMeaning == meaning]
 
 
-def test_the_report_is_a_valid_comprehensive_3d_sr(sources, tmp_path):
-    sr = series_report(sources, RESULT, entropy=["job-1", "series-a"])
-    path = tmp_path / "sr.dcm"
-    sr.save_as(path, enforce_file_format=True)
+def _valid(ds: pydicom.Dataset, path: Path) -> pydicom.Dataset:
+    """``ds`` written to ``path``, checked by dciodvfy (no error; warnings printed), read back."""
+    ds.save_as(path, enforce_file_format=True)
     errors, warnings = dciodvfy(path)
     assert not errors, "\n".join(errors)
     print("dciodvfy warnings:", *warnings, sep="\n  ")
-    back = pydicom.dcmread(path)
+    return pydicom.dcmread(path)
+
+
+def test_the_report_is_a_valid_comprehensive_3d_sr(sources, tmp_path):
+    sr = series_report(sources, RESULT, entropy=["job-1", "series-a"])
+    back = _valid(sr, tmp_path / "sr.dcm")
     assert back.SOPClassUID == pydicom.uid.Comprehensive3DSRStorage
     assert back.ContentTemplateSequence[0].TemplateIdentifier == "1500"
 
@@ -121,12 +126,7 @@ def test_a_map_is_a_valid_parametric_map_on_the_slices_own_grid(sources, tmp_pat
     cam = np.zeros((16, 16), np.float32)
     cam[4:6, 10:12] = 0.9
     pm = heatmap_map(source, cam, RESULT, entropy=["job-1", "series-a"])
-    path = tmp_path / "pm.dcm"
-    pm.save_as(path, enforce_file_format=True)
-    errors, warnings = dciodvfy(path)
-    assert not errors, "\n".join(errors)
-    print("dciodvfy warnings:", *warnings, sep="\n  ")
-    back = pydicom.dcmread(path)
+    back = _valid(pm, tmp_path / "pm.dcm")
     assert back.SOPClassUID == pydicom.uid.ParametricMapStorage
     assert (back.Rows, back.Columns) == (source.Rows, source.Columns)
     assert back.FrameOfReferenceUID == source.FrameOfReferenceUID
