@@ -414,3 +414,8 @@ def test_dicom_results_report_each_dicom_series_with_the_verdict_in_the_database
         first[f.name] = sr.SOPInstanceUID
     run_cli(["dicom-results", "sr", "--out", str(tmp_path / "sr")], env)
     assert {f.name: pydicom.dcmread(f).SOPInstanceUID for f in files} == first
+    # Without --out: the output location, under the job's id, the same objects.
+    run_cli(["dicom-results", "sr"], env)
+    stored = sorted((tmp_path / "data" / "heatmaps").glob("*/dicom/*.sr.dcm"))
+    assert {f.name: pydicom.dcmread(f).SOPInstanceUID for f in stored} == first
+    assert len(list(stored[0].parent.glob("*.map*.dcm"))) == len(maps)
