@@ -108,8 +108,12 @@ def write_series_reports(
         if series.source != "dicom":
             done.skip(f"{series.source} series: no DICOM study to attach a report to")
             continue
+        slice_ids = [k["prediction_id"] for k in series.key_slices or []]
+        if any(pid not in locations for pid in slice_ids):  # rows replaced since the verdict
+            done.skip("its key slices changed since its verdict (scan the job again)")
+            continue
         # One key slice per object (the prediction of each key slice's object).
-        by_key = {locations[k["prediction_id"]][0]: k["prediction_id"] for k in series.key_slices}
+        by_key = {locations[pid][0]: pid for pid in slice_ids}
         try:
             headers = [
                 pydicom.dcmread(io.BytesIO(source.get(k)), stop_before_pixels=True) for k in by_key

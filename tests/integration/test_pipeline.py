@@ -419,3 +419,16 @@ def test_dicom_results_report_each_dicom_series_with_the_verdict_in_the_database
     stored = sorted((tmp_path / "data" / "heatmaps").glob("*/dicom/*.sr.dcm"))
     assert {f.name: pydicom.dcmread(f).SOPInstanceUID for f in stored} == first
     assert len(list(stored[0].parent.glob("*.map*.dcm"))) == len(maps)
+    # A key slice's row gone since the verdict (an object changed): that series is skipped,
+    # with its reason, and the other one still written.
+    engine = create_engine(f"sqlite:///{tmp_path}/data/hemoscan.db")
+    with engine.begin() as conn:
+        stored_keys = conn.execute(
+            text("SELECT key_slices FROM series WHERE source = 'dicom' ORDER BY id LIMIT 1")
+        ).scalar()
+        gone = json.loads(stored_keys)[0]["prediction_id"]
+        conn.execute(text("DELETE FROM predictions WHERE id = :p"), {"p": gone})
+    engine.dispose()
+    again = run_cli(["dicom-results", "sr", "--out", str(tmp_path / "sr2")], env)
+    said = " ".join((again.stdout + again.stderr).split())
+    assert "wrote 1 DICOM SR file(s)" in said and "key slices changed" in said
