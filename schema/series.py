@@ -19,7 +19,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Integer, bindparam, case, func, select, update
 from sqlalchemy.orm import Session
@@ -373,32 +373,34 @@ def series_rows(
     return [(s, key) for s, key in session.execute(query).all()]
 
 
-def key_slice_locations(
-    session: Session, prediction_ids: Sequence[int]
-) -> dict[int, tuple[str, int, str | None]]:
-    """Prediction id -> (object key, slice index, overlay URI) of key slices."""
-    out: dict[int, tuple[str, int, str | None]] = {}
+class KeySlice(NamedTuple):
+    """Where a key slice's image and heatmaps are."""
+
+    object_key: str
+    slice_index: int
+    overlay_uri: str | None
+    raw_map_uri: str | None = None
+    raw_map_index: int | None = None  # its row when raw_map_uri is a task's packed maps
+
+
+def key_slice_locations(session: Session, prediction_ids: Sequence[int]) -> dict[int, KeySlice]:
+    """Prediction id -> ``KeySlice`` of key slices."""
+    out: dict[int, KeySlice] = {}
     ids = sorted(set(prediction_ids))
     for part in chunks(ids):
         query = (
-            select(Prediction.id, Scan.object_key, Prediction.slice_index, Prediction.overlay_uri)
+            select(
+                Prediction.id,
+                Scan.object_key,
+                Prediction.slice_index,
+                Prediction.overlay_uri,
+                Prediction.raw_map_uri,
+                Prediction.raw_map_index,
+            )
             .join(Scan, Scan.id == Prediction.scan_id)
             .where(Prediction.id.in_(part))
         )
-        out.update({pid: (key, idx, uri) for pid, key, idx, uri in session.execute(query)})
-    return out
-
-
-def key_slice_maps(
-    session: Session, prediction_ids: Sequence[int]
-) -> dict[int, tuple[str | None, int | None]]:
-    """Prediction id -> (raw map URI, its row in a packed maps object or None) of key slices."""
-    out: dict[int, tuple[str | None, int | None]] = {}
-    for part in chunks(sorted(set(prediction_ids))):
-        query = select(Prediction.id, Prediction.raw_map_uri, Prediction.raw_map_index).where(
-            Prediction.id.in_(part)
-        )
-        out.update({pid: (uri, row) for pid, uri, row in session.execute(query)})
+        out.update({row[0]: KeySlice(*row[1:]) for row in session.execute(query)})
     return out
 
 
@@ -457,6 +459,7 @@ __all__ = [
     "counts",
     "finalise",
     "flagged_studies",
+    "KeySlice",
     "key_slice_locations",
     "labelled_series",
     "lock",

@@ -322,7 +322,8 @@ def process_batch(
 
     fetch_through(READ_AHEAD)
     policy = rt.settings.heatmaps
-    writes: list[tuple[Scored, Future[str] | None]] = []  # each image, its overlay's put
+    # Each image, its overlay's put and its row in the batch's pack (None: no overlay, no map).
+    writes: list[tuple[Scored, Future[str] | None, int | None]] = []
     packed: list[Scored] = []  # the images whose maps go into the batch's pack, and the maps
     maps: list[np.ndarray] = []
     model_seconds, model_images, model_calls = 0.0, 0, 0
@@ -348,10 +349,12 @@ def process_batch(
                 future = rt.pool.submit(_write_overlay, rt, job_id, it, i, out.maps[n])
             else:
                 it.images[i] = None  # not needed any more: free early
+            row = None
             if _wants_map(policy, scored_image.label):
+                row = len(packed)
                 packed.append(scored_image)
                 maps.append(out.native[n])
-            writes.append((scored_image, future))
+            writes.append((scored_image, future, row))
         del out
 
     model_ms = model_seconds * 1000 / model_images if model_images else 0.0
@@ -365,16 +368,14 @@ def process_batch(
         except StorageError as exc:
             pack_error = exc
     del maps
-    pack_index = {(id(s.item), s.index): row for row, s in enumerate(packed)}
     uploaded: dict[int, list[tuple[Scored, str | None, int | None]]] = {}
     upload_errors: dict[int, tuple[Item, StorageError]] = {}
-    for image, future in writes:
+    for image, future, row in writes:
         try:
             overlay_uri = None if future is None else future.result()
         except StorageError as exc:  # the whole object is retried: a volume is scored whole
             upload_errors.setdefault(image.item.scan_id, (image.item, exc))
             continue
-        row = pack_index.get((id(image.item), image.index))
         if row is not None and pack_error is not None:
             upload_errors.setdefault(image.item.scan_id, (image.item, pack_error))
             continue

@@ -20,10 +20,11 @@ from pathlib import Path
 from sqlalchemy.orm import Session
 
 from hemoscan.errors import StorageError
+from hemoscan.reporting.heatmap import stored_map
 from hemoscan.settings import Settings
-from hemoscan.storage import open_object, open_store, write_atomic
+from hemoscan.storage import open_store, write_atomic
 from schema.models import Job
-from schema.series import key_slice_locations, key_slice_maps, series_rows
+from schema.series import key_slice_locations, series_rows
 
 
 @dataclass
@@ -67,14 +68,12 @@ def write_series_reports(
     import pydicom
 
     from hybrid_model.dicom_results import SeriesResult, heatmap_map, series_report
-    from hybrid_model.render import read_map
 
     rows = [s for s, _ in series_rows(session, job.id, positives=flagged_only)]
     source = open_store(job.source_uri, settings)
     sink = None if out is not None else open_store(settings.effective_output_location, settings)
     key_ids = [k["prediction_id"] for s in rows for k in (s.key_slices or [])]
     locations = key_slice_locations(session, key_ids)
-    stored_maps = key_slice_maps(session, key_ids)
     done = Written()
 
     def write(name: str, ds: pydicom.Dataset) -> None:
@@ -89,13 +88,12 @@ def write_series_reports(
             uri = sink.put(f"{job.id}/dicom/{name}", buf.getvalue(), "application/dicom")
             done.written.append(uri)
 
-    def stored_map(prediction_id: int):  # type: ignore[no-untyped-def]
-        uri, row = stored_maps.get(prediction_id, (None, None))
-        if not uri:
+    def map_of(prediction_id: int, fetched: dict[str, bytes]):  # type: ignore[no-untyped-def]
+        where = locations[prediction_id]
+        if not where.raw_map_uri:
             return None
         try:
-            store, key = open_object(uri, settings)
-            return read_map(store.get(key), row)[0]
+            return stored_map(settings, where.raw_map_uri, where.raw_map_index, fetched)[0]
         except (StorageError, ValueError):
             return None
 
@@ -113,7 +111,7 @@ def write_series_reports(
             done.skip("its key slices changed since its verdict (scan the job again)")
             continue
         # One key slice per object (the prediction of each key slice's object).
-        by_key = {locations[pid][0]: pid for pid in slice_ids}
+        by_key = {locations[pid].object_key: pid for pid in slice_ids}
         try:
             headers = [
                 pydicom.dcmread(io.BytesIO(source.get(k)), stop_before_pixels=True) for k in by_key
@@ -142,10 +140,11 @@ def write_series_reports(
             f"{series.series_key}.sr.dcm",
             series_report(headers, result, entropy=entropy, uid_root=uid_root),
         )
+        fetched: dict[str, bytes] = {}  # a series' key slices usually share one pack
         for position, (header, prediction_id) in enumerate(
             zip(headers, by_key.values(), strict=True), 1
         ):
-            cam = stored_map(prediction_id)
+            cam = map_of(prediction_id, fetched)
             if cam is None:
                 done.maps_missing += 1
                 continue

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -69,13 +70,31 @@ def _prediction(session: Session, job: Job, key: str, slice_index: int | None, s
     )
 
 
+def stored_map(
+    settings: Settings, uri: str, row: int | None, fetched: dict[str, bytes] | None = None
+) -> tuple[np.ndarray, tuple[int, int]]:
+    """An image's stored map (float32) and the model input size it explains, from its
+    prediction's ``raw_map_uri`` and ``raw_map_index``; ``fetched`` (URI -> bytes) keeps the
+    objects read, for a caller that reads several rows of one pack. StorageError or
+    ValueError when it cannot be read."""
+    from hybrid_model.render import read_map
+
+    data = None if fetched is None else fetched.get(uri)
+    if data is None:
+        store, key = open_object(uri, settings)
+        data = store.get(key)
+        if fetched is not None:
+            fetched[uri] = data
+    return read_map(data, row)
+
+
 def render_heatmap(
     session: Session, job: Job, key: str, settings: Settings, slice_index: int | None = None
 ) -> Rendered:
     """The overlay PNG of one scored image of ``job``, from its stored map and its source."""
     from hybrid_model.errors import ImageError
     from hybrid_model.preprocess import decode_object
-    from hybrid_model.render import overlay_png, read_map
+    from hybrid_model.render import overlay_png
     from workers.pipeline import decode_options
 
     shown = shown_key(key, settings.log_keys)
@@ -88,8 +107,7 @@ def render_heatmap(
             "HEMOSCAN_HEATMAPS=none or positives); rescore with `hemoscan scan --rescore`"
         )
     try:
-        store, map_key = open_object(map_uri, settings)
-        cam, input_size = read_map(store.get(map_key), map_row)
+        cam, input_size = stored_map(settings, map_uri, map_row)
         source = open_store(job.source_uri, settings)
         data = source.get(key, max_bytes=settings.max_object_bytes)
     except StorageError as exc:

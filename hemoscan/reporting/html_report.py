@@ -213,7 +213,9 @@ def _studies_html(session: Session, job: Job, fetch: _Images, limit: int) -> lis
             )
             cells = ""
             for k in (s.key_slices or []) if s.label else []:  # key slices of flagged series
-                key, index, uri = where.get(int(k["prediction_id"]), ("?", 0, None))
+                key, index, uri, *_ = where.get(
+                    int(k["prediction_id"]), series.KeySlice("?", 0, None)
+                )
                 cells += (
                     f"<div class=key>{_esc(key)} p={k['probability']:.3f}<br>"
                     f"{fetch.drawn(session, job, key, index, uri)}</div>"

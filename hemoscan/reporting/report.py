@@ -200,11 +200,11 @@ SERIES_HEADER = (
 )
 
 
-def key_slices_text(row: Series, where: dict[int, tuple[str, int, str | None]]) -> str:
+def key_slices_text(row: Series, where: dict[int, series.KeySlice]) -> str:
     """``object_key[#slice] @ z p=0.97 overlay`` of each key slice, ``|``-separated."""
     out = []
     for k in row.key_slices or []:
-        key, index, uri = where.get(int(k["prediction_id"]), ("?", 0, None))
+        key, index, uri, *_ = where.get(int(k["prediction_id"]), series.KeySlice("?", 0, None))
         name = f"{key}#{index}" if index else key
         z = f" @ {k['z_mm']:.1f} mm" if k.get("z_mm") is not None else ""
         out.append(f"{name}{z} p={k['probability']:.4f} {uri or '-'}")
@@ -245,7 +245,7 @@ def write_series_results(
         table.add_column(col, justify="right" if col in ("p", "max slice p") else "left")
     for row, study in rows:
         top = (row.key_slices or [{}])[0]
-        key, index, _ = where.get(int(top.get("prediction_id", -1)), ("-", 0, None))
+        key, index, *_ = where.get(int(top.get("prediction_id", -1)), series.KeySlice("-", 0, None))
         z = (
             f"{row.key_z_min:.0f}..{row.key_z_max:.0f}"
             if row.key_z_min is not None and row.key_z_max is not None
