@@ -46,3 +46,55 @@ def pseudonym(kind: str, value: str, key: bytes) -> str:
     could be recomputed by anyone holding the UID)."""
     mac = hmac.new(key, f"{kind}\x00{value}".encode("utf-8", "surrogatepass"), hashlib.sha256)
     return f"{kind}-{mac.hexdigest()[:24]}"
+
+
+_LOCATOR_INFO = b"hemoscan instance locator v1"
+_LOCATOR_PREFIX = "v1."
+
+
+class LocatorError(ValueError):
+    """A locator that cannot be opened with this key (another key, or altered)."""
+
+
+def _locator_cipher(key: bytes):  # type: ignore[no-untyped-def]
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+    # Its own key, derived from the pseudonym secret: one secret to keep, two uses kept apart.
+    derived = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_LOCATOR_INFO).derive(key)
+    return AESGCM(derived)
+
+
+def seal_locator(parts: tuple[str, ...], object_key: str, key: bytes) -> str:
+    """``parts`` (the UIDs a retrieval needs) encrypted and authenticated with AES-256-GCM
+    under a key derived from ``key`` (the pseudonym secret), bound to ``object_key`` (the
+    associated data: a locator copied to another row does not open there). Text, for a
+    database column; random nonce, so equal UIDs give unequal locators."""
+    import base64
+    import os
+
+    nonce = os.urandom(12)
+    plain = "\x00".join(parts).encode("utf-8")
+    sealed = _locator_cipher(key).encrypt(nonce, plain, object_key.encode("utf-8"))
+    return _LOCATOR_PREFIX + base64.urlsafe_b64encode(nonce + sealed).decode("ascii")
+
+
+def open_locator(token: str, object_key: str, key: bytes) -> tuple[str, ...]:
+    """The parts ``seal_locator`` sealed; ``LocatorError`` when the key or the object key is
+    not the one it was sealed with, or the token was altered."""
+    import base64
+    import binascii
+
+    from cryptography.exceptions import InvalidTag
+
+    if not token.startswith(_LOCATOR_PREFIX):
+        raise LocatorError("not a hemoscan locator")
+    try:
+        raw = base64.urlsafe_b64decode(token[len(_LOCATOR_PREFIX) :])
+        plain = _locator_cipher(key).decrypt(raw[:12], raw[12:], object_key.encode("utf-8"))
+    except (InvalidTag, binascii.Error, ValueError):
+        raise LocatorError(
+            "the locator does not open with this pseudonym key (another key, or altered)"
+        ) from None
+    return tuple(plain.decode("utf-8").split("\x00"))

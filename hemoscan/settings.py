@@ -116,6 +116,37 @@ class Settings(BaseSettings):
         description="CRC checksums on uploads and downloads: when_required (only where the API "
         "demands them; less CPU per request) or when_supported (botocore's default).",
     )
+    # --- DICOMweb source (a PACS) ----------------------------------------------------------
+    dicomweb_username: str | None = Field(
+        default=None, description="Basic-auth user for a dicomweb+http(s):// source."
+    )
+    dicomweb_password: SecretStr | None = Field(
+        default=None, description="Basic-auth password for a dicomweb+http(s):// source."
+    )
+    dicomweb_token: SecretStr | None = Field(
+        default=None,
+        description="Bearer token for a dicomweb+http(s):// source (instead of a user and "
+        "password; setting both is an error).",
+    )
+    dicomweb_connect_timeout: float = Field(
+        default=5.0, gt=0, description="Seconds to connect to the DICOMweb server."
+    )
+    dicomweb_read_timeout: float = Field(
+        default=60.0, gt=0, description="Seconds to wait for data from the DICOMweb server."
+    )
+    dicomweb_max_attempts: int = Field(
+        default=5,
+        ge=1,
+        le=20,
+        description="Attempts per DICOMweb request (connection errors, timeouts, 429 and 5xx "
+        "are retried with backoff).",
+    )
+    dicomweb_page_size: int = Field(
+        default=200,
+        ge=1,
+        le=10000,
+        description="QIDO-RS results per page (limit/offset) when a DICOMweb source is listed.",
+    )
     # --- model and scoring ---------------------------------------------------------------
     model_path: Path = Field(
         default_factory=lambda: Path(_default_model_path()),

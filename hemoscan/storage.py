@@ -433,6 +433,26 @@ class ObstoreS3Store:
         )
 
 
+def needs_locator(store: ObjectStore) -> bool:
+    """Whether the store's objects are retrieved through a locator (a DICOMweb source:
+    ``hemoscan.dicomweb``) rather than by key alone."""
+    return bool(getattr(store, "needs_locator", False))
+
+
+def read_source(
+    store: ObjectStore,
+    key: str,
+    locator: str | None = None,
+    secret: bytes = b"",
+    max_bytes: int | None = None,
+) -> bytes:
+    """An object of a job's source: by its key, or, from a store that ``needs_locator``,
+    through the sealed locator its scan row holds (opened with the pseudonym ``secret``)."""
+    if needs_locator(store):
+        return store.get_located(key, locator, secret, max_bytes=max_bytes)  # type: ignore[attr-defined]
+    return store.get(key, max_bytes=max_bytes)
+
+
 def open_object(uri: str, settings: Settings) -> tuple[ObjectStore, str]:
     """(store, key) for one object's URI as ``uri()`` writes it: ``s3://bucket/key`` or a path."""
     if uri.startswith("s3://"):
@@ -443,8 +463,13 @@ def open_object(uri: str, settings: Settings) -> tuple[ObjectStore, str]:
 
 
 def open_store(location: str | Path, settings: Settings) -> ObjectStore:
-    """The store for ``s3://bucket/prefix``, ``file:///path`` or a plain path."""
+    """The store for ``s3://bucket/prefix``, ``file:///path``, a plain path, or (a source
+    only) a DICOMweb service ``dicomweb+http[s]://host:port/path`` (``hemoscan.dicomweb``)."""
     text = str(location)
+    if text.startswith(("dicomweb+http://", "dicomweb+https://")):
+        from hemoscan.dicomweb import DicomwebStore
+
+        return DicomwebStore(text, settings)
     if text.startswith("s3://"):
         parsed = urlparse(text)
         if not parsed.netloc:
@@ -456,6 +481,7 @@ def open_store(location: str | Path, settings: Settings) -> ObjectStore:
         text = unquote(urlparse(text).path)
     elif "://" in text:
         raise ConfigurationError(
-            f"unsupported object-store location {text!r}: use s3://bucket/prefix or a folder"
+            f"unsupported object-store location {text!r}: use s3://bucket/prefix, a folder, "
+            "or (a source) dicomweb+http[s]://host:port/dicom-web"
         )
     return LocalStore(text)

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from hemoscan.dicomweb import DicomwebStore, Filters, is_dicomweb, service_root
 from hemoscan.errors import ConfigurationError
 from hemoscan.settings import Settings
 
@@ -20,9 +21,13 @@ class ScanPlan:
     pattern: str | None = None
     manifest: Path | None = None
     rescore: bool = False
+    # QIDO-RS filters of a DICOMweb source (None there: CT, no other filter).
+    filters: Filters | None = None
 
 
 def normalise_source(source: str) -> str:
+    if is_dicomweb(source):
+        return f"dicomweb+{service_root(source)}"
     if source.startswith("s3://"):
         return source.rstrip("/")
     path = Path(source.removeprefix("file://")).expanduser()
@@ -37,7 +42,20 @@ def check_plan(plan: ScanPlan, settings: Settings) -> str:
     from hemoscan.storage import open_store
 
     source = normalise_source(plan.source)
-    open_store(source, settings)
+    store = open_store(source, settings)
+    if is_dicomweb(source):
+        if plan.manifest is not None or plan.pattern:
+            raise ConfigurationError(
+                "a DICOMweb source is selected by QIDO-RS filters (--modality, --study-date, "
+                "--study-description, --series-description), not --manifest or --pattern"
+            )
+        settings.effective_pseudonym_key()  # the locators are sealed with it
+        assert isinstance(store, DicomwebStore)
+        store.check()  # unreachable, or refusing the credentials: say so before a job exists
+    elif plan.filters is not None:
+        raise ConfigurationError(
+            "QIDO-RS filters (--modality, --study-date, ...) apply to a DICOMweb source only"
+        )
     if plan.manifest is not None and not Path(plan.manifest).is_file():
         raise ConfigurationError(f"manifest does not exist: {plan.manifest}")
     return source

@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
+from hemoscan.dicomweb import DicomwebStore, Filters
 from hemoscan.errors import ConfigurationError
 from hemoscan.privacy import pseudonym
 from hemoscan.settings import Settings
@@ -26,6 +27,7 @@ from producer.plan import ScanPlan, check_plan
 from producer.senders import BrokerSender, Sender
 from producer.sources import (
     SourceItem,
+    iter_dicomweb,
     iter_labelled_listing,
     iter_listing,
     iter_manifest,
@@ -81,19 +83,23 @@ def run_scan(
     source = check_plan(plan, settings)
     store = open_store(source, settings)
     batch_size = plan.batch_size or settings.batch_size
-    name = plan.job_name or (f"{source}#{plan.manifest.name}" if plan.manifest else source)
+    filters = plan.filters or Filters()
+    dicomweb = isinstance(store, DicomwebStore)
+    name = plan.job_name or _default_name(source, plan, filters if dicomweb else None)
     url = settings.effective_database_url
     if url.startswith("sqlite"):
         upgrade(url)  # the embedded mode needs no separate `hemoscan db upgrade`
     sessions = session_factory(url)
     model_version = read_metadata(settings.model_path).get("version")
-    params = {
+    params: dict[str, Any] = {
         "batch_size": batch_size,
         "pattern": plan.pattern,
         "manifest": str(plan.manifest) if plan.manifest else None,
         "heatmaps": settings.heatmaps.value,
         "threshold": settings.threshold,
     }
+    if dicomweb:
+        params["qido"] = filters.params()
     try:
         job, created = _open(sessions, name, source, params, model_version, plan.rescore)
     except IntegrityError:
@@ -107,7 +113,9 @@ def run_scan(
         on_start(outcome)
 
     table = read_layout_table(plan.manifest) if plan.manifest else None
-    if table is not None:  # RSNA / CQ500 / Kaggle label table: the listing, labelled
+    if isinstance(store, DicomwebStore):  # QIDO-RS, paged: keys are the UIDs' pseudonyms
+        items = iter_dicomweb(store, filters, settings.effective_pseudonym_key())
+    elif table is not None:  # RSNA / CQ500 / Kaggle label table: the listing, labelled
         items = iter_labelled_listing(store, table, plan.pattern)
     elif plan.manifest:
         items = iter_manifest(plan.manifest, plan.pattern)
@@ -140,6 +148,7 @@ def run_scan(
                     "etag": it.etag,
                     "true_label": it.true_label,
                     "series_key": it.series and series_of(it.series),
+                    "locator": it.locator,
                 }
                 for it in chunk
             ]
@@ -182,6 +191,17 @@ def run_scan(
         series.finalise(session, job.id, exact=True)
     outcome.seconds = time.perf_counter() - started
     return outcome
+
+
+def _default_name(source: str, plan: ScanPlan, filters: Filters | None) -> str:
+    """The source, with the manifest's file name or the QIDO-RS filters other than the
+    default modality: another selection of the same source is another job."""
+    if plan.manifest:
+        return f"{source}#{plan.manifest.name}"
+    chosen = filters.params() if filters is not None else {}
+    if chosen == {"modality": "CT"}:
+        return source
+    return source + "?" + "&".join(f"{k}={v}" for k, v in sorted(chosen.items()))
 
 
 def _current(session: Any, job_id: Any) -> Job:

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from hemoscan.dicomweb import DicomwebStore, Filters
 from hemoscan.errors import HemoscanError
 from hemoscan.storage import ObjectStore
 from hybrid_model.layouts import LayoutError, Table, read_table
@@ -24,6 +25,7 @@ class SourceItem:
     etag: str | None = None
     true_label: int | None = None
     series: str | None = None  # a manifest's series column (a folder of PNGs needs none)
+    locator: str | None = None  # a DICOMweb instance's sealed UIDs (hemoscan.dicomweb)
 
 
 def iter_labelled_listing(
@@ -47,6 +49,13 @@ def read_layout_table(path: str | Path) -> Table | None:
         raise ManifestError(f"cannot read manifest {path}: {exc.strerror}") from exc
     except LayoutError as exc:
         raise ManifestError(f"manifest {path}: {exc}") from exc
+
+
+def iter_dicomweb(store: DicomwebStore, filters: Filters, secret: bytes) -> Iterator[SourceItem]:
+    """The instances a DICOMweb source's QIDO-RS filters select, with their sealed locators
+    (no size or ETag: an instance's content never changes under its UID)."""
+    for found in store.instances(filters, secret):
+        yield SourceItem(found.key, locator=found.locator)
 
 
 def iter_listing(store: ObjectStore, pattern: str | None = None) -> Iterator[SourceItem]:

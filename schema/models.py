@@ -151,6 +151,9 @@ class Scan(Base):
     # The series a manifest's series column names, as its keyed pseudonym (objects that are
     # neither DICOM with a SeriesInstanceUID nor a volume are grouped by it, not by folder).
     series_key: Mapped[str | None] = mapped_column(String(64))
+    # A DICOMweb source's instance: the UIDs its retrieval needs, sealed (AES-GCM under a key
+    # derived from the pseudonym secret, bound to object_key: hemoscan.privacy.seal_locator).
+    locator: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     job: Mapped[Job] = relationship(back_populates="scans")

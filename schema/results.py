@@ -45,7 +45,8 @@ def _insert(session: Session, table: Table) -> postgresql.Insert | sqlite.Insert
 
 
 def add_scans(session: Session, job_id: uuid.UUID, rows: Sequence[dict[str, Any]]) -> list[str]:
-    """Insert scan rows (``object_key``, ``size``, ``etag``, ``true_label``); existing ones stay.
+    """Insert scan rows (``object_key``, ``size``, ``etag``, ``true_label``, ``series_key``,
+    ``locator``); existing ones stay.
 
     Returns the keys that were new (inserted now), in no particular order. On PostgreSQL the
     rows travel by ``COPY`` (bench/README.md: producer), elsewhere as an executemany.
@@ -70,6 +71,7 @@ def add_scans_executemany(
             "etag": r.get("etag"),
             "true_label": r.get("true_label"),
             "series_key": r.get("series_key"),
+            "locator": r.get("locator"),
             "created_at": now,
         }
         for r in rows
@@ -108,7 +110,7 @@ def _add_scans_copy(
     text = "".join(
         f"{_copy_field(r['object_key'])}\t{_copy_field(r.get('size'))}\t"
         f"{_copy_field(r.get('etag'))}\t{_copy_field(r.get('true_label'))}\t"
-        f"{_copy_field(r.get('series_key'))}\n"
+        f"{_copy_field(r.get('series_key'))}\t{_copy_field(r.get('locator'))}\n"
         for r in rows
     )
     scans = Scan.__tablename__
@@ -117,17 +119,20 @@ def _add_scans_copy(
         # Session-local, emptied at commit; it outlives a transaction only on its connection.
         cursor.execute(
             "CREATE TEMPORARY TABLE IF NOT EXISTS hemoscan_scan_load "
-            "(object_key text, size bigint, etag text, true_label integer, series_key text) "
+            "(object_key text, size bigint, etag text, true_label integer, series_key text, "
+            "locator text) "
             "ON COMMIT DELETE ROWS"
         )
         cursor.execute("TRUNCATE hemoscan_scan_load")  # an earlier call in this transaction
         cursor.copy_expert(
-            "COPY hemoscan_scan_load (object_key, size, etag, true_label, series_key) FROM STDIN",
+            "COPY hemoscan_scan_load (object_key, size, etag, true_label, series_key, locator) "
+            "FROM STDIN",
             io.StringIO(text),
         )
         cursor.execute(
             f"INSERT INTO {scans} (job_id, object_key, size, etag, true_label, series_key, "
-            "created_at) SELECT %s, object_key, size, etag, true_label, series_key, %s "
+            "locator, created_at) "
+            "SELECT %s, object_key, size, etag, true_label, series_key, locator, %s "
             "FROM hemoscan_scan_load "
             "ON CONFLICT (job_id, object_key) DO NOTHING RETURNING object_key",
             (str(job_id), utcnow()),
@@ -137,15 +142,27 @@ def _add_scans_copy(
         cursor.close()
 
 
-def series_hints(session: Session, job_id: uuid.UUID, keys: Sequence[str]) -> dict[str, str]:
-    """Object key -> the series pseudonym a manifest gave it (keys without one are left out)."""
+def _scan_values(
+    session: Session, job_id: uuid.UUID, keys: Sequence[str], column
+) -> dict[str, str]:  # type: ignore[no-untyped-def]
     found: dict[str, str] = {}
     for part in chunks(keys):
-        query = select(Scan.object_key, Scan.series_key).where(
-            Scan.job_id == job_id, Scan.object_key.in_(part), Scan.series_key.is_not(None)
+        query = select(Scan.object_key, column).where(
+            Scan.job_id == job_id, Scan.object_key.in_(part), column.is_not(None)
         )
         found.update({key: str(value) for key, value in session.execute(query)})
     return found
+
+
+def series_hints(session: Session, job_id: uuid.UUID, keys: Sequence[str]) -> dict[str, str]:
+    """Object key -> the series pseudonym a manifest gave it (keys without one are left out)."""
+    return _scan_values(session, job_id, keys, Scan.series_key)
+
+
+def locators(session: Session, job_id: uuid.UUID, keys: Sequence[str]) -> dict[str, str]:
+    """Object key -> its sealed DICOMweb locator (``hemoscan.dicomweb``; keys without one are
+    left out)."""
+    return _scan_values(session, job_id, keys, Scan.locator)
 
 
 def scan_ids(session: Session, job_id: uuid.UUID, keys: Sequence[str]) -> dict[str, int]:

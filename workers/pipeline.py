@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session
 from hemoscan.errors import ConfigurationError, InvalidKey, ObjectMissing, StorageError
 from hemoscan.privacy import scrub, shown_key
 from hemoscan.settings import HeatmapPolicy, Settings
-from hemoscan.storage import ObjectStore, ObjectTooLarge
+from hemoscan.storage import ObjectStore, ObjectTooLarge, needs_locator, read_source
 from hybrid_model.errors import ImageError
 from hybrid_model.preprocess import DecodeOptions, Placement, decode_object
 from hybrid_model.render import maps_npz, overlay_png
@@ -73,6 +73,7 @@ class Item:
     # Its images (one for a slice, a volume's axial slices), each set to None once its
     # heatmaps are written, and where each lies.
     series_hint: str | None = None  # the series a manifest named (a pseudonym), if any
+    locator: str | None = None  # a DICOMweb instance's sealed UIDs (hemoscan.dicomweb)
     images: list[np.ndarray | None] = field(default_factory=list)
     placements: list[Placement] = field(default_factory=list)
     flags: tuple[str, ...] = ()
@@ -147,10 +148,10 @@ def decode_options(settings: Settings) -> DecodeOptions:
     )
 
 
-def _fetch(store: ObjectStore, item: Item, max_bytes: int) -> bytes | None:
+def _fetch(store: ObjectStore, item: Item, max_bytes: int, secret: bytes = b"") -> bytes | None:
     """The object's bytes, or None with the item's failure (or transient error) set."""
     try:
-        return store.get(item.key, max_bytes=max_bytes)
+        return read_source(store, item.key, item.locator, secret, max_bytes)
     except ObjectMissing:
         item.reason, item.message = "missing", "the object no longer exists in the store"
     except ObjectTooLarge as exc:
@@ -170,7 +171,8 @@ def _load(rt: Runtime, store: ObjectStore, item: Item, options: DecodeOptions) -
     cpu = item.cpu_ms
     started = time.perf_counter()
     cpu_at = time.thread_time() if cpu is not None else 0.0
-    data = _fetch(store, item, rt.settings.max_object_bytes)
+    secret = rt.pseudonym_secret if item.locator else b""
+    data = _fetch(store, item, rt.settings.max_object_bytes, secret)
     if data is None:
         return item
     fetched = time.perf_counter()
@@ -293,7 +295,9 @@ def process_batch(
             results.add_scans(session, job_id, [{"object_key": k} for k in unknown])
             ids.update(results.scan_ids(session, job_id, unknown))
         done = results.done_in_pass(session, job_id, keys, pass_number)
-        hints = results.series_hints(session, job_id, [k for k in keys if k not in done])
+        todo = [k for k in keys if k not in done]
+        hints = results.series_hints(session, job_id, todo)
+        located = results.locators(session, job_id, todo) if needs_locator(store) else {}
 
     full = rt.settings.log_keys
     options = decode_options(rt.settings)
@@ -303,6 +307,7 @@ def process_batch(
             scan_id=ids[k],
             shown=shown_key(k, full),
             series_hint=hints.get(k),
+            locator=located.get(k),
             cpu_ms={} if watch else None,
         )
         for k in keys

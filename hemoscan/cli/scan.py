@@ -17,13 +17,22 @@ console = Console(stderr=True)
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     scan = subparsers.add_parser(
         "scan",
-        help="screen every image of an archive (s3://bucket/prefix or a folder)",
+        help="screen every image of an archive (s3://bucket/prefix, a folder, or a PACS over "
+        "DICOMweb)",
         description="List SOURCE (or read --manifest), register the job and send its images "
         "in batches. With HEMOSCAN_BROKER_URL set, batches go to Celery workers; without it "
         "they run here, with a progress bar. Running the same job again sends only what is "
-        "not scored yet.",
+        "not scored yet. A PACS is read over DICOMweb: SOURCE dicomweb+http(s)://HOST:PORT/PATH "
+        "(the DICOMweb root; credentials from HEMOSCAN_DICOMWEB_USERNAME/_PASSWORD or "
+        "_TOKEN), listed with QIDO-RS by the filters below, instances retrieved with WADO-RS "
+        "by the workers; --write-back sends the DICOM results (SR and Parametric Maps) back "
+        "into each source study with STOW-RS once the job is done.",
     )
-    scan.add_argument("source", metavar="SOURCE", help="s3://bucket/prefix, or a folder")
+    scan.add_argument(
+        "source",
+        metavar="SOURCE",
+        help="s3://bucket/prefix, a folder, or dicomweb+http(s)://host:port/dicom-web",
+    )
     scan.add_argument("--job", help="job name (default: the source); reuse it to resume")
     scan.add_argument("--batch-size", type=int, help="images per batch (default: setting)")
     scan.add_argument("--pattern", help="only keys matching this glob, e.g. '*.dcm'")
@@ -36,6 +45,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "(id, hemorrhage)",
     )
     scan.add_argument("--rescore", action="store_true", help="score everything again")
+    pacs = scan.add_argument_group("DICOMweb source (QIDO-RS filters)")
+    pacs.add_argument("--modality", default=None, help="series of this modality (default CT)")
+    pacs.add_argument(
+        "--study-date",
+        metavar="YYYYMMDD[-YYYYMMDD]",
+        help="studies of this date or range (either end may be left open)",
+    )
+    pacs.add_argument(
+        "--study-description", help="studies whose description matches (* and ? wildcards)"
+    )
+    pacs.add_argument(
+        "--series-description", help="series whose description matches (* and ? wildcards)"
+    )
+    pacs.add_argument(
+        "--write-back",
+        action="store_true",
+        help="when the job is done (implies --wait), write its DICOM results and send them "
+        "into the source studies with STOW-RS (see `hemoscan dicom-results`)",
+    )
+    pacs.add_argument(
+        "--flagged",
+        action="store_true",
+        help="with --write-back: only the series flagged positive",
+    )
     scan.add_argument(
         "--wait", action="store_true", help="distributed mode: show progress until done"
     )
@@ -106,6 +139,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         help="folder for the .dcm files (default: the output location, JOB_ID/dicom/)",
     )
     sr.add_argument("--flagged", action="store_true", help="only series flagged positive")
+    sr.add_argument(
+        "--write-back",
+        action="store_true",
+        help="also send them into each source study with STOW-RS (a DICOMweb source only)",
+    )
     sr.set_defaults(func=_dicom_sr)
 
     report = subparsers.add_parser(
@@ -169,8 +207,26 @@ def _sessions():  # type: ignore[no-untyped-def]
 
 
 def _scan(args: argparse.Namespace) -> int:
+    from hemoscan.dicomweb import Filters, is_dicomweb
+    from hemoscan.errors import ConfigurationError
     from producer.plan import ScanPlan, check_plan
 
+    chosen = {
+        "modality": args.modality,
+        "study_date": args.study_date,
+        "study_description": args.study_description,
+        "series_description": args.series_description,
+    }
+    filters = None
+    if any(v is not None for v in chosen.values()):
+        filters = Filters(**{k: v for k, v in chosen.items() if v is not None})
+    if args.write_back and not is_dicomweb(args.source):
+        raise ConfigurationError(
+            "--write-back sends results to a DICOMweb source; for this source write them "
+            "with `hemoscan dicom-results JOB`"
+        )
+    if args.flagged and not args.write_back:
+        raise ConfigurationError("--flagged goes with --write-back")
     plan = ScanPlan(
         source=args.source,
         job_name=args.job,
@@ -178,15 +234,19 @@ def _scan(args: argparse.Namespace) -> int:
         pattern=args.pattern,
         manifest=args.manifest,
         rescore=args.rescore,
+        filters=filters,
     )
     check_plan(plan, get_settings())  # a missing folder fails here, before anything loads
     from hemoscan.cli.progress import scan_with_progress
 
-    outcome, state = scan_with_progress(get_settings(), plan, console, wait=args.wait)
+    wait = args.wait or args.write_back
+    outcome, state = scan_with_progress(get_settings(), plan, console, wait=wait)
     if state is not None and state.failed:
         console.print(
             f"[yellow]{state.failed} image(s) failed: 'hemoscan status {outcome.job_name!r}'"
         )
+    if args.write_back:
+        return _write_dicom(outcome.job_id, None, args.flagged, write_back=True)
     return 0
 
 
@@ -233,20 +293,36 @@ def _heatmap(args: argparse.Namespace) -> int:
 
 
 def _dicom_sr(args: argparse.Namespace) -> int:
+    return _write_dicom(args.job, args.out, args.flagged, args.write_back)
+
+
+def _write_dicom(job_ref: str, out: Path | None, flagged: bool, write_back: bool) -> int:
     from hemoscan.reporting.dicom_export import write_series_reports
     from schema.jobs import find_job
 
     with _sessions().begin() as session:
-        job = find_job(session, args.job)
-        done = write_series_reports(session, job, get_settings(), args.out, args.flagged)
-    where = args.out or f"the output location ({job.id}/dicom/)"
+        job = find_job(session, job_ref)
+        done = write_series_reports(
+            session, job, get_settings(), out, flagged, write_back=write_back
+        )
+    where = out or f"the output location ({job.id}/dicom/)"
     reports = len(done.written) - done.maps
     console.print(f"wrote {reports} DICOM SR file(s) and {done.maps} Parametric Map(s) to {where}")
+    if write_back:
+        console.print(
+            f"sent {done.stored} object(s) into their source studies with STOW-RS "
+            f"({done.series_stored} series)"
+        )
     if done.maps_missing:
         console.print(f"  {done.maps_missing} key slice(s) had no stored map to write")
     for reason, count in sorted(done.skipped.items()):
         console.print(f"  skipped {count} series: {reason}")
+    for reason, count in sorted(done.not_stored.items()):
+        console.print(f"[red]  not sent back, {count} series: {reason}[/red]")
     console.print("research and triage output, not a diagnosis")
+    if done.not_stored:
+        console.print("run the same command again to send them (the objects are the same)")
+        return 1
     return 0
 
 

@@ -3,7 +3,8 @@ Report and its key slices' Grad-CAM maps as Parametric Maps (``hybrid_model.dico
 written to the output location or a folder.
 
 The report needs the headers of the series' key slices (patient, study, the instances it
-references): they are read again from the job's source, only those objects, and nothing of
+references): they are read again from the job's source (a DICOMweb source through the scans'
+locators), only those objects, and nothing of
 them but what the report carries is kept. Series of PNG folders and NIfTI volumes have no
 DICOM study to attach a report to: they are counted as skipped. A key slice whose map was not
 stored (``HEMOSCAN_HEATMAPS=none``) or cannot be read gets no map, and is counted. Files are named by the
@@ -19,11 +20,12 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session
 
-from hemoscan.errors import StorageError
+from hemoscan.errors import ConfigurationError, ObjectMissing, StorageError
 from hemoscan.reporting.heatmap import stored_map
 from hemoscan.settings import Settings
-from hemoscan.storage import open_store, write_atomic
+from hemoscan.storage import needs_locator, open_store, read_source, write_atomic
 from schema.models import Job
+from schema.results import locators
 from schema.series import key_slice_locations, series_rows
 
 
@@ -33,6 +35,9 @@ class Written:
     maps: int = 0  # Parametric Maps written
     maps_missing: int = 0  # key slices without a readable stored map
     skipped: dict[str, int] = field(default_factory=dict)  # reason -> series
+    stored: int = 0  # objects sent back into their source studies (STOW-RS)
+    series_stored: int = 0  # series whose objects were all sent back
+    not_stored: dict[str, int] = field(default_factory=dict)  # STOW-RS failure -> series
 
     def skip(self, reason: str) -> None:
         self.skipped[reason] = self.skipped.get(reason, 0) + 1
@@ -61,22 +66,34 @@ def write_series_reports(
     out: Path | None = None,
     flagged_only: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    write_back: bool = False,
 ) -> Written:
     """One SR per DICOM series of ``job`` with a verdict (flagged ones only with
     ``flagged_only``) and a Parametric Map per key slice with a stored map, to ``out`` (a
-    folder) or the output location under ``JOB_ID/dicom/``."""
+    folder) or the output location under ``JOB_ID/dicom/``; with ``write_back`` also sent,
+    a series' objects in one STOW-RS request, into the job's DICOMweb source (a failed send
+    is counted in ``not_stored`` by its reason; refused credentials stop the command)."""
     import pydicom
 
+    from hemoscan.dicomweb import DicomwebStore
     from hybrid_model.dicom_results import SeriesResult, heatmap_map, series_report
 
     rows = [s for s, _ in series_rows(session, job.id, positives=flagged_only)]
     source = open_store(job.source_uri, settings)
+    if write_back and not isinstance(source, DicomwebStore):
+        raise ConfigurationError(
+            "--write-back sends results into a DICOMweb source; this job's source is not one"
+        )
+    secret = settings.effective_pseudonym_key() if needs_locator(source) else b""
     sink = None if out is not None else open_store(settings.effective_output_location, settings)
     key_ids = [k["prediction_id"] for s in rows for k in (s.key_slices or [])]
     locations = key_slice_locations(session, key_ids)
     done = Written()
+    outgoing: list[pydicom.Dataset] = []  # the series' objects, for its STOW-RS request
 
     def write(name: str, ds: pydicom.Dataset) -> None:
+        if write_back:
+            outgoing.append(ds)
         buf = io.BytesIO()
         ds.save_as(buf, enforce_file_format=True)
         if out is not None:
@@ -112,11 +129,16 @@ def write_series_reports(
             continue
         # One key slice per object (the prediction of each key slice's object).
         by_key = {locations[pid].object_key: pid for pid in slice_ids}
+        located = locators(session, job.id, list(by_key)) if secret else {}
         try:
             headers = [
-                pydicom.dcmread(io.BytesIO(source.get(k)), stop_before_pixels=True) for k in by_key
+                pydicom.dcmread(
+                    io.BytesIO(read_source(source, k, located.get(k), secret)),
+                    stop_before_pixels=True,
+                )
+                for k in by_key
             ]
-        except StorageError:
+        except (StorageError, ObjectMissing):
             done.skip("a key slice is no longer in the source")
             continue
         except pydicom.errors.InvalidDicomError:
@@ -153,4 +175,12 @@ def write_series_reports(
             )
             write(f"{series.series_key}.map{position}.dcm", pm)
             done.maps += 1
+        if outgoing:
+            assert isinstance(source, DicomwebStore)
+            try:
+                done.stored += source.store(outgoing)
+                done.series_stored += 1
+            except StorageError as exc:
+                done.not_stored[str(exc)] = done.not_stored.get(str(exc), 0) + 1
+            outgoing.clear()
     return done

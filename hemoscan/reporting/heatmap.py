@@ -17,11 +17,12 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from hemoscan.errors import HemoscanError, StorageError
+from hemoscan.errors import HemoscanError, ObjectMissing, StorageError
 from hemoscan.privacy import shown_key
 from hemoscan.settings import Settings
-from hemoscan.storage import open_object, open_store
+from hemoscan.storage import needs_locator, open_object, open_store, read_source
 from schema.models import Job, Prediction, Scan
+from schema.results import locators
 
 
 class HeatmapUnavailable(HemoscanError):
@@ -109,8 +110,12 @@ def render_heatmap(
     try:
         cam, input_size = stored_map(settings, map_uri, map_row)
         source = open_store(job.source_uri, settings)
-        data = source.get(key, max_bytes=settings.max_object_bytes)
-    except StorageError as exc:
+        secret, locator = b"", None
+        if needs_locator(source):  # a DICOMweb source: through the scan's sealed locator
+            secret = settings.effective_pseudonym_key()
+            locator = locators(session, job.id, [key]).get(key)
+        data = read_source(source, key, locator, secret, max_bytes=settings.max_object_bytes)
+    except (StorageError, ObjectMissing) as exc:
         raise HeatmapUnavailable(f"{shown}: {exc}") from None
     except ValueError as exc:
         raise HeatmapUnavailable(f"{shown}: the stored map is not readable: {exc}") from None
