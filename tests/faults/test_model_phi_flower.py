@@ -15,7 +15,7 @@ from sqlalchemy import create_engine, text
 from hemoscan.settings import load_settings
 from hemoscan.storage import open_store
 from tests.utils.archive import make_phantoms
-from tests.utils.stack import Worker, flower, run_cli, workers
+from tests.utils.stack import Worker, flower, flower_tasks, run_cli, workers
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -83,15 +83,7 @@ def test_no_phi_in_logs_task_arguments_flower_rows_or_keys(dist_env, tmp_path, d
         scan = run_cli(["scan", f"s3://{bucket}/phi", "--job", "phi", "--wait"], env)
         status = run_cli(["status", "phi"], env)
         results = run_cli(["results", "phi", "--csv"], env)
-        auth = "Basic " + base64.b64encode(b"admin:flower-test-pw").decode()
-        request = urllib.request.Request(f"{url}/api/tasks", headers={"Authorization": auth})
-        tasks = json.loads(urllib.request.urlopen(request, timeout=10).read())
-        details = []
-        for task_id in tasks:
-            req = urllib.request.Request(
-                f"{url}/api/task/info/{task_id}", headers={"Authorization": auth}
-            )
-            details.append(urllib.request.urlopen(req, timeout=10).read().decode())
+        tasks, details = flower_tasks(url)
         log = worker.log()
     assert len(tasks) == 2 and len(db.predictions("phi")) + len(db.failures("phi")) == len(keys)
     assert set(db.failures("phi")) == {keys[0], keys[1]}

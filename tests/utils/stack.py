@@ -147,3 +147,20 @@ def flower(env: Mapping[str, str], log_dir: Path) -> Iterator[str]:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(20)
         log.close()
+
+
+def flower_tasks(url: str, password: str = "flower-test-pw") -> tuple[dict, list[str]]:
+    """What Flower shows of the tasks it saw: its task list and each task's details (the
+    arguments and results included), as the API returns them."""
+    import base64
+    import json
+    import urllib.request
+
+    auth = "Basic " + base64.b64encode(f"admin:{password}".encode()).decode()
+
+    def get(path: str) -> str:
+        request = urllib.request.Request(f"{url}{path}", headers={"Authorization": auth})
+        return urllib.request.urlopen(request, timeout=10).read().decode()
+
+    tasks = json.loads(get("/api/tasks"))
+    return tasks, [get(f"/api/task/info/{task_id}") for task_id in tasks]
