@@ -114,11 +114,18 @@ class Db:
 
     def wait_done(self, name: str, expected: int, timeout: float = 180) -> None:
         """Poll until ``expected`` scans of the job have a prediction or a failure."""
+        self._wait(name, expected, timeout, lambda: self.predictions(name) + [*self.failures(name)])
+
+    def wait_scored(self, name: str, expected: int, timeout: float = 180) -> None:
+        """Poll until ``expected`` scans of the job have a prediction."""
+        self._wait(name, expected, timeout, lambda: self.predictions(name))
+
+    def _wait(self, name: str, expected: int, timeout: float, rows: Any) -> None:
         deadline = time.monotonic() + timeout
         done = 0
         while time.monotonic() < deadline:
             try:
-                done = len(self.predictions(name)) + len(self.failures(name))
+                done = len(rows())
             except Exception:
                 done = -1  # the database may be the thing under test
             if done >= expected:
