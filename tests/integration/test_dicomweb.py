@@ -6,7 +6,6 @@ sends each series' SR and Parametric Maps back into its study with STOW-RS.
 
 from __future__ import annotations
 
-import io
 import uuid
 
 import highdicom as hd
