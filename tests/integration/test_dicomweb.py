@@ -36,7 +36,7 @@ def _probability(sr: pydicom.Dataset) -> tuple[float, str]:
     [group] = hd.sr.MeasurementReport.from_sequence([sr]).get_image_measurement_groups()
     [probability] = [m.value for m in group.get_measurements() if m.name.meaning == "Probability"]
     [finding] = [
-        q.value.meaning
+        q.value.meaning  # type: ignore[union-attr]
         for q in group.get_qualitative_evaluations()
         if "hemorrhage" in q.name.meaning.lower()
     ]

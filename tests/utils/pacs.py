@@ -32,7 +32,7 @@ def stow_phantom_studies(  # type: ignore[no-untyped-def]
     into the PACS with STOW-RS under fresh UIDs (the generator's are deterministic by seed, and
     a rerun must not meet the previous run's objects). Returns the datasets sent."""
     records = make_series(folder, count, seed=seed, size=size)
-    datasets = [pydicom.dcmread(r["file"]) for r in records]
+    datasets: list[pydicom.Dataset] = [pydicom.dcmread(r["file"]) for r in records]
     fresh: dict[str, str] = {}
     studies = sorted({ds.StudyInstanceUID for ds in datasets})
     for ds in datasets:
