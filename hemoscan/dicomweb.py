@@ -36,7 +36,13 @@ from dataclasses import asdict, dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from hemoscan.errors import ConfigurationError, InvalidKey, ObjectMissing, StorageError
+from hemoscan.errors import (
+    ConfigurationError,
+    InvalidKey,
+    ObjectMissing,
+    ObjectTooLarge,
+    StorageError,
+)
 from hemoscan.privacy import LocatorError, open_locator, pseudonym, seal_locator
 from hemoscan.settings import ENV_PREFIX, Settings
 
@@ -351,8 +357,6 @@ class DicomwebStore:
         self, key: str, locator: str | None, secret: bytes, max_bytes: int | None = None
     ) -> bytes:
         """The instance's bytes as the server stores them (WADO-RS, ``transfer-syntax=*``)."""
-        from hemoscan.storage import ObjectTooLarge
-
         if not locator:
             raise InvalidKey("no locator is recorded for this key (it was not listed by hemoscan)")
         try:

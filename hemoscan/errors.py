@@ -25,3 +25,12 @@ class ObjectMissing(HemoscanError):
 
 class InvalidKey(ConfigurationError):
     """An object key this store can never read (e.g. one that escapes the source folder)."""
+
+
+class ObjectTooLarge(StorageError):
+    """The object is bigger than the configured byte limit (not retried: it is bad input)."""
+
+    def __init__(self, uri: str, size: int, limit: int) -> None:
+        super().__init__(f"object is {size} bytes, over the {limit}-byte limit: {uri}")
+        self.size = size
+        self.limit = limit

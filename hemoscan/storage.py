@@ -16,7 +16,13 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import unquote, urlparse
 
-from hemoscan.errors import ConfigurationError, InvalidKey, ObjectMissing, StorageError
+from hemoscan.errors import (
+    ConfigurationError,
+    InvalidKey,
+    ObjectMissing,
+    ObjectTooLarge,
+    StorageError,
+)
 from hemoscan.settings import S3Client, Settings
 
 
@@ -52,15 +58,6 @@ def write_atomic(path: Path, data: bytes) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-
-
-class ObjectTooLarge(StorageError):
-    """The object is bigger than the configured byte limit (not retried: it is bad input)."""
-
-    def __init__(self, uri: str, size: int, limit: int) -> None:
-        super().__init__(f"object is {size} bytes, over the {limit}-byte limit: {uri}")
-        self.size = size
-        self.limit = limit
 
 
 def _join(prefix: str, key: str) -> str:
