@@ -34,7 +34,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 from hemoscan.errors import (
     ConfigurationError,
@@ -323,7 +323,11 @@ class DicomwebStore:
         offset = 0
         while True:
             params = {**query, "limit": str(page_size), "offset": str(offset)}
-            response = self._get(f"{self.root}/{path}", self.location, params=params)
+            # Wildcards and the alternatives' commas travel as themselves: a server may take
+            # %2A for a literal star (Orthanc 1.12 does: `*head*` sent as %2Ahead%2A matches
+            # nothing).
+            encoded = urlencode(params, safe="*?,", quote_via=quote)
+            response = self._get(f"{self.root}/{path}?{encoded}", self.location)
             try:
                 page = response.json() if response.status_code != 204 and response.content else []
             except ValueError:

@@ -52,7 +52,7 @@ done
 trap 'kill "${pids[@]}" 2>/dev/null; wait 2>/dev/null' EXIT
 
 echo "== hemoscan scan dicomweb+$pacs --write-back"
-hemoscan scan "dicomweb+$pacs" --job "$job" --study-description "*seed $seed*" --write-back
+hemoscan scan "dicomweb+$pacs" --job "$job" --study-description "*seed*$seed*" --write-back
 hemoscan results "$job" --series
 
 echo "== QIDO-RS: what each study holds now"
@@ -67,7 +67,7 @@ from dicomweb_client.api import DICOMwebClient
 session = requests.Session()
 session.auth = (os.environ["HEMOSCAN_DICOMWEB_USERNAME"], os.environ["HEMOSCAN_DICOMWEB_PASSWORD"])
 pacs = DICOMwebClient(sys.argv[1], session=session)
-studies = pacs.search_for_studies(search_filters={"StudyDescription": f"*seed {sys.argv[2]}*"})
+studies = pacs.search_for_studies(search_filters={"StudyDescription": f"*seed*{sys.argv[2]}*"})
 for n, study in enumerate(studies, 1):
     uid = study["0020000D"]["Value"][0]
     counts = Counter()

@@ -55,6 +55,8 @@ def scan_with_progress(
         )
         if not wait:
             return outcome, None
+        if outcome.listed == 0:  # nothing to wait for (the warning above says why)
+            return outcome, None
         # A rescore pass over a job with results: its counts are complete, so wait for the
         # rows of this pass instead.
         rescoring = plan.rescore and not outcome.created and outcome.sent

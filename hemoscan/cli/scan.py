@@ -53,10 +53,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         help="studies of this date or range (either end may be left open)",
     )
     pacs.add_argument(
-        "--study-description", help="studies whose description matches (* and ? wildcards)"
+        "--study-description",
+        help="studies whose description matches (* and ? wildcards; a comma separates "
+        "alternatives, as in any QIDO-RS match)",
     )
     pacs.add_argument(
-        "--series-description", help="series whose description matches (* and ? wildcards)"
+        "--series-description", help="series whose description matches (as above)"
     )
     pacs.add_argument(
         "--write-back",

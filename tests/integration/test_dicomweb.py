@@ -62,7 +62,9 @@ def test_a_pacs_is_screened_over_dicomweb_and_gets_its_results_back(dist_env, or
         "HEMOSCAN_BATCH_SIZE": "16",
     }
     source = f"dicomweb+{orthanc.dicomweb}"
-    args = ["scan", source, "--job", "pacs", "--study-description", marker,
+    # A wildcard match (sent as *, not %2A, which the server would take literally).
+    wildcard = "*" + marker.removeprefix("hemoscan-")
+    args = ["scan", source, "--job", "pacs", "--study-description", wildcard,
             "--study-date", "20240101-20240131", "--write-back"]  # fmt: skip
     with flower(env, tmp_path) as url, workers(env, tmp_path, 2) as pool:
         scan = run_cli(args, env, timeout=600)
@@ -181,3 +183,14 @@ def test_a_pacs_that_is_down_or_refuses_the_credentials_stops_the_scan_clearly(
         assert orthanc.password not in said
     listed = run_cli(["status"], base_env)
     assert "refused" not in listed.stdout
+
+
+def test_a_selection_that_matches_nothing_says_so_and_does_not_wait(dist_env, orthanc):
+    """Fault: filters that select no study, with --wait and no worker running. Checked: the
+    scan ends at once (exit 0) saying the source listed nothing, instead of waiting for ever."""
+    marker = f"nothing-matches-{uuid.uuid4().hex[:10]}"
+    env = pacs_env(dist_env, orthanc)
+    args = ["scan", f"dicomweb+{orthanc.dicomweb}", "--study-description", marker, "--wait"]
+    proc = run_cli(args, env, timeout=60)
+    said = " ".join((proc.stdout + proc.stderr).split())
+    assert "listed no objects" in said and "sent 0 of 0" in said
