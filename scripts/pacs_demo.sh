@@ -62,17 +62,24 @@ import sys
 from collections import Counter
 
 import requests
-from dicomweb_client.api import DICOMwebClient
 
+root, seed = sys.argv[1], sys.argv[2]
 session = requests.Session()
 session.auth = (os.environ["HEMOSCAN_DICOMWEB_USERNAME"], os.environ["HEMOSCAN_DICOMWEB_PASSWORD"])
-pacs = DICOMwebClient(sys.argv[1], session=session)
-studies = pacs.search_for_studies(search_filters={"StudyDescription": f"*seed*{sys.argv[2]}*"})
-for n, study in enumerate(studies, 1):
+
+
+def qido(path):
+    answer = session.get(f"{root}/{path}", timeout=30)
+    answer.raise_for_status()
+    return answer.json() if answer.content else []
+
+
+# The wildcard as itself: Orthanc takes %2A (what dicomweb-client sends) for a literal star.
+for n, study in enumerate(qido(f"studies?StudyDescription=*seed*{seed}*"), 1):
     uid = study["0020000D"]["Value"][0]
     counts = Counter()
-    for series in pacs.search_for_series(uid):
-        modality = series["00080060"]["Value"][0]
-        counts[modality] += len(pacs.search_for_instances(uid, series["0020000E"]["Value"][0]))
+    for series in qido(f"studies/{uid}/series"):
+        found = qido(f"studies/{uid}/series/{series['0020000E']['Value'][0]}/instances")
+        counts[series["00080060"]["Value"][0]] += len(found)
     print(f"study {n}: " + ", ".join(f"{m} {c}" for m, c in sorted(counts.items())))
 EOF
