@@ -57,9 +57,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         help="studies whose description matches (* and ? wildcards; a comma separates "
         "alternatives, as in any QIDO-RS match)",
     )
-    pacs.add_argument(
-        "--series-description", help="series whose description matches (as above)"
-    )
+    pacs.add_argument("--series-description", help="series whose description matches (as above)")
     pacs.add_argument(
         "--write-back",
         action="store_true",
