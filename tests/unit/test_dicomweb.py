@@ -150,3 +150,11 @@ def test_uids_are_redacted_from_text_and_from_the_http_libraries_log_records(cap
     with caplog.at_level(logging.DEBUG, logger="urllib3.connectionpool"):
         logging.getLogger("urllib3.connectionpool").warning("Retrying after %s: %s", "reset", url)
     assert caplog.records and not any(uid in caplog.text for uid in UIDS)
+
+
+def test_a_token_goes_as_a_bearer_header_and_a_user_as_basic_auth():
+    root = "dicomweb+http://127.0.0.1:9/dicom-web"
+    bearer = DicomwebStore(root, load_settings(dicomweb_token="t0ken"))._http
+    assert bearer.headers["Authorization"] == "Bearer t0ken" and bearer.auth is None
+    basic = DicomwebStore(root, load_settings(dicomweb_username="u", dicomweb_password="p"))._http
+    assert basic.auth == ("u", "p") and "Authorization" not in basic.headers
