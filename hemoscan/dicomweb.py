@@ -27,7 +27,6 @@ and the HTTP libraries' own log records (urllib3 logs each retried URL) have UID
 
 from __future__ import annotations
 
-import builtins
 import logging
 import re
 import threading
@@ -428,15 +427,6 @@ class DicomwebStore:
         if failed:
             raise StorageError(f"the DICOMweb server refused {failed} of {len(datasets)} object(s)")
         return len(datasets)
-
-    def find_instances(self, study_uid: str, modality: str) -> builtins.list[dict[str, Any]]:
-        """QIDO-RS of the instances of one modality in a study (the write-back checks)."""
-        page = self._settings.dicomweb_page_size
-        found: builtins.list[dict[str, Any]] = []
-        for series in self._qido(f"studies/{study_uid}/series", {"Modality": modality}, page):
-            se = _value(series, _SERIES)
-            found.extend(self._qido(f"studies/{study_uid}/series/{se}/instances", {}, page))
-        return found
 
 
 def instance_key(study_uid: str, series_uid: str, sop_uid: str, secret: bytes) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+from functools import lru_cache
 
 _SUFFIX = re.compile(r"\.[A-Za-z0-9]{1,8}(\.gz)?$")
 
@@ -56,7 +57,10 @@ class LocatorError(ValueError):
     """A locator that cannot be opened with this key (another key, or altered)."""
 
 
+@lru_cache(maxsize=4)
 def _locator_cipher(key: bytes):  # type: ignore[no-untyped-def]
+    """The AEAD for ``key``, derived once per process (every listed and every retrieved
+    instance seals or opens a locator; AESGCM objects keep no state between calls)."""
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
     from cryptography.hazmat.primitives.kdf.hkdf import HKDF
