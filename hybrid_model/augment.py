@@ -1,10 +1,11 @@
 """Training augmentation that turns a three-window CT input into a windowed grey export.
 
 A DICOM slice reaches the network as three HU windows (``preprocess.WINDOWS``); an 8- or 16-bit
-PNG of an unknown window reaches it as one grey image in all three channels. The phantoms'
-mixed exports hold some of the latter, but one window per series; ``windowed_grey`` redraws a
-share of the three-window training slices, per batch, as grey images of a random window, so the
-network meets both forms of the same anatomy and lesion (docs/experiments.md, "Stage 6").
+PNG of an unknown window reaches it as the three windows of its pseudo-HU (the window estimated
+and undone, ``greywindow``). The phantoms' mixed exports hold some of the latter, but one window
+per series; ``windowed_grey`` redraws a share of the training slices, per batch, as grey
+exports of a random window read back as decoding reads them, so the network meets both forms of
+the same anatomy and lesion (docs/experiments.md, "Stage 6" and "Grey exports").
 
 The HU of a pixel is recovered from the narrowest window that does not saturate there (brain:
 0.3 HU per 8-bit step; subdural: 0.8; soft tissue: 1.5), so a narrow random window is not a
@@ -16,7 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from hybrid_model.preprocess import WINDOWS
+from hybrid_model.greywindow import export, pseudo_hu
+from hybrid_model.preprocess import WINDOWS, hu_to_channels
 
 # Windows of the exports drawn (level, width ranges in HU): mostly brain-like, some wide ones,
 # a little wider than the phantoms' own PNG exports (synth/write.py, png_export).
@@ -44,32 +46,26 @@ def composite_hu(images: np.ndarray) -> np.ndarray:
     return out
 
 
-def is_grey(images: np.ndarray) -> np.ndarray:
-    """Per image: whether its three channels are equal (already a grey export)."""
-    return np.all(images[..., :1] == images, axis=(1, 2, 3))
-
-
 def draw_window(rng: np.random.Generator) -> tuple[float, float]:
     (lo_l, hi_l), (lo_w, hi_w) = WIDE if rng.random() < WIDE_SHARE else NARROW
     return float(rng.uniform(lo_l, hi_l)), float(rng.uniform(lo_w, hi_w))
 
 
 def windowed_grey(images: np.ndarray, rng: np.random.Generator, share: float) -> np.ndarray:
-    """A copy of the uint8 batch ``images`` (N x H x W x 3) in which each three-window image,
-    with probability ``share``, is replaced by an 8-bit grey export of a random window (the
-    same value in the three channels). Grey images are left as they are."""
+    """A copy of the uint8 batch ``images`` (N x H x W x 3) in which each image, with
+    probability ``share``, is replaced by an 8-bit grey export of a random window as decoding
+    reads one back (``greywindow.pseudo_hu``, then the three windows). The others are kept."""
     if share <= 0:
         return images
-    pick = np.flatnonzero(~is_grey(images) & (rng.random(len(images)) < share))
+    pick = np.flatnonzero(rng.random(len(images)) < share)
     if not len(pick):
         return images
     out = images.copy()
     hu = composite_hu(images[pick])
     for j, i in enumerate(pick):
-        level, width = draw_window(rng)
-        grey = np.clip((hu[j] - (level - width / 2.0)) / width, 0.0, 1.0)
-        out[i] = np.round(grey * 255.0).astype(np.uint8)[..., None]
+        grey = export(hu[j], *draw_window(rng))
+        out[i] = np.round(hu_to_channels(pseudo_hu(grey)) * 255.0).astype(np.uint8)
     return out
 
 
-__all__ = ["composite_hu", "draw_window", "is_grey", "windowed_grey"]
+__all__ = ["composite_hu", "draw_window", "windowed_grey"]

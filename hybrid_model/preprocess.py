@@ -4,7 +4,8 @@ DICOM (recognised by content, ``sniff``, or a .dcm/.dicom name): stored values -
 inverted) -> Hounsfield units via RescaleSlope/Intercept, padding as air, clamped at -1024 ->
 three CT windows stacked as channels (brain, subdural, soft tissue). See ``dicom``.
 PNG/JPEG: 8-bit ones are already windowed; a 16-bit PNG follows ``DecodeOptions.png16`` (an
-HU + 1024 export gets the three windows like DICOM). See ``raster``.
+HU + 1024 export gets the three windows like DICOM). See ``raster``. A windowed export's window
+is estimated and undone (``greywindow``), so it too reaches the network as three HU windows.
 
 ``decode_image`` returns the pixels with ``flags`` that qualify them (docs/decoding.md):
 * ``no_rescale``: a DICOM slice without RescaleSlope/RescaleIntercept, read as identity.
@@ -39,6 +40,7 @@ from hybrid_model.errors import (
     UnreadableImage,
     UnsupportedImage,
 )
+from hybrid_model.greywindow import pseudo_hu
 from hybrid_model.raster import PNG16_MODES, decode_raster
 from hybrid_model.scope import Scope, check_grey, check_hu
 from hybrid_model.sniff import SNIFF_BYTES, sniff
@@ -212,7 +214,7 @@ def _decode_channels(
     assert raster.grey is not None
     if options.head_gate:
         _require_head(check_grey(raster.grey), name)
-    return np.repeat(raster.grey[:, :, None], 3, axis=2), raster.flags, Placement()
+    return hu_to_channels(pseudo_hu(raster.grey)), raster.flags, Placement()
 
 
 def _check_size(data: bytes, name: str, options: DecodeOptions) -> None:
