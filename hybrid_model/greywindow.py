@@ -63,7 +63,7 @@ COEF = np.array(
 
 def features(grey: np.ndarray) -> np.ndarray:
     """The estimator's inputs for one HxW grey image in [0, 1]."""
-    small = np.asarray(grey, np.float32)
+    small: np.ndarray = np.asarray(grey, np.float32)
     if max(small.shape) > WORK_SIDE:
         scale = WORK_SIDE / max(small.shape)
         size = (max(1, round(small.shape[1] * scale)), max(1, round(small.shape[0] * scale)))
