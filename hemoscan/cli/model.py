@@ -260,6 +260,31 @@ def register(subparsers) -> None:
     p.set_defaults(func=_evaluate)
 
     p = subparsers.add_parser(
+        "threshold",
+        help="choose a model's threshold again on labelled validation data",
+        description="Score a labelled folder (validation data the model was not trained on, "
+        "and not the data it will be judged on) and write the model again with the lowest "
+        "threshold that meets --specificity there. The weights, and so the model's version "
+        "and a series stage tied to it, are unchanged; the metadata records the data, the "
+        "date and the figures (operating_point).",
+    )
+    p.add_argument("--data", required=True, type=_existing_dir, help="labelled image folder")
+    p.add_argument("--out", required=True, type=Path, help="output model path (.keras)")
+    p.add_argument(
+        "--model",
+        type=Path,
+        default=None,
+        help="model .keras (default: HEMOSCAN_MODEL_PATH, else the demo model)",
+    )
+    p.add_argument(
+        "--specificity",
+        default=0.95,
+        type=_fraction,
+        help="target specificity on DATA (default: 0.95)",
+    )
+    p.set_defaults(func=_threshold)
+
+    p = subparsers.add_parser(
         "train-series",
         help="train the series stage (a GRU over the slices of a series in z order)",
         description="Score every slice of DATA with the slice network (--model), then train a "
@@ -431,6 +456,15 @@ def _evaluate(args) -> int:
         print(json.dumps(metrics, sort_keys=True, default=float))
     if args.json_out:
         args.json_out.write_text(json.dumps(metrics, indent=2, sort_keys=True, default=float))
+    return 0
+
+
+def _threshold(args) -> int:
+    if args.out.suffix != ".keras":
+        raise ModelCommandError(f"--out must end in .keras: {args.out}")
+    from hybrid_model.operating_point import rethreshold
+
+    rethreshold(args.data, _model(args), args.out, specificity=args.specificity)
     return 0
 
 

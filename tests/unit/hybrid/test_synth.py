@@ -26,7 +26,9 @@ import pydicom
 import pytest
 
 from hybrid_model.dicom import decode_dicom
+from hybrid_model.greywindow import pseudo_hu
 from hybrid_model.preprocess import DecodeOptions, decode_image, hu_to_channels
+from hybrid_model.raster import decode_raster
 from hybrid_model.synth import lesions as lesions_mod
 from hybrid_model.synth.anatomy import (
     AIR,
@@ -1023,7 +1025,8 @@ def test_heldout_differs_from_train():
 @pytest.mark.parametrize("kind", ["u8", "u16", "hu1024"])
 def test_png_exports_decode(anatomy, kind):
     """Each PNG export decodes with hybrid_model.preprocess: 8-bit and 16-bit windowed as the
-    window's grey, 16-bit HU + 1024 read as HU by the 'auto' png16 rule (three CT windows)."""
+    window's grey (then its window estimated and undone: greywindow), 16-bit HU + 1024 read as
+    HU by the 'auto' png16 rule (three CT windows)."""
     series = anatomy[0]
     sl = max(series.slices, key=lambda s: np.isin(s.tissue, BRAIN).sum())
     export = {"kind": kind, "level": 40.0, "width": 80.0}
@@ -1041,7 +1044,9 @@ def test_png_exports_decode(anatomy, kind):
     else:
         assert decoded.flags == ()
         expected = np.clip((sl.hu - 0.0) / 80.0, 0, 1)
-        np.testing.assert_allclose(decoded.pixels[..., 0], expected, atol=1 / 255 + 1e-6)
+        grey = decode_raster(data, "slice.png", max_pixels=10**6).grey
+        np.testing.assert_allclose(grey, expected, atol=1 / 255 + 1e-6)
+        np.testing.assert_allclose(decoded.pixels, hu_to_channels(pseudo_hu(grey)), atol=1e-6)
 
 
 def test_png_export_draws_and_written_pngs(written):
