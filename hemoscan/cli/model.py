@@ -64,6 +64,15 @@ def _filters(value: str) -> tuple[int, ...]:
     return filters
 
 
+def _model_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--model",
+        type=Path,
+        default=None,
+        help="model .keras (default: HEMOSCAN_MODEL_PATH, else the demo model)",
+    )
+
+
 def _model(args: argparse.Namespace) -> Path:
     """--model, else the configured model (HEMOSCAN_MODEL_PATH, default: the demo model)."""
     if args.model is not None:
@@ -249,12 +258,7 @@ def register(subparsers) -> None:
         "sensitivity by hemorrhage kind and false positives by mimic.",
     )
     p.add_argument("--data", required=True, type=_existing_dir, help="labelled image folder")
-    p.add_argument(
-        "--model",
-        type=Path,
-        default=None,
-        help="model .keras (default: HEMOSCAN_MODEL_PATH, else the demo model)",
-    )
+    _model_option(p)
     p.add_argument("--json", action="store_true", help="also print the metrics as one JSON object")
     p.add_argument("--json-out", type=Path, default=None, help="also write the metrics to FILE")
     p.set_defaults(func=_evaluate)
@@ -270,12 +274,7 @@ def register(subparsers) -> None:
     )
     p.add_argument("--data", required=True, type=_existing_dir, help="labelled image folder")
     p.add_argument("--out", required=True, type=Path, help="output model path (.keras)")
-    p.add_argument(
-        "--model",
-        type=Path,
-        default=None,
-        help="model .keras (default: HEMOSCAN_MODEL_PATH, else the demo model)",
-    )
+    _model_option(p)
     p.add_argument(
         "--specificity",
         default=0.95,
@@ -330,12 +329,7 @@ def register(subparsers) -> None:
         "none was (no image found, every file unreadable) or the model is missing.",
     )
     p.add_argument("paths", nargs="+", type=_existing_path, help="image files or folders")
-    p.add_argument(
-        "--model",
-        type=Path,
-        default=None,
-        help="model .keras (default: HEMOSCAN_MODEL_PATH, else the demo model)",
-    )
+    _model_option(p)
     p.add_argument(
         "--heatmaps", type=Path, default=None, help="write overlay PNG + raw .npy maps here"
     )
@@ -349,12 +343,7 @@ def register(subparsers) -> None:
         description="Throughput of the model with and without Grad-CAM (target at batch 32: "
         "forward+Grad-CAM >= 0.85x forward-only).",
     )
-    p.add_argument(
-        "--model",
-        type=Path,
-        default=None,
-        help="model .keras (default: HEMOSCAN_MODEL_PATH, else the demo model)",
-    )
+    _model_option(p)
     p.add_argument("--batches", default="1,8,32", help="comma-separated batch sizes")
     p.add_argument("--seconds", default=3.0, type=float, help="time per measurement (default: 3)")
     p.set_defaults(func=_bench)
