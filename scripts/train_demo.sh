@@ -63,6 +63,12 @@ done
 "$HEMOSCAN" train --data "$WORK/ct_20261202" --out hybrid_model/weights/demo.keras \
     --init "$WORK/stage4.keras" --row-steps 8 --cam-weight 0.15 --epochs 14 --patience 4 \
     --learning-rate 0.0002 --batch-size 32 --val-split 0.15 --seed 5 --notes "$NOTES"
+# The operating point, chosen again on 40 fresh train-variant series after grey exports began
+# to be read as pseudo-HU (2026-12-03; docs/experiments.md, "Grey exports read as pseudo-HU"):
+# the lowest threshold with 95 % specificity there; the weights are not touched.
+"$HEMOSCAN" phantoms --out "$WORK/val_20261207" --series 40 --seed 20261207 --format mixed
+"$HEMOSCAN" threshold --data "$WORK/val_20261207" --model hybrid_model/weights/demo.keras \
+    --out hybrid_model/weights/demo.keras --specificity 0.95
 # The series stage (hybrid_model/series.py): a bidirectional GRU over each series' slices in z
 # order, trained on 150 fresh series the slice network never saw (on its own training slices it
 # is over-confident), 80/20 split by series, temperature scaling on the validation series.
