@@ -105,8 +105,9 @@ def pseudo_hu(grey: np.ndarray) -> np.ndarray:
 
 def export(hu: np.ndarray, level: float, width: float, levels: int = 255) -> np.ndarray:
     """The grey export of ``hu`` in a window, quantised to ``levels`` steps (8-bit: 255)."""
-    scaled = np.clip((np.asarray(hu, np.float32) - (level - width / 2.0)) / width, 0.0, 1.0)
-    return (np.round(scaled * levels) / levels).astype(np.float32)
+    from hybrid_model.preprocess import window  # preprocess imports this module
+
+    return (np.round(window(hu, level, width) * levels) / levels).astype(np.float32)
 
 
 def fit(

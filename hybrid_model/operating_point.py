@@ -15,8 +15,6 @@ import datetime as _dt
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 
 def rethreshold(
     data_dir: str | Path,
@@ -39,10 +37,7 @@ def rethreshold(
         from hybrid_model.data import DatasetError
 
         raise DatasetError(f"{data_dir}: both classes are needed to choose a threshold")
-    probs = np.zeros(len(data.labels), np.float32)
-    for start in range(0, len(probs), batch_size):
-        idx = np.arange(start, min(start + batch_size, len(probs)))
-        probs[idx] = loaded.model(data.floats(idx), training=False).numpy().reshape(-1)
+    probs = loaded.model.predict(data.floats(), batch_size=batch_size, verbose=0).reshape(-1)
     metrics = classification_metrics(data.labels, probs, specificity=specificity)
     record = {
         "data": Path(data_dir).name,
