@@ -210,7 +210,7 @@ def _px_mm(
 
 
 def _fill_holes(mask: np.ndarray) -> np.ndarray:
-    flood = np.pad(mask.astype(np.uint8), 1)
+    flood = cv2.copyMakeBorder(mask.astype(np.uint8), 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0)
     cv2.floodFill(flood, None, (0, 0), 1)
     return mask | (flood[1:-1, 1:-1] == 0)
 
@@ -249,8 +249,9 @@ def _despeckle(mask: np.ndarray) -> np.ndarray:
     areas = stats[:, cv2.CC_STAT_AREA]
     min_px = max(1.0, MIN_BONE_PX * (max(mask.shape) / WORK_SIDE) ** 2)  # small images: 1
     floor = max(min_px, MIN_BONE_SHARE * float(areas[1:].max()))
-    keep = np.flatnonzero(areas >= floor)
-    return np.isin(labels, keep[keep > 0])
+    keep = areas >= floor
+    keep[0] = False  # the background
+    return keep[labels]
 
 
 def _bone_full(

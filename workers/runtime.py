@@ -46,8 +46,14 @@ def configure_tensorflow(settings: Settings) -> None:
         tf.config.experimental.set_memory_growth(gpu, True)
 
 
-# glibc mallopt parameter (malloc.h): cap on malloc arenas.
+# glibc mallopt parameters (malloc.h).
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
 _M_ARENA_MAX = -8
+# Arrays up to this size come from the heap, and free memory at the heap's top is kept up to
+# the trim threshold (``release_free_memory`` hands it back once per batch).
+_HEAP_BLOCKS = 32 << 20
+_KEEP_FREE = 256 << 20
 
 
 @lru_cache(maxsize=1)
@@ -61,17 +67,26 @@ def _libc():  # type: ignore[no-untyped-def]
         return None
 
 
-def limit_malloc_arenas(arenas: int = 2) -> None:
-    """Cap glibc's malloc arenas in this process.
+def tune_malloc(arenas: int = 2) -> None:
+    """Cap glibc's malloc arenas in this process and keep its freed pages for reuse.
 
-    glibc gives each thread that allocates concurrently its own arena (up to 8 per core), and
-    the I/O threads' short-lived buffers (object bytes, decoded images, PNGs) leave every arena
-    fragmented: the pool process's RSS then creeps up over thousands of images even though
-    nothing leaks (bench/README.md: worker RSS). A no-op where libc is not glibc.
+    Arenas: glibc gives each thread that allocates concurrently its own arena (up to 8 per
+    core), and the I/O threads' short-lived buffers (object bytes, decoded images, PNGs) leave
+    every arena fragmented: the pool process's RSS then creeps up over thousands of images even
+    though nothing leaks (bench/README.md: worker RSS).
+
+    Thresholds: by default an array over 128 kB (a 256 x 256 float32 plane is 256 kB) is mapped
+    fresh and unmapped when freed, or the heap's top is trimmed under it, so every numpy
+    temporary of a decode pays its page faults again: three windows of a 512 x 512 slice took
+    3.4 ms of CPU that way and 1.4 ms with the pages kept (docs/decoding.md, "Cost per
+    stage"). ``release_free_memory`` still hands free pages back once per batch, so RSS stays
+    flat. A no-op where libc is not glibc.
     """
     libc = _libc()
     if libc is not None and hasattr(libc, "mallopt"):
         libc.mallopt(_M_ARENA_MAX, arenas)
+        libc.mallopt(_M_MMAP_THRESHOLD, _HEAP_BLOCKS)
+        libc.mallopt(_M_TRIM_THRESHOLD, _KEEP_FREE)
 
 
 def release_free_memory() -> None:
@@ -174,7 +189,7 @@ def _build(settings: Settings) -> Runtime:
     from hybrid_model.series import load_stage
     from schema.db import session_factory
 
-    limit_malloc_arenas()
+    tune_malloc()
     import cv2
 
     # The I/O threads already decode and render side by side: OpenCV's own thread pool under

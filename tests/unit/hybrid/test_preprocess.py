@@ -49,6 +49,18 @@ def test_hu_to_channels_stacks_the_three_windows(hu_ramp):
     assert channels[0, 1, 0] == pytest.approx(0.5)  # HU 40 in the brain window
 
 
+def test_hu_to_channels_matches_window_bit_for_bit_on_any_input():
+    # The scratch-plane path must give what window() gives: random float HU (a strided view)
+    # and integer HU as a decoder may hand them over.
+    rng = np.random.default_rng(3)
+    floats = rng.normal(40, 400, (64, 96)).astype(np.float32)[:, ::2]
+    ints = rng.integers(-1024, 3000, (40, 40)).astype(np.int16)
+    for hu in (floats, ints):
+        channels = hu_to_channels(hu)
+        for i, (_, level, width) in enumerate(WINDOWS):
+            np.testing.assert_array_equal(channels[..., i], window(hu, level, width))
+
+
 def test_uncompressed_dicom_rescale_to_hu(hu_ramp):
     data = dicom_bytes(make_dicom(hu_ramp))
     np.testing.assert_allclose(
