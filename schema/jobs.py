@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from hemoscan.errors import HemoscanError
@@ -69,40 +69,47 @@ def register_and_select(
 
     An object whose ETag (or size) changed since it was listed is new content: its stored
     result describes bytes that no longer exist, so it is dropped and the key is pending again.
+    A key whose failure a rerun may fix (``RETRYABLE_REASONS``) is sent again, and its failure
+    row is marked ``retrying``: pending, not done, until the new attempt writes its result (so
+    ``--wait``, the job's ``done`` state and ``final`` verdicts wait for it). It keeps its
+    reason and attempts meanwhile; the new attempt adds to them (``schema.rules``).
     """
     results.add_scans(session, job_id, rows)
     keys = [r["object_key"] for r in rows]
-    forget_changed(session, job_id, rows)
+    changed = _changed(session, job_id, rows)
     if rescore:
+        _reopen(session, job_id, changed, set())
         return keys
-    pending: list[str] = []
+    pending: set[str] = set(changed.values())
+    retry: set[int] = set()
     for part in results.chunks(keys):
         query = (
-            select(Scan.object_key)
+            select(Scan.id, Scan.object_key, Failure.id, Failure.retrying)
             .outerjoin(Prediction, Prediction.scan_id == Scan.id)
             .outerjoin(Failure, Failure.scan_id == Scan.id)
             .where(Scan.job_id == job_id, Scan.object_key.in_(part), Prediction.id.is_(None))
             .where(or_(Failure.id.is_(None), Failure.reason.in_(RETRYABLE_REASONS)))
         )
-        pending.extend(session.scalars(query))
+        for sid, key, failure, retrying in session.execute(query):
+            pending.add(key)
+            if failure is not None and not retrying and sid not in changed:
+                retry.add(sid)
+    _reopen(session, job_id, changed, retry)
     order = {k: i for i, k in enumerate(keys)}
     return sorted(pending, key=order.__getitem__)
 
 
-def forget_changed(
-    session: Session, job_id: uuid.UUID, rows: Sequence[dict[str, Any]]
-) -> list[str]:
-    """Keys of ``rows`` whose listed ETag or size differs from the stored one: their scan rows
-    take the new values and their results are deleted (they are scored again). Rows the
-    listing gives no ETag and no size for (a manifest) are never taken as changed."""
+def _changed(session: Session, job_id: uuid.UUID, rows: Sequence[dict[str, Any]]) -> dict[int, str]:
+    """Scans of ``rows`` whose listed ETag or size differs from the stored one (id -> key); their
+    rows take the new values. Rows the listing gives no ETag and no size for (a manifest) are
+    never taken as changed."""
     listed = {
         r["object_key"]: (r.get("etag"), r.get("size"))
         for r in rows
         if r.get("etag") is not None or r.get("size") is not None
     }
     changed: dict[int, str] = {}
-    keys = list(listed)
-    for part in results.chunks(keys):
+    for part in results.chunks(list(listed)):
         query = select(Scan.id, Scan.object_key, Scan.etag, Scan.size).where(
             Scan.job_id == job_id, Scan.object_key.in_(part)
         )
@@ -115,25 +122,50 @@ def forget_changed(
                 session.execute(
                     update(Scan).where(Scan.id == sid).values(etag=new_etag, size=new_size)
                 )
-    if changed:
-        ids = sorted(changed)
-        # Lock the scans (id order, as a worker's commit does) before counting what goes.
+    return changed
+
+
+def _reopen(session: Session, job_id: uuid.UUID, changed: dict[int, str], retry: set[int]) -> None:
+    """Make scans pending again in the job's current pass: ``changed`` ones lose their results,
+    ``retry`` ones have their (retryable) failure marked ``retrying``; ``pass_done`` drops by
+    those that counted as done, and the job's verdicts are provisional again. The scans are locked in id order before anything is counted,
+    and the job row is written last: the lock order of a worker's commit, so a resume and a
+    batch committing the same scans cannot deadlock."""
+    ids = sorted({*changed, *retry})
+    if not ids:
+        return
+    # The job is not complete any more: its verdicts are provisional until it is (finalise
+    # makes them final again). Studies first, as a worker's commit locks them.
+    series.reopen(session, job_id)
+    for part in results.chunks(ids):
         session.execute(
-            select(Scan.id).where(Scan.id.in_(ids)).order_by(Scan.id).with_for_update()
+            select(Scan.id).where(Scan.id.in_(part)).order_by(Scan.id).with_for_update()
         ).all()
-        current = session.scalar(select(Job.pass_number).where(Job.id == job_id)) or 1
-        done = session.scalar(
-            select(func.count())
-            .select_from(Scan)
-            .where(Scan.id.in_(ids), results.has_result_of_pass(current))
-        )
-        if done:  # their results go: they are pending again in this pass
-            session.execute(
-                update(Job).where(Job.id == job_id).values(pass_done=Job.pass_done - done)
+    current = session.scalar(select(Job.pass_number).where(Job.id == job_id)) or 1
+    done = 0
+    for part in results.chunks(sorted(changed)):
+        done += (
+            session.scalar(
+                select(func.count())
+                .select_from(Scan)
+                .where(Scan.id.in_(part), results.has_result_of_pass(current))
             )
-        session.execute(delete(Prediction).where(Prediction.scan_id.in_(ids)))
-        session.execute(delete(Failure).where(Failure.scan_id.in_(ids)))
-    return list(changed.values())
+            or 0
+        )
+        session.execute(delete(Prediction).where(Prediction.scan_id.in_(part)))
+        session.execute(delete(Failure).where(Failure.scan_id.in_(part)))
+    for part in results.chunks(sorted(retry)):
+        # Read again under the locks: a batch may have written these scans since they were
+        # selected (a prediction now, or a permanent failure), and only what is still a
+        # retryable failure goes back to pending.
+        still = (Failure.scan_id.in_(part), Failure.reason.in_(RETRYABLE_REASONS))
+        waiting = and_(*still, Failure.retrying.is_(False))
+        done += (
+            session.scalar(select(func.count()).where(waiting, Failure.pass_number >= current)) or 0
+        )
+        session.execute(update(Failure).where(waiting).values(retrying=True))
+    if done:  # they are pending again in this pass
+        session.execute(update(Job).where(Job.id == job_id).values(pass_done=Job.pass_done - done))
 
 
 def start_pass(session: Session, job: Job) -> int:

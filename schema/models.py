@@ -30,6 +30,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     Uuid,
+    false,
     func,
 )
 from sqlalchemy.ext.compiler import compiles
@@ -293,6 +294,9 @@ class Failure(Base):
     # attempt delivered again (schema.rules).
     attempt_key: Mapped[str | None] = mapped_column(String(64))
     pass_number: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    # Sent again by a resume (a retryable reason): pending until the new attempt's result is
+    # written, so it counts neither as failed nor as done (``schema.jobs.register_and_select``).
+    retrying: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 

@@ -143,7 +143,11 @@ def pass_progress(session: Session, job: Job, expected: int) -> results.Progress
         ).where(Prediction.job_id == job.id, Prediction.pass_number >= job.pass_number)
     ).one()
     failed = session.scalar(
-        select(func.count()).where(Failure.job_id == job.id, Failure.pass_number >= job.pass_number)
+        select(func.count()).where(
+            Failure.job_id == job.id,
+            Failure.pass_number >= job.pass_number,
+            Failure.retrying.is_(False),
+        )
     )
     return results.Progress(
         total=expected, scored=int(scored), failed=int(failed or 0), positives=int(positives)

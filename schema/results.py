@@ -202,13 +202,16 @@ def _current_results(session: Session, scan_ids: Sequence[int]) -> dict[int, rul
                 Failure.reason,
                 Failure.attempts,
                 Failure.attempt_key,
+                Failure.retrying,
             )
             .outerjoin(Prediction, Prediction.scan_id == Scan.id)
             .outerjoin(Failure, Failure.scan_id == Scan.id)
             .where(Scan.id.in_(part))
         )
-        for sid, p_pass, f_pass, reason, attempts, key in session.execute(query):
-            current[sid] = rules.Existing(p_pass, f_pass, reason, attempts or 0, key)
+        for sid, p_pass, f_pass, reason, attempts, key, retrying in session.execute(query):
+            current[sid] = rules.Existing(
+                p_pass, f_pass, reason, attempts or 0, key, bool(retrying)
+            )
     return current
 
 
@@ -251,6 +254,7 @@ def record_batch(
                 "attempts": stmt.excluded.attempts,
                 "attempt_key": stmt.excluded.attempt_key,
                 "pass_number": stmt.excluded.pass_number,
+                "retrying": False,
                 "updated_at": db_now(),
             },
         )
@@ -274,13 +278,18 @@ def count_done(session: Session, job_id: uuid.UUID, pass_number: int, newly_done
 
 
 def has_result_of_pass(pass_number: int):  # type: ignore[no-untyped-def]
-    """A condition on ``Scan``: it has a prediction or a failure of ``pass_number`` or newer."""
+    """A condition on ``Scan``: it has a prediction or a failure of ``pass_number`` or newer
+    (not a failure a resume sent again: ``rules.is_done``)."""
     return or_(
         select(Prediction.id)
         .where(Prediction.scan_id == Scan.id, Prediction.pass_number >= pass_number)
         .exists(),
         select(Failure.id)
-        .where(Failure.scan_id == Scan.id, Failure.pass_number >= pass_number)
+        .where(
+            Failure.scan_id == Scan.id,
+            Failure.pass_number >= pass_number,
+            Failure.retrying.is_(False),
+        )
         .exists(),
     )
 
@@ -351,14 +360,20 @@ def progress(session: Session, job_id: uuid.UUID) -> Progress:
         )
         or 0
     )
-    failed = session.scalar(select(func.count()).where(Failure.job_id == job_id)) or 0
+    # A failure a resume sent again is pending (neither failed nor done) until its retry ends.
+    failed = (
+        session.scalar(
+            select(func.count()).where(Failure.job_id == job_id, Failure.retrying.is_(False))
+        )
+        or 0
+    )
     return Progress(total=total, scored=scored, failed=failed, positives=positives)
 
 
 def failures_by_reason(session: Session, job_id: uuid.UUID) -> dict[str, int]:
     query = (
         select(Failure.reason, func.count())
-        .where(Failure.job_id == job_id)
+        .where(Failure.job_id == job_id, Failure.retrying.is_(False))
         .group_by(Failure.reason)
         .order_by(func.count().desc())
     )

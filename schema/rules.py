@@ -15,6 +15,9 @@ The rules (README, "Reliability"):
 4. ``attempts`` counts real attempts: the same task recording the same failure again (a
    redelivered message) adds nothing; a new task (a rerun) adds its attempts; a new pass starts
    from its own count.
+5. A retryable failure that a resume sent again (``retrying``) is pending: it does not count as
+   done until a result of the new attempt is written, and the old attempt's record arriving
+   late does not end the wait.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ class Existing:
     failure_reason: str | None = None
     failure_attempts: int = 0
     failure_attempt_key: str | None = None
+    failure_retrying: bool = False  # sent again by a resume: pending, not done
 
 
 @dataclass
@@ -54,6 +58,14 @@ def newest_pass(current: Existing) -> int:
     return max(current.prediction_pass or 0, current.failure_pass or 0)
 
 
+def is_done(pass_number: int, current: Existing) -> bool:
+    """The scan counts as done in ``pass_number``: it holds a result of that pass or a newer
+    one, other than a failure a resume has sent again (``retrying``)."""
+    if (current.prediction_pass or 0) >= pass_number:
+        return True
+    return (current.failure_pass or 0) >= pass_number and not current.failure_retrying
+
+
 def prediction_wins(pass_number: int, current: Existing) -> bool:
     """A prediction of ``pass_number`` replaces whatever the scan holds of this pass or older."""
     return newest_pass(current) <= pass_number
@@ -71,6 +83,8 @@ def failure_attempts(pass_number: int, new: Mapping[str, Any], current: Existing
     if is_retryable(new["reason"]) and not is_retryable(current.failure_reason or ""):
         return None  # rule 3
     if new.get("attempt_key") is not None and new.get("attempt_key") == current.failure_attempt_key:
+        if current.failure_retrying:
+            return None  # the attempt before the resume, delivered late: the retry decides
         return current.failure_attempts  # the same attempt, delivered again
     return current.failure_attempts + attempts
 
@@ -103,6 +117,6 @@ def plan_writes(
         plan.failures.append({**row, "attempts": attempts, "pass_number": pass_number})
     written = {row["scan_id"] for row in (*plan.predictions, *plan.failures)}
     plan.newly_done = sum(
-        1 for sid in written if newest_pass(current.get(sid, Existing())) < pass_number
+        1 for sid in written if not is_done(pass_number, current.get(sid, Existing()))
     )
     return plan

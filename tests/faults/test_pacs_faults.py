@@ -118,11 +118,14 @@ def test_credentials_refused_at_retrieval_fail_every_key_once_with_the_reason(
         assert all("HEMOSCAN_DICOMWEB_USERNAME" in m for _, m, _ in failures.values())
         assert "retrying" not in log
         with workers(env, tmp_path, 1, prefix="right"):
-            # A resume sends the keys whose failure a rerun may fix ('config') again. (Not
-            # --wait: their old failure rows count as done until the new rows replace them.)
-            again = run_cli([*scan, "--job", "pacs-401"], env)
-            assert f"sent {len(keys)} of {len(keys)}" in " ".join(again.stderr.split())
-            db.wait_scored("pacs-401", len(keys))
+            # A resume sends the keys whose failure a rerun may fix ('config') again; their
+            # failure rows are pending meanwhile, so --wait returns only once the retries ended
+            # (the checks below read the database right after it, without waiting).
+            again = run_cli([*scan, "--job", "pacs-401", "--wait"], env)
+            shown = " ".join((again.stdout + again.stderr).split())
+            assert f"sent {len(keys)} of {len(keys)}" in shown
+            assert f"job done: {len(keys)} scored" in shown
+            assert db.failures("pacs-401") == {}
     finally:
         proxy.cut()
     assert db.failures("pacs-401") == {}

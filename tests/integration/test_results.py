@@ -178,3 +178,55 @@ def test_a_changed_object_is_scored_again(sessions):
         )
     assert stored == {"same": "e1", "changed": "e2", "manifest": None}
     assert set(_rows(sessions, job_id)[0]) == {ids["same"], ids["manifest"]}
+
+
+def test_a_resume_makes_retryable_failures_pending_until_their_retry_ends(sessions):
+    """A resume sends a key with a retryable failure ('config') again: until the retry's result
+    is written the job is not complete (``--wait`` and ``final`` verdicts wait), the failure is
+    not counted, ``pass_done`` drops by one; a permanent failure and a prediction stay done.
+    The retry's failure adds its attempt and makes the job complete again."""
+    from schema.models import Failure, Job
+
+    keys = ["scored", "corrupt", "config"]
+    job_id, ids = job_with_scans(sessions, "resume-retry", keys)
+    with sessions.begin() as session:
+        plan = results.record_batch(
+            session,
+            job_id,
+            [prediction(ids["scored"])],
+            [
+                failure(ids["corrupt"], "unreadable", task="t1"),
+                failure(ids["config"], "config", task="t1"),
+            ],
+            1,
+        )
+        results.count_done(session, job_id, 1, plan.newly_done)
+        session.get(Job, job_id).total_objects = 3
+    with sessions.begin() as session:
+        assert results.progress(session, job_id).complete
+        assert session.get(Job, job_id).pass_done == 3
+    rows = [{"object_key": k} for k in keys]
+    for _ in range(2):  # a second resume before the retry ran changes nothing more
+        with sessions.begin() as session:
+            assert jobs.register_and_select(session, job_id, rows, rescore=False) == ["config"]
+        with sessions.begin() as session:
+            state = results.progress(session, job_id)
+            assert (state.scored, state.failed, state.complete) == (1, 1, False)
+            assert session.get(Job, job_id).pass_done == 2
+            assert results.failures_by_reason(session, job_id) == {"unreadable": 1}
+    with sessions.begin() as session:  # the old task's record, delivered late: still pending
+        plan = results.record_batch(
+            session, job_id, [], [failure(ids["config"], "config", task="t1")], 1
+        )
+        results.count_done(session, job_id, 1, plan.newly_done)
+        assert not results.progress(session, job_id).complete
+    with sessions.begin() as session:  # the retry fails again: done, with 2 attempts
+        plan = results.record_batch(
+            session, job_id, [], [failure(ids["config"], "config", task="t2")], 1
+        )
+        results.count_done(session, job_id, 1, plan.newly_done)
+    with sessions.begin() as session:
+        assert results.progress(session, job_id).complete
+        assert session.get(Job, job_id).pass_done == 3
+        row = session.scalar(select(Failure).where(Failure.scan_id == ids["config"]))
+        assert (row.attempts, row.retrying) == (2, False)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from schema.models import FAILURE_REASONS, PERMANENT_REASONS, RETRYABLE_REASONS
-from schema.rules import Existing, failure_attempts, plan_writes, prediction_wins
+from schema.rules import Existing, failure_attempts, is_done, plan_writes, prediction_wins
 
 
 def fail(reason: str = "gave_up", attempts: int = 1, key: str | None = "task-b") -> dict:
@@ -97,3 +97,26 @@ def test_plan_writes_keeps_scores_and_counts_what_it_drops():
     assert all(p["pass_number"] == 1 for p in plan.predictions + plan.failures)
     assert [f["scan_id"] for f in plan.failures] == [5]  # 1 keeps its prediction
     assert plan.stale == 2
+
+
+def test_a_failure_sent_again_by_a_resume_is_pending_until_its_retry_writes():
+    """Rule 5: a retryable failure marked ``retrying`` is not done; the retry's own failure or
+    prediction makes it done again (counted once more in ``newly_done``), adds its attempts,
+    and the attempt from before the resume, delivered late, changes nothing."""
+    before = Existing(
+        failure_pass=1, failure_reason="config", failure_attempts=1, failure_attempt_key="task-a"
+    )
+    retrying = Existing(**{**before.__dict__, "failure_retrying": True})
+    assert is_done(1, before) and not is_done(1, retrying)
+    assert is_done(1, Existing(prediction_pass=1)) and not is_done(2, before)
+    # The old task's record arrives late: not written, so the scan stays pending.
+    assert failure_attempts(1, fail("config", 1, "task-a"), retrying) is None
+    late = plan_writes(1, [], [fail("config", 1, "task-a")], {1: retrying})
+    assert late.failures == [] and late.stale == 1 and late.newly_done == 0
+    # The retry fails again: its attempt is added, and the scan is done once more.
+    again = plan_writes(1, [], [fail("config", 1, "task-b")], {1: retrying})
+    assert [f["attempts"] for f in again.failures] == [2] and again.newly_done == 1
+    # The retry scores it: done once more; a scan that was not retrying adds nothing.
+    scored = plan_writes(1, [{"scan_id": 1, "probability": 0.2}], [], {1: retrying})
+    assert len(scored.predictions) == 1 and scored.newly_done == 1
+    assert plan_writes(1, [{"scan_id": 1, "probability": 0.2}], [], {1: before}).newly_done == 0
