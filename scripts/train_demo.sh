@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Reproduce the committed demo weights hybrid_model/weights/demo.keras (+ demo.metrics.json).
-# Five stages. Stage 5 (issue 14, 2026-12-02): 220 CT phantom series from the skull base to the
+# Six stages (1-5, then 8; 6 and 7 were trials not kept). Stage 5 (issue 14, 2026-12-02): 220 CT phantom series from the skull base to the
 # vertex (hybrid_model/synth, the train variant; about 7 900 slices at 512 x 512, DICOM series
 # and PNG exports of random windows and bit depths, about 17 minutes to write on 2 cores),
 # warm-started from stage 4, Grad-CAM guidance (--cam-weight 0.15), class weights, validation
@@ -38,7 +38,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 WORK="${1:-$(mktemp -d)}"
 HEMOSCAN=".venv/bin/hemoscan"
-NOTES="synthetic head-CT phantoms: stages 1-4 on the simple 2-D phantoms (hemoscan phantoms --generator simple, 4 x 3000 slices, seeds 20261127-20261130), stage 5 on 220 CT phantom series (hemoscan phantoms --series 220 --seed 20261202 --format mixed: train variant, 512 x 512, DICOM and PNG exports) with Grad-CAM guidance and temperature scaling; see scripts/train_demo.sh"
+NOTES="synthetic head-CT phantoms: stages 1-4 on the simple 2-D phantoms (hemoscan phantoms --generator simple, 4 x 3000 slices, seeds 20261127-20261130), stage 5 on 220 CT phantom series (seed 20261202) with Grad-CAM guidance, stage 8 on 260 CT phantom series (hemoscan phantoms --series 260 --seed 20261208 --format mixed: train variant, 512 x 512, DICOM and PNG exports read as pseudo-HU) with a training-only lesion-map head, then temperature scaling; see scripts/train_demo.sh"
 for seed in 20261127 20261128 20261129 20261130; do
     "$HEMOSCAN" phantoms --generator simple --out "$WORK/phantoms_$seed" --count 3000 --seed "$seed" --format mixed --size 256
 done
@@ -60,12 +60,23 @@ done
 # Stage 5: CT phantom series (hybrid_model/synth, the train variant): anatomy from the skull
 # base to the vertex, hyperdense mimics, scanner simulation, PNG exports of random windows.
 "$HEMOSCAN" phantoms --out "$WORK/ct_20261202" --series 220 --seed 20261202 --format mixed
-"$HEMOSCAN" train --data "$WORK/ct_20261202" --out hybrid_model/weights/demo.keras \
+"$HEMOSCAN" train --data "$WORK/ct_20261202" --out "$WORK/stage5.keras" \
     --init "$WORK/stage4.keras" --row-steps 8 --cam-weight 0.15 --epochs 14 --patience 4 \
-    --learning-rate 0.0002 --batch-size 32 --val-split 0.15 --seed 5 --notes "$NOTES"
-# The operating point, chosen again on 40 fresh train-variant series after grey exports began
-# to be read as pseudo-HU (2026-12-03; docs/experiments.md, "Grey exports read as pseudo-HU"):
-# the lowest threshold with 95 % specificity there; the weights are not touched.
+    --learning-rate 0.0002 --batch-size 32 --val-split 0.15 --seed 5 \
+    --notes "stage 5: 220 CT phantom series (seed 20261202), Grad-CAM guidance"
+# Stage 8 (2026-12-03; docs/experiments.md, "Stage 8"): 260 fresh train-variant series, read
+# with the grey-export decoding of hybrid_model/greywindow.py, the training-only lesion-map
+# head (--seg-weight 1.0), 20 % of the three-window slices redrawn as grey exports, about 95 s
+# per epoch on 2 cores. For the committed file --max-minutes 45 stopped it after epoch 13; its
+# best epoch, 8, is what it keeps (a faster machine runs more epochs within the 45 minutes).
+"$HEMOSCAN" phantoms --out "$WORK/ct_20261208" --series 260 --seed 20261208 --format mixed
+"$HEMOSCAN" train --data "$WORK/ct_20261208" --out hybrid_model/weights/demo.keras \
+    --init "$WORK/stage5.keras" --row-steps 8 --seg-weight 1.0 --grey-share 0.2 \
+    --learning-rate 0.0003 --epochs 16 --patience 5 --batch-size 32 --val-split 0.15 --seed 8 \
+    --max-minutes 45 --notes "$NOTES"
+# The operating point, chosen on 40 fresh train-variant series (docs/experiments.md, "Grey
+# exports read as pseudo-HU" and "Stage 8"): the lowest threshold with 95 % specificity there;
+# the weights are not touched.
 "$HEMOSCAN" phantoms --out "$WORK/val_20261207" --series 40 --seed 20261207 --format mixed
 "$HEMOSCAN" threshold --data "$WORK/val_20261207" --model hybrid_model/weights/demo.keras \
     --out hybrid_model/weights/demo.keras --specificity 0.95
