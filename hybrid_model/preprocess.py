@@ -55,34 +55,37 @@ DEFAULT_MAX_PIXELS = 50_000_000
 DEFAULT_MAX_BYTES = 512 * 1024 * 1024
 
 
-def window(hu: np.ndarray, level: float, width: float) -> np.ndarray:
+def window(
+    hu: np.ndarray, level: float, width: float, *, out: np.ndarray | None = None
+) -> np.ndarray:
     """Map HU to [0, 1]: ``level - width/2`` -> 0, ``level + width/2`` -> 1, clipped outside.
 
     Args:
         hu: array of Hounsfield units, any shape.
         level: window centre in HU.
         width: window width in HU; must be > 0 (a zero width would divide by zero).
+        out: a float32 array of ``hu``'s shape to write into (``hu_to_channels`` reuses one).
     """
     if not width > 0:
         raise ValueError(f"window width must be > 0, got {width!r}")
-    low = level - width / 2.0
-    out = (np.asarray(hu, dtype=np.float32) - np.float32(low)) / np.float32(width)
-    return np.clip(out, 0.0, 1.0).astype(np.float32, copy=False)
+    hu = np.asarray(hu, dtype=np.float32)
+    if out is None:
+        out = np.empty(hu.shape, dtype=np.float32)
+    np.subtract(hu, np.float32(level - width / 2.0), out=out)
+    np.divide(out, np.float32(width), out=out)
+    return np.clip(out, 0.0, 1.0, out=out)
 
 
 def hu_to_channels(hu: np.ndarray) -> np.ndarray:
     """HxW Hounsfield units -> HxWx3 float32, one channel per entry of ``WINDOWS``.
 
-    The same arithmetic as ``window`` (bit for bit), through one scratch plane: a fresh array
-    per step costs four times as much (docs/decoding.md, "Cost per stage")."""
+    Each window is computed into one scratch plane: a fresh array per step costs four times as
+    much (docs/decoding.md, "Cost per stage")."""
     hu = np.asarray(hu, dtype=np.float32)
     out = np.empty(hu.shape + (len(WINDOWS),), dtype=np.float32)
     plane = np.empty(hu.shape, dtype=np.float32)
     for i, (_, level, width) in enumerate(WINDOWS):
-        np.subtract(hu, np.float32(level - width / 2.0), out=plane)
-        np.divide(plane, np.float32(width), out=plane)
-        np.clip(plane, 0.0, 1.0, out=plane)
-        out[..., i] = plane
+        out[..., i] = window(hu, level, width, out=plane)
     return out
 
 

@@ -128,15 +128,15 @@ def _changed(session: Session, job_id: uuid.UUID, rows: Sequence[dict[str, Any]]
 def _reopen(session: Session, job_id: uuid.UUID, changed: dict[int, str], retry: set[int]) -> None:
     """Make scans pending again in the job's current pass: ``changed`` ones lose their results,
     ``retry`` ones have their (retryable) failure marked ``retrying``; ``pass_done`` drops by
-    those that counted as done, and the job's verdicts are provisional again. The scans are locked in id order before anything is counted,
-    and the job row is written last: the lock order of a worker's commit, so a resume and a
-    batch committing the same scans cannot deadlock."""
+    those that counted as done, and the job's verdicts are provisional again.
+
+    Studies, then the scans in id order, are locked before anything is counted, and the job row
+    is written last: the lock order of a worker's commit, so a resume and a batch committing the
+    same scans cannot deadlock."""
     ids = sorted({*changed, *retry})
     if not ids:
         return
-    # The job is not complete any more: its verdicts are provisional until it is (finalise
-    # makes them final again). Studies first, as a worker's commit locks them.
-    series.reopen(session, job_id)
+    series.reopen(session, job_id)  # finalise makes them final again once the job is complete
     for part in results.chunks(ids):
         session.execute(
             select(Scan.id).where(Scan.id.in_(part)).order_by(Scan.id).with_for_update()
@@ -158,8 +158,9 @@ def _reopen(session: Session, job_id: uuid.UUID, changed: dict[int, str], retry:
         # Read again under the locks: a batch may have written these scans since they were
         # selected (a prediction now, or a permanent failure), and only what is still a
         # retryable failure goes back to pending.
-        still = (Failure.scan_id.in_(part), Failure.reason.in_(RETRYABLE_REASONS))
-        waiting = and_(*still, Failure.retrying.is_(False))
+        waiting = and_(
+            Failure.scan_id.in_(part), Failure.reason.in_(RETRYABLE_REASONS), results.SETTLED
+        )
         done += (
             session.scalar(select(func.count()).where(waiting, Failure.pass_number >= current)) or 0
         )

@@ -146,7 +146,7 @@ def pass_progress(session: Session, job: Job, expected: int) -> results.Progress
         select(func.count()).where(
             Failure.job_id == job.id,
             Failure.pass_number >= job.pass_number,
-            Failure.retrying.is_(False),
+            results.SETTLED,
         )
     )
     return results.Progress(

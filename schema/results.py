@@ -277,6 +277,11 @@ def count_done(session: Session, job_id: uuid.UUID, pass_number: int, newly_done
         )
 
 
+# A failure that counts (as failed, and as a result of its pass): not one a resume sent again,
+# which is pending until its retry writes (``rules.is_done``, ``jobs.register_and_select``).
+SETTLED = Failure.retrying.is_(False)
+
+
 def has_result_of_pass(pass_number: int):  # type: ignore[no-untyped-def]
     """A condition on ``Scan``: it has a prediction or a failure of ``pass_number`` or newer
     (not a failure a resume sent again: ``rules.is_done``)."""
@@ -288,7 +293,7 @@ def has_result_of_pass(pass_number: int):  # type: ignore[no-untyped-def]
         .where(
             Failure.scan_id == Scan.id,
             Failure.pass_number >= pass_number,
-            Failure.retrying.is_(False),
+            SETTLED,
         )
         .exists(),
     )
@@ -360,20 +365,14 @@ def progress(session: Session, job_id: uuid.UUID) -> Progress:
         )
         or 0
     )
-    # A failure a resume sent again is pending (neither failed nor done) until its retry ends.
-    failed = (
-        session.scalar(
-            select(func.count()).where(Failure.job_id == job_id, Failure.retrying.is_(False))
-        )
-        or 0
-    )
+    failed = session.scalar(select(func.count()).where(Failure.job_id == job_id, SETTLED)) or 0
     return Progress(total=total, scored=scored, failed=failed, positives=positives)
 
 
 def failures_by_reason(session: Session, job_id: uuid.UUID) -> dict[str, int]:
     query = (
         select(Failure.reason, func.count())
-        .where(Failure.job_id == job_id, Failure.retrying.is_(False))
+        .where(Failure.job_id == job_id, SETTLED)
         .group_by(Failure.reason)
         .order_by(func.count().desc())
     )
