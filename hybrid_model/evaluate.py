@@ -127,13 +127,11 @@ def _by_lesion_and_neighbour(root: Path, ids, labels, flagged, rows) -> dict[str
     spacing), and the false-positive rate of normal slices next to a hemorrhage slice of
     their series (blood in less than half of their slab: the label's boundary) against the
     other normal slices."""
-    import csv
+    from hybrid_model.synth.write import slice_facts
 
-    series_csv = root / "series.csv"
-    if not series_csv.is_file():
+    facts = slice_facts(root)
+    if not facts:
         return {}
-    with open(series_csv, newline="") as fh:
-        spacing = {r["series"]: float(r["spacing_mm"]) for r in csv.DictReader(fh)}
     positive = {(r["series"], int(r["instance"])) for r in rows.values() if r["hemorrhage"] == "1"}
     names = [
         f"{low:g}-{high:g} mm2" if high < float("inf") else f">= {low:g} mm2"
@@ -143,10 +141,10 @@ def _by_lesion_and_neighbour(root: Path, ids, labels, flagged, rows) -> dict[str
     near = {"next to a hemorrhage slice": [0, 0], "other normal slices": [0, 0]}
     for sid, label, hit in zip(ids, labels, flagged, strict=True):
         r = rows.get(sid)
-        if r is None or r["series"] not in spacing:
+        if r is None or sid not in facts:
             continue
         if label:
-            area = int(r["lesion_pixels"]) * spacing[r["series"]] ** 2
+            area = facts[sid][1]
             row = by_size[names[int(np.searchsorted(LESION_MM2_BINS, area, "right")) - 1]]
             row["slices"] += 1
             row["detected"] += int(hit)

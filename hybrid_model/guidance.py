@@ -262,6 +262,7 @@ def guided_fine_tune(
     cam_weight: float = 0.25,
     temperature: float = DEFAULT_TEMPERATURE,
     class_weights: tuple[float, float] = (1.0, 1.0),
+    sample_weights: np.ndarray | None = None,
     patience: int = 4,
     seed: int = 0,
     pointing_subset: int = 200,
@@ -277,6 +278,7 @@ def guided_fine_tune(
     ``images`` are uint8 N x H x W x 3 (as ``data.LabelledSet``), ``masks`` uint8 N x H x W in
     the model's geometry (0 for negatives). The model ends with the weights of the best epoch.
     ``cam_weight`` 0 with ``seg_weight`` > 0 trains with the lesion-map head only (first order).
+    ``sample_weights``: per image of ``images``, multiplied into the class weights.
     The learning rate halves after two epochs without a better score. ``max_seconds``: no
     epoch starts that would end past this budget (judged by the longest epoch so far).
     """
@@ -316,6 +318,8 @@ def guided_fine_tune(
             x, m = _augment(rng, images[idx], masks[idx], grey_share)
             y = labels[idx].astype(np.float32)
             w = np.where(y > 0.5, class_weights[1], class_weights[0]).astype(np.float32)
+            if sample_weights is not None:
+                w = w * sample_weights[idx]
             losses = [float(v) for v in step(x, m, y, w)]
             sums += losses
             shown = zip(

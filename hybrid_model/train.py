@@ -62,7 +62,14 @@ def _augmenter(seed: int):
 
 
 def _datasets(
-    images, labels, train_idx, val_idx, batch_size: int, seed: int, grey_share: float = 0.0
+    images,
+    labels,
+    train_idx,
+    val_idx,
+    batch_size: int,
+    seed: int,
+    grey_share: float = 0.0,
+    sample_weights: np.ndarray | None = None,
 ):
     import tensorflow as tf
 
@@ -71,23 +78,27 @@ def _datasets(
     augment = _augmenter(seed)
     rng = np.random.default_rng(seed + 11)
 
-    def grey(x, y):
+    # Each element is (x, y) or (x, y, sample weight); the maps pass the rest through.
+    def grey(x, *rest):
         x = tf.numpy_function(lambda b: windowed_grey(b, rng, grey_share), [x], tf.uint8)
-        return tf.ensure_shape(x, [None, *images.shape[1:]]), y
+        return tf.ensure_shape(x, [None, *images.shape[1:]]), *rest
 
-    def to_float(x, y):
-        return tf.cast(x, tf.float32) / 255.0, y
+    def to_float(x, *rest):
+        return tf.cast(x, tf.float32) / 255.0, *rest
 
-    def jitter(x, y):
+    def jitter(x, *rest):
         x = augment(x, training=True)
         n = tf.shape(x)[0]
         gain = tf.random.uniform([n, 1, 1, 1], 0.92, 1.08, seed=seed)
         offset = tf.random.uniform([n, 1, 1, 1], -0.04, 0.04, seed=seed + 7)
-        return tf.clip_by_value(x * gain + offset, 0.0, 1.0), y
+        return tf.clip_by_value(x * gain + offset, 0.0, 1.0), *rest
 
     y = labels.astype(np.float32)
+    parts = (images[train_idx], y[train_idx])
+    if sample_weights is not None:
+        parts = (*parts, sample_weights[train_idx].astype(np.float32))
     train = (
-        tf.data.Dataset.from_tensor_slices((images[train_idx], y[train_idx]))
+        tf.data.Dataset.from_tensor_slices(parts)
         .shuffle(len(train_idx), seed=seed, reshuffle_each_iteration=True)
         .batch(batch_size)
         .map(grey, num_parallel_calls=1)
@@ -214,6 +225,52 @@ def _warm_start(model, initial_model: str | Path) -> None:
     )
 
 
+BASE_LEVEL = 0.3  # the skull base, as evaluate's strata count it (level 0 .. 1 up the head)
+SMALL_LESION_MM2 = 100.0  # a small lesion, as evaluate's area bins count it
+
+
+def emphasis(
+    root: Path,
+    ids: list[str],
+    labels: np.ndarray,
+    train_idx: np.ndarray,
+    base_weight: float = 1.0,
+    small_weight: float = 1.0,
+) -> np.ndarray | None:
+    """Per-image loss multipliers (None when both are 1): skull-base slices x ``base_weight``,
+    hemorrhage slices with a lesion under ``SMALL_LESION_MM2`` x ``small_weight``, then scaled
+    so each class's mean over the training split is 1 (the class weights keep the balance
+    between the classes; the emphasis only moves weight within a class). Needs the CT
+    phantoms' tables (``synth.write.slice_facts``); images they do not list keep 1."""
+    from hybrid_model.data import DatasetError
+    from hybrid_model.synth.write import slice_facts
+
+    if base_weight <= 0 or small_weight <= 0:
+        raise DatasetError("emphasis weights must be positive")
+    if base_weight == 1 and small_weight == 1:
+        return None
+    facts = slice_facts(root)
+    if not facts:
+        raise DatasetError(
+            f"{root}: skull-base and small-lesion weights need a CT phantom folder "
+            "(slices.csv and series.csv, as hemoscan phantoms --series writes)"
+        )
+    out = np.ones(len(ids), np.float64)
+    for i, sid in enumerate(ids):
+        level, area = facts.get(sid, (0.5, SMALL_LESION_MM2))
+        if level < BASE_LEVEL:
+            out[i] *= base_weight
+        if labels[i] == 1 and area < SMALL_LESION_MM2:
+            out[i] *= small_weight
+    chosen = np.zeros(len(ids), bool)
+    chosen[train_idx] = True
+    for cls in (0, 1):
+        m = labels == cls
+        if (m & chosen).any():
+            out[m] /= out[m & chosen].mean()
+    return out.astype(np.float32)
+
+
 def train(
     data_dir: str | Path,
     out_path: str | Path,
@@ -238,6 +295,8 @@ def train(
     target_specificity: float = 0.95,
     seg_weight: float = 0.0,
     max_minutes: float | None = None,
+    base_weight: float = 1.0,
+    small_weight: float = 1.0,
 ) -> dict[str, Any]:
     """Train, save the best model to ``out_path`` with metadata, return the validation metrics.
 
@@ -250,6 +309,9 @@ def train(
     reaching it on the calibrated validation probabilities. ``seg_weight`` > 0 adds the
     training-only lesion-map head (``guidance.lesion_head``: per-cell cross-entropy against the
     masks, weighted by it); like ``cam_weight`` it needs ``masks/`` and runs the guided loop.
+    ``base_weight`` and ``small_weight`` (CT phantom folders only, ``emphasis``): the loss
+    weight of skull-base slices and of hemorrhage slices with a small lesion, relative to the
+    others of their class.
     """
     import keras
     from sklearn.utils.class_weight import compute_class_weight
@@ -276,6 +338,9 @@ def train(
     train_idx, val_idx = split(data, val_split, seed)
     log.info("training on %d images, validating on %d", len(train_idx), len(val_idx))
     weights = compute_class_weight("balanced", classes=np.array([0, 1]), y=data.labels[train_idx])
+    sample_weights = emphasis(
+        Path(data_dir), data.ids, data.labels, train_idx, base_weight, small_weight
+    )
     guided = cam_weight > 0 or seg_weight > 0
     temperature = cam_temperature or DEFAULT_TEMPERATURE
     if guided and not data.masks:
@@ -307,6 +372,7 @@ def train(
             cam_weight=cam_weight,
             temperature=temperature,
             class_weights=(float(weights[0]), float(weights[1])),
+            sample_weights=sample_weights,
             patience=patience,
             seed=seed,
             pointing_subset=pointing_subset,
@@ -331,6 +397,7 @@ def train(
             learning_rate=learning_rate,
             patience=patience,
             grey_share=grey_share,
+            sample_weights=sample_weights,
         )
 
     calibration = calibrate(model, data.floats(val_idx), data.labels[val_idx], batch_size)
@@ -365,6 +432,12 @@ def train(
         metadata["augmentation"] = (
             f"{grey_share:.0%} of the three-window training slices redrawn per batch as 8-bit "
             "grey exports of a random window (hybrid_model/augment.py)"
+        )
+    if sample_weights is not None:
+        metadata["emphasis"] = (
+            f"loss weight x{base_weight:g} for skull-base slices (level < {BASE_LEVEL}) and "
+            f"x{small_weight:g} for hemorrhage slices with under {SMALL_LESION_MM2:g} mm2 of "
+            "lesion, relative to the others of their class (hybrid_model/train.py, emphasis)"
         )
     if guided:
         parts = []
@@ -428,6 +501,7 @@ def _fit(
     learning_rate: float,
     patience: int,
     grey_share: float = 0.0,
+    sample_weights: np.ndarray | None = None,
 ) -> int:
     """Plain Keras training (full augmentation, class weights, early stopping on val AUC).
 
@@ -437,7 +511,14 @@ def _fit(
 
     from hybrid_model.guidance import keras_verbosity
 
-    train_ds, val_ds = _datasets(data.images, data.labels, *split, batch_size, seed, grey_share)
+    class_weight = {0: float(weights[0]), 1: float(weights[1])}
+    per_image = None
+    if sample_weights is not None:  # the class weights folded in: Keras takes one or the other
+        per_image = sample_weights * np.where(data.labels == 1, weights[1], weights[0])
+        class_weight = None
+    train_ds, val_ds = _datasets(
+        data.images, data.labels, *split, batch_size, seed, grey_share, per_image
+    )
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate),
         loss="binary_crossentropy",
@@ -459,7 +540,7 @@ def _fit(
         train_ds,
         validation_data=val_ds,
         epochs=epochs,
-        class_weight={0: float(weights[0]), 1: float(weights[1])},
+        class_weight=class_weight,
         callbacks=callbacks,
         verbose=keras_verbosity(True),
     )

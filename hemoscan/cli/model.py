@@ -241,6 +241,20 @@ def register(subparsers) -> None:
         "validation split (default 0.95; a triage queue that must miss less takes less)",
     )
     p.add_argument(
+        "--base-weight",
+        type=float,
+        default=1.0,
+        help="CT phantom folders: loss weight of skull-base slices (level < 0.3) relative to "
+        "the others of their class, where the demo model is weakest (default 1: off)",
+    )
+    p.add_argument(
+        "--small-weight",
+        type=float,
+        default=1.0,
+        help="CT phantom folders: loss weight of hemorrhage slices with under 100 mm2 of lesion "
+        "relative to the other hemorrhage slices (default 1: off)",
+    )
+    p.add_argument(
         "--cam-temperature",
         type=float,
         default=None,
@@ -427,6 +441,8 @@ def _train(args) -> int:
             filters=args.filters,
             grey_share=args.grey_share,
             target_specificity=args.target_specificity,
+            base_weight=args.base_weight,
+            small_weight=args.small_weight,
         )
     except RowStepsError as exc:  # raised before any data is read
         raise ModelCommandError(f"--row-steps: {exc}") from None

@@ -246,3 +246,23 @@ def _write_tables(out: Path, records: list[dict[str, Any]]) -> None:
                              sum(r["hemorrhage"] for r in rows), ";".join(kinds),
                              ";".join(m["mimics"]), m["variant"], m["spacing_mm"], m["slice_mm"],
                              m["tilt_deg"], m["kernel"], m["noise_sigma_hu"], m["atrophy"]])  # fmt: skip
+
+
+def slice_facts(root: str | Path) -> dict[str, tuple[float, float]]:
+    """Per slice id of a phantom folder: (level, lesion area in mm²), from its ``slices.csv``
+    and ``series.csv`` (the area from the mask's pixels and the series' pixel spacing; 0 for a
+    normal slice). ``{}`` for a folder without both tables."""
+    root = Path(root)
+    slices_csv, series_csv = root / "slices.csv", root / "series.csv"
+    if not (slices_csv.is_file() and series_csv.is_file()):
+        return {}
+    with open(series_csv, newline="") as fh:
+        spacing = {r["series"]: float(r["spacing_mm"]) for r in csv.DictReader(fh)}
+    with open(slices_csv, newline="") as fh:
+        return {
+            r["id"]: (
+                float(r["level"]),
+                int(r["lesion_pixels"]) * spacing.get(r["series"], 0.0) ** 2,
+            )
+            for r in csv.DictReader(fh)
+        }

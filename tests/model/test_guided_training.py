@@ -102,3 +102,27 @@ def test_train_with_a_lesion_map_head_saves_the_served_network_only(tmp_path):
     assert names == fresh and "lesion_map_head" not in names
     assert "lesion-map head" in loaded.metadata["auxiliary_supervision"]
     assert not (tmp_path / "m.best.weights.h5").exists()
+
+
+@pytest.mark.parametrize("guided", [False, True])
+def test_train_with_skull_base_and_small_lesion_emphasis(tmp_path, guided):
+    """Both training loops take the per-image weights (the plain one as Keras sample weights
+    with the class weights folded in) and the metadata says what was weighted."""
+    from hybrid_model.io import load_model
+    from hybrid_model.phantoms import generate
+    from hybrid_model.train import train
+
+    data = tmp_path / "data"
+    generate(data, 16, seed=5, fmt="png", size=32)
+    stems = sorted(p.stem for p in data.glob("phantom_*.png"))
+    with open(data / "slices.csv", "w") as fh:  # the CT phantoms' tables, by hand
+        fh.write("id,series,level,hemorrhage,lesion_pixels\n")
+        fh.writelines(f"{s},a,{0.1 if k % 2 else 0.6},0,{k * 40}\n" for k, s in enumerate(stems))
+    (data / "series.csv").write_text("series,spacing_mm\na,0.5\n")
+    out = tmp_path / "m.keras"
+    metrics = train(
+        data, out, epochs=1, batch_size=4, val_split=0.25, size=32, pointing_subset=4,
+        base_weight=3.0, small_weight=2.0, seg_weight=1.0 if guided else 0.0,
+    )  # fmt: skip
+    assert np.isfinite(metrics["roc_auc"])
+    assert "x3 for skull-base slices" in load_model(out).metadata["emphasis"]
