@@ -94,7 +94,7 @@ def _datasets(
         return tf.clip_by_value(x * gain + offset, 0.0, 1.0), *rest
 
     y = labels.astype(np.float32)
-    parts = (images[train_idx], y[train_idx])
+    parts: tuple[np.ndarray, ...] = (images[train_idx], y[train_idx])
     if sample_weights is not None:
         parts = (*parts, sample_weights[train_idx].astype(np.float32))
     train = (
@@ -511,7 +511,7 @@ def _fit(
 
     from hybrid_model.guidance import keras_verbosity
 
-    class_weight = {0: float(weights[0]), 1: float(weights[1])}
+    class_weight: dict[int, float] | None = {0: float(weights[0]), 1: float(weights[1])}
     per_image = None
     if sample_weights is not None:  # the class weights folded in: Keras takes one or the other
         per_image = sample_weights * np.where(data.labels == 1, weights[1], weights[0])
