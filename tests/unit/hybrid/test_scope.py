@@ -256,20 +256,36 @@ def test_the_message_quotes_no_header_text():
     assert "XYZZY" not in str(info.value) and "PHANTOM" not in str(info.value)
 
 
-def _exhaustive_rays(body: np.ndarray, bone: np.ndarray):  # type: ignore[no-untyped-def]
-    """The ray search without its shortcuts: full-length rays from every origin."""
+def _whole_image_rings(labels, stats, candidates, centre):  # type: ignore[no-untyped-def]
+    """``scope._rings`` without its bounding boxes: each piece closed and filled over the
+    whole image."""
     from hybrid_model import scope
 
-    _, labels = cv2.connectedComponents(bone.astype(np.uint8), connectivity=8)
+    kernel = np.ones((3, 3), np.uint8)
+    found = set()
+    for label in candidates - {0}:
+        piece = cv2.morphologyEx((labels == label).astype(np.uint8), cv2.MORPH_CLOSE, kernel)
+        if scope._fill_holes(piece > 0)[centre]:
+            found.add(label)
+    return found
+
+
+def _exhaustive_rays(body: np.ndarray, bone: np.ndarray):  # type: ignore[no-untyped-def]
+    """The ray search without its shortcuts: full-length rays from every origin, rings tested
+    on the whole image (the caller swaps ``_whole_image_rings`` in)."""
+    from hybrid_model import scope
+
+    _, labels, stats, _ = cv2.connectedComponentsWithStats(bone.astype(np.uint8), connectivity=8)
     code = np.where(body, labels, -1).astype(np.int32)
-    found = [scope._rays(code, labels, o, float("inf")) for o in scope._origins(body, bone)]
+    found = [scope._rays(code, labels, stats, o, float("inf")) for o in scope._origins(body, bone)]
     return max(found, key=lambda r: r[1]["skull_rays"])
 
 
 def test_the_ray_searchs_shortcuts_change_no_figure(monkeypatch):
     """``_best_rays`` stops its rays at the body's farthest box corner and its search at an
-    origin whose every ray is skull-like: on real heads, hard heads, non-heads and phantoms
-    the figures and the shell are those of the exhaustive search."""
+    origin whose every ray is skull-like, and ``_rings`` works in each piece's bounding box: on
+    real heads, hard heads, non-heads and phantoms the figures and the shell are those of the
+    exhaustive search."""
     from hybrid_model import scope
 
     seen: list[tuple[np.ndarray, np.ndarray]] = []
@@ -292,10 +308,11 @@ def test_the_ray_searchs_shortcuts_change_no_figure(monkeypatch):
         hu, _, _, _ = make_slice(np.random.default_rng(seed), 256)
         check_hu(hu, 0.9)
     assert len(seen) > 15
+    boxed = scope._rings
     for body, bone in seen:
-        (fast_shell, fast), (full_shell, full) = (
-            scope._best_rays(body, bone),
-            _exhaustive_rays(body, bone),
-        )
+        fast_shell, fast = scope._best_rays(body, bone)
+        monkeypatch.setattr(scope, "_rings", _whole_image_rings)
+        full_shell, full = _exhaustive_rays(body, bone)
+        monkeypatch.setattr(scope, "_rings", boxed)
         assert fast == full
         assert np.array_equal(fast_shell, full_shell)
