@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.orm import Session
@@ -80,7 +80,7 @@ def register_and_select(
     if rescore:
         _reopen(session, job_id, changed, set())
         return keys
-    pending: set[str] = set(changed.values())
+    pending: set[str] = {listed.key for listed in changed.values()}
     retry: set[int] = set()
     for part in results.chunks(keys):
         query = (
@@ -99,16 +99,27 @@ def register_and_select(
     return sorted(pending, key=order.__getitem__)
 
 
-def _changed(session: Session, job_id: uuid.UUID, rows: Sequence[dict[str, Any]]) -> dict[int, str]:
-    """Scans of ``rows`` whose listed ETag or size differs from the stored one (id -> key); their
-    rows take the new values. Rows the listing gives no ETag and no size for (a manifest) are
-    never taken as changed."""
+class Listed(NamedTuple):
+    """What the listing says of a scan's object now."""
+
+    key: str
+    etag: str | None
+    size: int | None
+
+
+def _changed(
+    session: Session, job_id: uuid.UUID, rows: Sequence[dict[str, Any]]
+) -> dict[int, Listed]:
+    """Scans of ``rows`` whose listed ETag or size differs from the stored one (id -> the
+    listing's key, ETag and size; ``_reopen`` stores them under its locks). Rows the listing
+    gives no ETag and no size for (a manifest) are never taken as changed. Reads only: an
+    update here would lock scans outside the commit's lock order."""
     listed = {
         r["object_key"]: (r.get("etag"), r.get("size"))
         for r in rows
         if r.get("etag") is not None or r.get("size") is not None
     }
-    changed: dict[int, str] = {}
+    changed: dict[int, Listed] = {}
     for part in results.chunks(list(listed)):
         query = select(Scan.id, Scan.object_key, Scan.etag, Scan.size).where(
             Scan.job_id == job_id, Scan.object_key.in_(part)
@@ -118,17 +129,17 @@ def _changed(session: Session, job_id: uuid.UUID, rows: Sequence[dict[str, Any]]
             if (new_etag is not None and etag is not None and new_etag != etag) or (
                 new_size is not None and size is not None and new_size != size
             ):
-                changed[sid] = key
-                session.execute(
-                    update(Scan).where(Scan.id == sid).values(etag=new_etag, size=new_size)
-                )
+                changed[sid] = Listed(key, new_etag, new_size)
     return changed
 
 
-def _reopen(session: Session, job_id: uuid.UUID, changed: dict[int, str], retry: set[int]) -> None:
-    """Make scans pending again in the job's current pass: ``changed`` ones lose their results,
-    ``retry`` ones have their (retryable) failure marked ``retrying``; ``pass_done`` drops by
-    those that counted as done, and the job's verdicts are provisional again.
+def _reopen(
+    session: Session, job_id: uuid.UUID, changed: dict[int, Listed], retry: set[int]
+) -> None:
+    """Make scans pending again in the job's current pass: ``changed`` ones take the listing's
+    ETag and size and lose their results, ``retry`` ones have their (retryable) failure marked
+    ``retrying``; ``pass_done`` drops by those that counted as done, and the job's verdicts are
+    provisional again.
 
     Studies, then the scans in id order, are locked before anything is counted, and the job row
     is written last: the lock order of a worker's commit, so a resume and a batch committing the
@@ -141,6 +152,11 @@ def _reopen(session: Session, job_id: uuid.UUID, changed: dict[int, str], retry:
         session.execute(
             select(Scan.id).where(Scan.id.in_(part)).order_by(Scan.id).with_for_update()
         ).all()
+    for sid in sorted(changed):
+        listed = changed[sid]
+        session.execute(
+            update(Scan).where(Scan.id == sid).values(etag=listed.etag, size=listed.size)
+        )
     current = session.scalar(select(Job.pass_number).where(Job.id == job_id)) or 1
     done = 0
     for part in results.chunks(sorted(changed)):

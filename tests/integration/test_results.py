@@ -230,3 +230,67 @@ def test_a_resume_makes_retryable_failures_pending_until_their_retry_ends(sessio
         assert session.get(Job, job_id).pass_done == 3
         row = session.scalar(select(Failure).where(Failure.scan_id == ids["config"]))
         assert (row.attempts, row.retrying) == (2, False)
+
+
+@pytest.mark.services
+def test_a_changed_object_locks_no_scan_before_the_commit_order(pg_database):
+    """A worker's commit locks a job's scans in id order. A resume that finds changed objects
+    must not lock any of them before it takes its own locks in that order: here a worker holds
+    the lowest scan, the resume waits for it, and the other changed scan must still be free
+    (locked first, the two would deadlock once the worker reached it). The keys sort against
+    their ids, so a statement that met the scans by key would take the highest first."""
+    import queue
+    import threading
+    import time
+
+    from sqlalchemy import text
+    from sqlalchemy.exc import OperationalError
+
+    upgrade(pg_database)
+    sessions = session_factory(pg_database)
+    rows = [{"object_key": k, "etag": "e1", "size": 10} for k in ("zz.dcm", "mm.dcm", "aa.dcm")]
+    with sessions.begin() as session:
+        job, _ = jobs.open_job(session, "locks", "s3://b/p", {}, "v")
+        job_id = job.id
+        results.add_scans(session, job_id, rows)
+        ids = results.scan_ids(session, job_id, [r["object_key"] for r in rows])
+        results.record_batch(session, job_id, [prediction(i) for i in ids.values()], [], 1)
+    lowest, highest = min(ids.values()), max(ids.values())
+    assert (lowest, highest) == (ids["zz.dcm"], ids["aa.dcm"])
+    relisted = [{**r, "etag": "e2"} for r in rows]
+    pids: queue.Queue[int] = queue.Queue()
+    outcome: list[object] = []
+
+    def resume() -> None:
+        try:
+            with sessions.begin() as session:
+                pids.put(session.scalar(text("SELECT pg_backend_pid()")))
+                outcome.append(jobs.register_and_select(session, job_id, relisted, False))
+        except Exception as exc:  # reported below, on the test's thread
+            outcome.append(exc)
+
+    worker = sessions()
+    worker.begin()
+    worker.execute(select(Scan.id).where(Scan.id == lowest).with_for_update()).all()
+    thread = threading.Thread(target=resume)
+    thread.start()
+    try:
+        pid = pids.get(timeout=30)
+        with sessions() as watch:  # until the resume waits on the worker's lock
+            waiting = text("SELECT wait_event_type FROM pg_stat_activity WHERE pid = :pid")
+            deadline = time.monotonic() + 60
+            while watch.execute(waiting, {"pid": pid}).scalar() != "Lock":
+                watch.rollback()
+                if time.monotonic() > deadline or not thread.is_alive():
+                    pytest.fail(f"the resume never waited for the worker's lock: {outcome}")
+        try:
+            worker.execute(
+                select(Scan.id).where(Scan.id == highest).with_for_update(nowait=True)
+            ).all()
+        except OperationalError:
+            pytest.fail("the resume locked a scan before the lowest one: a deadlock in waiting")
+    finally:
+        worker.rollback()
+        worker.close()
+        thread.join(timeout=60)
+    assert outcome and sorted(outcome[0]) == ["aa.dcm", "mm.dcm", "zz.dcm"]  # type: ignore[arg-type]
