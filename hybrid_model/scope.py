@@ -435,17 +435,19 @@ def _rings(
     tangentially at the vertex is a thick ring around the brain; a liver is a blob beside it.
 
     Each is closed and filled inside its bounding box with a 2-pixel margin (where the image
-    allows): a closing with a 3x3 kernel adds nothing beyond 1 pixel, and a hole of the piece
-    lies inside its box, so the answer is the whole image's."""
+    allows): a closing with a 3x3 kernel adds nothing beyond 1 pixel inside the image (OpenCV's
+    erosion takes the outside as set, so a piece 1 pixel from the edge gains that edge's
+    pixels: still inside the margin), and a hole of the closed piece lies inside that crop, so
+    the answer is the whole image's."""
     kernel = np.ones((3, 3), np.uint8)
     h, w = labels.shape
     cy, cx = centre
     found = set()
     for label in candidates - {0}:
         x, y, bw, bh = (int(v) for v in stats[label, :4])
-        if not (x <= cx < x + bw and y <= cy < y + bh):
-            continue
         y0, y1, x0, x1 = max(y - 2, 0), min(y + bh + 2, h), max(x - 2, 0), min(x + bw + 2, w)
+        if not (y0 <= cy < y1 and x0 <= cx < x1):
+            continue
         piece = (labels[y0:y1, x0:x1] == label).astype(np.uint8)
         piece = cv2.morphologyEx(piece, cv2.MORPH_CLOSE, kernel)
         if _fill_holes(piece > 0)[cy - y0, cx - x0]:

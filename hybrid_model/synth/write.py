@@ -251,7 +251,8 @@ def _write_tables(out: Path, records: list[dict[str, Any]]) -> None:
 def slice_facts(root: str | Path) -> dict[str, tuple[float, float]]:
     """Per slice id of a phantom folder: (level, lesion area in mm²), from its ``slices.csv``
     and ``series.csv`` (the area from the mask's pixels and the series' pixel spacing; 0 for a
-    normal slice). ``{}`` for a folder without both tables."""
+    normal slice); a slice whose series ``series.csv`` lacks is left out. ``{}`` for a folder
+    without both tables."""
     root = Path(root)
     slices_csv, series_csv = root / "slices.csv", root / "series.csv"
     if not (slices_csv.is_file() and series_csv.is_file()):
@@ -260,9 +261,7 @@ def slice_facts(root: str | Path) -> dict[str, tuple[float, float]]:
         spacing = {r["series"]: float(r["spacing_mm"]) for r in csv.DictReader(fh)}
     with open(slices_csv, newline="") as fh:
         return {
-            r["id"]: (
-                float(r["level"]),
-                int(r["lesion_pixels"]) * spacing.get(r["series"], 0.0) ** 2,
-            )
+            r["id"]: (float(r["level"]), int(r["lesion_pixels"]) * spacing[r["series"]] ** 2)
             for r in csv.DictReader(fh)
+            if r["series"] in spacing
         }

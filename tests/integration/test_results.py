@@ -238,7 +238,8 @@ def test_a_changed_object_locks_no_scan_before_the_commit_order(pg_database):
     must not lock any of them before it takes its own locks in that order: here a worker holds
     the lowest scan, the resume waits for it, and the other changed scan must still be free
     (locked first, the two would deadlock once the worker reached it). The keys sort against
-    their ids, so a statement that met the scans by key would take the highest first."""
+    their ids and the resume meets them through the (job, key) index, as on a large table, so a
+    statement that locked scans as it met them would take the highest first."""
     import queue
     import threading
     import time
@@ -264,6 +265,9 @@ def test_a_changed_object_locks_no_scan_before_the_commit_order(pg_database):
     def resume() -> None:
         try:
             with sessions.begin() as session:
+                # As on a large table: the scans met through the (job, key) index, by key.
+                session.execute(text("SET LOCAL enable_seqscan = off"))
+                session.execute(text("SET LOCAL enable_bitmapscan = off"))
                 pids.put(session.scalar(text("SELECT pg_backend_pid()")))
                 outcome.append(jobs.register_and_select(session, job_id, relisted, False))
         except Exception as exc:  # reported below, on the test's thread
@@ -281,6 +285,7 @@ def test_a_changed_object_locks_no_scan_before_the_commit_order(pg_database):
             deadline = time.monotonic() + 60
             while watch.execute(waiting, {"pid": pid}).scalar() != "Lock":
                 watch.rollback()
+                time.sleep(0.005)  # a poll's pause, not a wait for the race
                 if time.monotonic() > deadline or not thread.is_alive():
                     pytest.fail(f"the resume never waited for the worker's lock: {outcome}")
         try:

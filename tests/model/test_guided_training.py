@@ -105,24 +105,54 @@ def test_train_with_a_lesion_map_head_saves_the_served_network_only(tmp_path):
 
 
 @pytest.mark.parametrize("guided", [False, True])
-def test_train_with_skull_base_and_small_lesion_emphasis(tmp_path, guided):
-    """Both training loops take the per-image weights (the plain one as Keras sample weights
-    with the class weights folded in) and the metadata says what was weighted."""
+def test_train_with_skull_base_and_small_lesion_emphasis(tmp_path, monkeypatch, guided):
+    """Both training loops get the per-image weights (the plain one as Keras sample weights
+    with the class weights folded in): skull-base slices 3x and small lesions 2x the others of
+    their class; the metadata says what was weighted."""
+    from hybrid_model import guidance
+    from hybrid_model import train as training
     from hybrid_model.io import load_model
     from hybrid_model.phantoms import generate
-    from hybrid_model.train import train
 
     data = tmp_path / "data"
     generate(data, 16, seed=5, fmt="png", size=32)
     stems = sorted(p.stem for p in data.glob("phantom_*.png"))
+    base = {s for k, s in enumerate(stems) if k % 2}
+    small = set(stems[:10])  # 40 k px x 0.25 mm2 < 100 mm2 for k < 10
     with open(data / "slices.csv", "w") as fh:  # the CT phantoms' tables, by hand
         fh.write("id,series,level,hemorrhage,lesion_pixels\n")
-        fh.writelines(f"{s},a,{0.1 if k % 2 else 0.6},0,{k * 40}\n" for k, s in enumerate(stems))
+        fh.writelines(
+            f"{s},a,{0.1 if s in base else 0.6},0,{k * 40}\n" for k, s in enumerate(stems)
+        )
     (data / "series.csv").write_text("series,spacing_mm\na,0.5\n")
+    seen: dict[str, object] = {}
+    real_datasets, real_guided = training._datasets, guidance.guided_fine_tune
+
+    def datasets(images, labels, *args):  # type: ignore[no-untyped-def]
+        seen["labels"], seen["weights"] = labels, args[-1]
+        return real_datasets(images, labels, *args)
+
+    def guided_loop(model, images, masks, labels, *args, **kwargs):  # type: ignore[no-untyped-def]
+        seen["labels"], seen["weights"] = labels, kwargs["sample_weights"]
+        return real_guided(model, images, masks, labels, *args, **kwargs)
+
+    monkeypatch.setattr(training, "_datasets", datasets)
+    monkeypatch.setattr(guidance, "guided_fine_tune", guided_loop)
     out = tmp_path / "m.keras"
-    metrics = train(
+    training.train(
         data, out, epochs=1, batch_size=4, val_split=0.25, size=32, pointing_subset=4,
         base_weight=3.0, small_weight=2.0, seg_weight=1.0 if guided else 0.0,
     )  # fmt: skip
-    assert np.isfinite(metrics["roc_auc"])
+    labels, weights = np.asarray(seen["labels"]), np.asarray(seen["weights"])
+    ids = [line.split(",")[0] for line in (data / "labels.csv").read_text().splitlines()[1:]]
+    assert sorted(ids) == stems and len(weights) == len(ids)
+    if not guided:  # the plain loop's weights carry the class weights: divide them out
+        for cls in (0, 1):
+            weights = np.where(labels == cls, weights / weights[labels == cls].min(), weights)
+    for cls in (0, 1):
+        rows = [(i, w) for i, w, lab in zip(ids, weights, labels, strict=True) if lab == cls]
+        plain = min(w for _, w in rows)
+        for i, w in rows:
+            expected = (3.0 if i in base else 1.0) * (2.0 if cls == 1 and i in small else 1.0)
+            assert w / plain == pytest.approx(expected, rel=1e-5), (i, cls)
     assert "x3 for skull-base slices" in load_model(out).metadata["emphasis"]

@@ -316,3 +316,28 @@ def test_the_ray_searchs_shortcuts_change_no_figure(monkeypatch):
         monkeypatch.setattr(scope, "_rings", boxed)
         assert fast == full
         assert np.array_equal(fast_shell, full_shell)
+
+
+def test_the_boxed_ring_test_is_the_whole_images_up_to_the_edges():
+    """``_rings`` in each piece's box gives the whole-image answer for centres anywhere,
+    the image's outermost rows and columns included (OpenCV's closing treats the outside as
+    bone there)."""
+    from hybrid_model import scope
+
+    rng = np.random.default_rng(11)
+    compared = enclosing = 0
+    for _ in range(300):
+        img = np.zeros((24, 24), np.uint8)
+        for _ in range(3):  # rings and blobs, some touching or one pixel from an edge
+            cy, cx = (int(v) for v in rng.integers(0, 24, 2))
+            r = int(rng.integers(2, 8))
+            cv2.circle(img, (cx, cy), r, 1, int(rng.choice([-1, 1, 2])))
+        _, labels, stats, _ = cv2.connectedComponentsWithStats(img, connectivity=8)
+        candidates = set(range(1, len(stats)))
+        for centre in [(0, int(rng.integers(24))), (int(rng.integers(24)), 23),
+                       tuple(int(v) for v in rng.integers(0, 24, 2))]:  # fmt: skip
+            boxed = scope._rings(labels, stats, candidates, centre)
+            assert boxed == _whole_image_rings(labels, stats, candidates, centre)
+            compared += 1
+            enclosing += bool(boxed)
+    assert compared == 900 and enclosing > 50
