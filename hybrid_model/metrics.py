@@ -65,6 +65,32 @@ def fit_temperature(y_true: np.ndarray, logits: np.ndarray) -> float:
     return float(np.exp(best.x))
 
 
+def fit_platt(y_true: np.ndarray, logits: np.ndarray) -> tuple[float, float]:
+    """(a, b) minimising the log-loss of sigmoid(a x logit + b) (Platt scaling on the logit).
+
+    Temperature scaling is a = 1 / T, b = 0: it corrects over- or under-confidence but not a
+    shift, and training with balanced class weights shifts every probability towards the
+    positive class (it trains as if half the slices bled). ``a`` is kept positive (0.02 to 20),
+    so the ranking (ROC AUC) is unchanged."""
+    from scipy.optimize import minimize
+
+    y = np.asarray(y_true, np.float64)
+    z = np.asarray(logits, np.float64)
+
+    def nll(params: np.ndarray) -> tuple[float, np.ndarray]:
+        a, b = params
+        s = a * z + b
+        p = 0.5 * (1.0 + np.tanh(0.5 * s))  # sigmoid without overflow
+        grad = p - y
+        return float(np.mean(np.logaddexp(0.0, s) - y * s)), np.array(
+            [float(np.mean(grad * z)), float(np.mean(grad))]
+        )
+
+    best = minimize(nll, np.array([1.0, 0.0]), jac=True, method="L-BFGS-B",
+                    bounds=[(0.02, 20.0), (-20.0, 20.0)])  # fmt: skip
+    return float(best.x[0]), float(best.x[1])
+
+
 def classification_metrics(
     y_true: np.ndarray,
     probs: np.ndarray,
@@ -161,10 +187,12 @@ def render_metrics(metrics: dict[str, Any], title: str = "hemoscan metrics") -> 
         summary.add_row(f"expected calibration error ({ECE_BINS} bins)", f"{metrics['ece']:.4f}")
     if "calibration" in metrics:
         cal = metrics["calibration"]
+        how = f"temperature {cal['temperature']:.3f}"
+        if "shift" in cal:
+            how = f"Platt: logit x {cal['scale']:.3f} {cal['shift']:+.3f}"
         summary.add_row(
             "calibration (validation)",
-            f"temperature {cal['temperature']:.3f}: ECE {cal['ece_before']:.4f} -> "
-            f"{cal['ece_after']:.4f}",
+            f"{how}: ECE {cal['ece_before']:.4f} -> {cal['ece_after']:.4f}",
         )
     if "pointing_game" in metrics:
         pg = metrics["pointing_game"]

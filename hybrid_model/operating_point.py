@@ -7,6 +7,10 @@ decoding or the data a site screens changes what the scores look like (on 2026-1
 weights' threshold was chosen again after grey exports began to be read as pseudo-HU:
 docs/experiments.md, "Grey exports"). DATA must be labelled and must not be the data the model
 will then be judged on.
+
+``recalibrate`` first fits Platt scaling on DATA (``train.calibrate``) and folds it into the
+logit layer: the weights change, so the version does, and a series stage tied to the old version
+falls back to max-of-slices until it is trained again.
 """
 
 from __future__ import annotations
@@ -24,9 +28,11 @@ def rethreshold(
     specificity: float = 0.95,
     batch_size: int = 32,
     show: bool = True,
+    recalibrate: bool = False,
 ) -> dict[str, Any]:
-    """Score DATA, pick the threshold meeting ``specificity`` there, write the model to
-    ``out_path`` with that threshold; return the record stored as ``operating_point``."""
+    """Score DATA (calibrated on it first with ``recalibrate``), pick the threshold meeting
+    ``specificity`` there, write the model to ``out_path`` with that threshold; return the
+    record stored as ``operating_point``."""
     from hybrid_model.data import load_labelled
     from hybrid_model.io import load_model, save_model
     from hybrid_model.metrics import classification_metrics, render_metrics
@@ -37,8 +43,20 @@ def rethreshold(
         from hybrid_model.data import DatasetError
 
         raise DatasetError(f"{data_dir}: both classes are needed to choose a threshold")
+    meta = dict(loaded.metadata)
+    calibration = None
+    if recalibrate:
+        from hybrid_model.train import calibrate
+
+        calibration = calibrate(loaded.model, data.floats(), data.labels, batch_size)
+        calibration["data"] = Path(data_dir).name
+        calibration["date"] = _dt.date.today().isoformat()
+        meta["calibration_before"] = meta.get("calibration")
+        meta["calibration"] = calibration
     probs = loaded.model.predict(data.floats(), batch_size=batch_size, verbose=0).reshape(-1)
     metrics = classification_metrics(data.labels, probs, specificity=specificity)
+    if calibration is not None:
+        metrics["calibration"] = calibration
     record = {
         "data": Path(data_dir).name,
         "slices": len(probs),
@@ -50,8 +68,8 @@ def rethreshold(
         "specificity": float(metrics["specificity"]),
         "roc_auc": float(metrics["roc_auc"]),
         "date": _dt.date.today().isoformat(),
+        "recalibrated": recalibrate,
     }
-    meta = dict(loaded.metadata)
     meta["threshold"] = record["threshold"]
     meta["operating_point"] = record
     save_model(loaded.model, out_path, meta)

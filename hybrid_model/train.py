@@ -297,6 +297,7 @@ def train(
     max_minutes: float | None = None,
     base_weight: float = 1.0,
     small_weight: float = 1.0,
+    calibration: str = "platt",
 ) -> dict[str, Any]:
     """Train, save the best model to ``out_path`` with metadata, return the validation metrics.
 
@@ -311,7 +312,7 @@ def train(
     masks, weighted by it); like ``cam_weight`` it needs ``masks/`` and runs the guided loop.
     ``base_weight`` and ``small_weight`` (CT phantom folders only, ``emphasis``): the loss
     weight of skull-base slices and of hemorrhage slices with a small lesion, relative to the
-    others of their class.
+    others of their class. ``calibration``: "platt" or "temperature" (``calibrate``).
     """
     import keras
     from sklearn.utils.class_weight import compute_class_weight
@@ -400,10 +401,10 @@ def train(
             sample_weights=sample_weights,
         )
 
-    calibration = calibrate(model, data.floats(val_idx), data.labels[val_idx], batch_size)
+    fitted = calibrate(model, data.floats(val_idx), data.labels[val_idx], batch_size, calibration)
     probs = model.predict(data.floats(val_idx), batch_size=batch_size, verbose=0).reshape(-1)
     metrics = classification_metrics(data.labels[val_idx], probs, specificity=target_specificity)
-    metrics["calibration"] = calibration
+    metrics["calibration"] = fitted
     metrics["split"] = "validation"
     metrics["epochs_run"] = epochs_run
     metrics["train_seconds"] = round(time.time() - started, 1)
@@ -424,7 +425,7 @@ def train(
         "clinically_valid": False,
         "metrics": metrics,
         "threshold": metrics["threshold"],
-        "calibration": calibration,
+        "calibration": fitted,
         "disclaimer": DISCLAIMER,
         "seed": seed,
     }
@@ -461,31 +462,47 @@ def train(
     return metrics
 
 
-def calibrate(model, images: np.ndarray, labels: np.ndarray, batch_size: int = 32) -> dict:
-    """Temperature scaling on validation data, folded into the network: the ``logit`` layer's
-    weights and bias are divided by T, so the saved model outputs calibrated probabilities
+CALIBRATIONS = ("platt", "temperature")
+
+
+def calibrate(
+    model, images: np.ndarray, labels: np.ndarray, batch_size: int = 32, method: str = "platt"
+) -> dict:
+    """Calibrate on validation data and fold it into the network: the ``logit`` layer's weights
+    and bias become a x W and a x b + c (Platt scaling, ``metrics.fit_platt``; ``method``
+    "temperature": a = 1 / T, c = 0), so the saved model outputs calibrated probabilities
     everywhere it is used (worker, predict, evaluate) and Grad-CAM maps only change scale.
     Returns what was fitted (stored in the model's metadata)."""
     import keras
 
-    from hybrid_model.metrics import expected_calibration_error, fit_temperature
+    from hybrid_model.metrics import expected_calibration_error, fit_platt, fit_temperature
 
+    if method not in CALIBRATIONS:
+        raise ValueError(f"method must be one of {', '.join(CALIBRATIONS)}, not {method!r}")
     layer = model.get_layer("logit")
     logits_of = keras.Model(model.inputs, layer.output)
     logits = logits_of.predict(images, batch_size=batch_size, verbose=0).reshape(-1)
-    temperature = fit_temperature(labels, logits)
+    if method == "platt":
+        scale, shift = fit_platt(labels, logits)
+    else:
+        scale, shift = 1.0 / fit_temperature(labels, logits), 0.0
     kernel, bias = layer.get_weights()
-    layer.set_weights([kernel / temperature, bias / temperature])
+    layer.set_weights([kernel * scale, bias * scale + shift])
     before = expected_calibration_error(labels, 1 / (1 + np.exp(-logits)))
-    after = expected_calibration_error(labels, 1 / (1 + np.exp(-logits / temperature)))
-    log.info("calibration: temperature %.3f, ECE %.4f -> %.4f", temperature, before, after)
-    return {
-        "method": "temperature scaling on the validation split, folded into the logit layer",
-        "temperature": round(temperature, 5),
+    after = expected_calibration_error(labels, 1 / (1 + np.exp(-(scale * logits + shift))))
+    log.info("calibration (%s): logit x %.3f %+.3f, ECE %.4f -> %.4f", method, scale, shift,
+             before, after)  # fmt: skip
+    record = {
+        "method": ("Platt scaling (logit x a + c)" if method == "platt" else "temperature scaling")
+        + " on the validation split, folded into the logit layer",
+        "temperature": round(1.0 / scale, 5),
         "ece_before": round(before, 5),
         "ece_after": round(after, 5),
         "validation_slices": int(len(labels)),
     }
+    if method == "platt":
+        record.update(scale=round(scale, 5), shift=round(shift, 5))
+    return record
 
 
 def _fit(

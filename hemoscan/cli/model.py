@@ -255,6 +255,14 @@ def register(subparsers) -> None:
         "relative to the other hemorrhage slices (default 1: off)",
     )
     p.add_argument(
+        "--calibration",
+        choices=("platt", "temperature"),
+        default="platt",
+        help="calibration fitted on the validation split and folded into the logit layer: "
+        "platt (logit x a + c: corrects the shift that class weights give every probability; "
+        "the default) or temperature (logit / T)",
+    )
+    p.add_argument(
         "--cam-temperature",
         type=float,
         default=None,
@@ -294,6 +302,13 @@ def register(subparsers) -> None:
         default=0.95,
         type=_fraction,
         help="target specificity on DATA (default: 0.95)",
+    )
+    p.add_argument(
+        "--recalibrate",
+        action="store_true",
+        help="first fit Platt scaling on DATA and fold it into the logit layer (the weights "
+        "change, so the version does, and a series stage must be trained again); use when the "
+        "validation split's calibration does not carry to fresh data",
     )
     p.set_defaults(func=_threshold)
 
@@ -443,6 +458,7 @@ def _train(args) -> int:
             target_specificity=args.target_specificity,
             base_weight=args.base_weight,
             small_weight=args.small_weight,
+            calibration=args.calibration,
         )
     except RowStepsError as exc:  # raised before any data is read
         raise ModelCommandError(f"--row-steps: {exc}") from None
@@ -469,7 +485,13 @@ def _threshold(args) -> int:
         raise ModelCommandError(f"--out must end in .keras: {args.out}")
     from hybrid_model.operating_point import rethreshold
 
-    rethreshold(args.data, _model(args), args.out, specificity=args.specificity)
+    rethreshold(
+        args.data,
+        _model(args),
+        args.out,
+        specificity=args.specificity,
+        recalibrate=args.recalibrate,
+    )
     return 0
 
 
