@@ -73,17 +73,18 @@ done
 "$HEMOSCAN" train --data "$WORK/ct_20261208" --out hybrid_model/weights/demo.keras \
     --init "$WORK/stage5.keras" --row-steps 8 --seg-weight 1.0 --grey-share 0.2 \
     --learning-rate 0.0003 --epochs 16 --patience 5 --batch-size 32 --val-split 0.15 --seed 8 \
-    --max-minutes 45 --notes "$NOTES"
-# The operating point, chosen on 40 fresh train-variant series (docs/experiments.md, "Grey
-# exports read as pseudo-HU" and "Stage 8"): the lowest threshold with 95 % specificity there;
-# the weights are not touched.
+    --max-minutes 45 --calibration temperature --notes "$NOTES"
+# Calibration and the operating point on 40 fresh train-variant series (docs/experiments.md,
+# "Stage 8" and "Platt scaling of stage 8", 2026-12-04): Platt scaling (logit x a + c) fitted
+# there and folded into the logit layer, then the lowest threshold with 95 % specificity there.
 "$HEMOSCAN" phantoms --out "$WORK/val_20261207" --series 40 --seed 20261207 --format mixed
 "$HEMOSCAN" threshold --data "$WORK/val_20261207" --model hybrid_model/weights/demo.keras \
-    --out hybrid_model/weights/demo.keras --specificity 0.95
+    --out hybrid_model/weights/demo.keras --specificity 0.95 --recalibrate
 # The series stage (hybrid_model/series.py): a bidirectional GRU over each series' slices in z
-# order, trained on 150 fresh series the slice network never saw (on its own training slices it
+# order, trained on 300 fresh series the slice network never saw (on its own training slices it
 # is over-confident), 80/20 split by series, temperature scaling on the validation series.
-# About 5 minutes on 2 cores with the generation.
-"$HEMOSCAN" phantoms --out "$WORK/series_20261204" --series 150 --seed 20261204 --format mixed
+# About 25 minutes on 2 cores with the generation (150 series until 2026-12-03; the first 150
+# of these 300 are those).
+"$HEMOSCAN" phantoms --out "$WORK/series_20261204" --series 300 --seed 20261204 --format mixed
 "$HEMOSCAN" train-series --data "$WORK/series_20261204" --out hybrid_model/weights/demo_series.keras \
     --model hybrid_model/weights/demo.keras --epochs 60 --val-split 0.2 --seed 0
