@@ -402,21 +402,25 @@ def load_series_set(data_dir: str | Path, slice_model, batch_size: int = 32) -> 
 
 
 def _calibrate(model, val: SeriesSet) -> dict[str, Any]:
-    """Temperature scaling of the series logits on the validation series, folded into the
-    ``slice_logit`` layer (the max commutes with a positive scale)."""
-    from hybrid_model.metrics import expected_calibration_error, fit_temperature
+    """Platt scaling of the series logits on the validation series (sigmoid(a x logit + c),
+    ``metrics.fit_platt``), folded into the ``slice_logit`` layer: the max over slices commutes
+    with a positive scale and a shift. The series loss weighs the classes equally, which shifts
+    the probabilities as class weights do; a temperature alone cannot undo that."""
+    from hybrid_model.metrics import expected_calibration_error, fit_platt
 
     top = series_logits(refined_logits(model, val), val.mask)
-    temperature = fit_temperature(val.series_labels, top)
+    scale, shift = fit_platt(val.series_labels, top)
     layer = model.get_layer("slice_logit")
     kernel, bias = layer.get_weights()
-    layer.set_weights([kernel / temperature, bias / temperature])
+    layer.set_weights([kernel * scale, bias * scale + shift])
     return {
-        "method": "temperature scaling of the series logits on the validation series",
-        "temperature": round(float(temperature), 5),
+        "method": "Platt scaling (logit x a + c) of the series logits on the validation series",
+        "scale": round(scale, 5),
+        "shift": round(shift, 5),
+        "temperature": round(1.0 / scale, 5),
         "ece_before": round(expected_calibration_error(val.series_labels, _sigmoid(top)), 5),
         "ece_after": round(
-            expected_calibration_error(val.series_labels, _sigmoid(top / temperature)), 5
+            expected_calibration_error(val.series_labels, _sigmoid(scale * top + shift)), 5
         ),
         "validation_series": len(val.names),
     }

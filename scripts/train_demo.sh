@@ -82,7 +82,7 @@ done
     --out hybrid_model/weights/demo.keras --specificity 0.95 --recalibrate
 # The series stage (hybrid_model/series.py): a bidirectional GRU over each series' slices in z
 # order, trained on 300 fresh series the slice network never saw (on its own training slices it
-# is over-confident), 80/20 split by series, temperature scaling on the validation series.
+# is over-confident), 80/20 split by series, Platt scaling on the validation series.
 # About 25 minutes on 2 cores with the generation (150 series until 2026-12-03; the first 150
 # of these 300 are those).
 "$HEMOSCAN" phantoms --out "$WORK/series_20261204" --series 300 --seed 20261204 --format mixed
