@@ -237,6 +237,13 @@ class Settings(BaseSettings):
     # --- workers ---------------------------------------------------------------------------
     queue: str = Field(default="hemoscan", description="Celery queue the batches go to.")
     fetch_threads: int = Field(default=8, ge=1, le=256, description="Concurrent object fetches.")
+    decode_threads: int = Field(
+        default=1,
+        ge=1,
+        le=256,
+        description="Of the fetch threads, how many decode or render at once per worker process "
+        "(more threads than that wait; Python work in many threads at once costs CPU per image).",
+    )
     tf_intra_threads: int = Field(
         default=0, ge=0, description="TensorFlow intra-op threads per worker (0: TF decides)."
     )

@@ -179,21 +179,25 @@ def _load(rt: Runtime, store: ObjectStore, item: Item, options: DecodeOptions) -
     item.timings["fetch_ms"] = (fetched - started) * 1000
     if cpu is not None:
         cpu_at = cpu_lap(cpu, "fetch", cpu_at)
-    try:
-        decoded = decode_object(data, item.shown, size=rt.input_size, options=options)
-        item.images = [d.pixels for d in decoded]
-        item.placements = [d.placement for d in decoded]
-        item.flags = tuple(dict.fromkeys(f for d in decoded for f in d.flags))
-        del decoded
-    except ImageError as exc:
-        item.reason, item.message = exc.reason, str(exc)
-    except Exception as exc:  # a decoder bug on a corrupt file: the file's problem, not ours
-        log.exception("unexpected error decoding %s", item.shown)
-        item.reason = "unreadable"
-        item.message = f"{item.shown}: the decoder failed on this file ({type(exc).__name__})"
-    item.timings["decode_ms"] = (time.perf_counter() - fetched) * 1000
-    if cpu is not None:
-        cpu_lap(cpu, "decode", cpu_at)
+    with rt.cpu_slots:  # the wait for a slot counts in neither stage
+        began = time.perf_counter()
+        if cpu is not None:
+            cpu_at = time.thread_time()
+        try:
+            decoded = decode_object(data, item.shown, size=rt.input_size, options=options)
+            item.images = [d.pixels for d in decoded]
+            item.placements = [d.placement for d in decoded]
+            item.flags = tuple(dict.fromkeys(f for d in decoded for f in d.flags))
+            del decoded
+        except ImageError as exc:
+            item.reason, item.message = exc.reason, str(exc)
+        except Exception as exc:  # a decoder bug on a corrupt file: the file's problem
+            log.exception("unexpected error decoding %s", item.shown)
+            item.reason = "unreadable"
+            item.message = f"{item.shown}: the decoder failed on this file ({type(exc).__name__})"
+        item.timings["decode_ms"] = (time.perf_counter() - began) * 1000
+        if cpu is not None:
+            cpu_lap(cpu, "decode", cpu_at)
     return item
 
 
@@ -212,11 +216,12 @@ def _write_overlay(rt: Runtime, job_id: uuid.UUID, item: Item, index: int, cam: 
     image, item.images[index] = item.images[index], None  # not needed after this: free early
     assert image is not None
     cpu = item.cpu_ms
-    started = time.perf_counter()
-    cpu_at = time.thread_time() if cpu is not None else 0.0
-    overlay = overlay_png(image, cam)
-    del image
-    encoded = time.perf_counter()
+    with rt.cpu_slots:
+        started = time.perf_counter()
+        cpu_at = time.thread_time() if cpu is not None else 0.0
+        overlay = overlay_png(image, cam)
+        del image
+        encoded = time.perf_counter()
     if cpu is not None:
         cpu_at = cpu_lap(cpu, "render", cpu_at)
     placement = item.placements[index]

@@ -112,6 +112,11 @@ class Runtime:
     output: ObjectStore
     pool: ThreadPoolExecutor
     series_stage: Any  # hybrid_model.series.SeriesStage
+    # How many of the pool's threads decode or render at once (HEMOSCAN_DECODE_THREADS): the
+    # rest wait here, not on the GIL, whose contention costs CPU per image (docs/decoding.md).
+    cpu_slots: threading.BoundedSemaphore = field(
+        default_factory=lambda: threading.BoundedSemaphore(1)
+    )
     model_batch: int = 0  # images per model call (0: the batch size); see model_batch_size()
     # Called with each batch's workers.timing.BatchTimes after its commit (the bench sets it;
     # None: nothing is timed beyond Item.timings).
@@ -225,6 +230,7 @@ def _build(settings: Settings) -> Runtime:
         output=open_store(settings.effective_output_location, settings),
         pool=ThreadPoolExecutor(settings.fetch_threads, thread_name_prefix="hemoscan-io"),
         series_stage=stage,
+        cpu_slots=threading.BoundedSemaphore(settings.decode_threads),
         model_batch=model_batch,
         _secret=secret,
     )
