@@ -150,6 +150,16 @@ def test_writes_counts_every_time_a_prediction_row_is_written(sessions):
     assert writes[ids["a"]] == 2 and writes[ids["b"]] == 1
 
 
+def _scored_job(sessions, name, rows):  # type: ignore[no-untyped-def]
+    """A job with a scan per row, each scored in pass 1: (job id, key -> scan id)."""
+    with sessions.begin() as session:
+        job, _ = jobs.open_job(session, name, "s3://b/p", {}, "v")
+        results.add_scans(session, job.id, rows)
+        ids = results.scan_ids(session, job.id, [r["object_key"] for r in rows])
+        results.record_batch(session, job.id, [prediction(i) for i in ids.values()], [], 1)
+    return job.id, ids
+
+
 def test_a_changed_object_is_scored_again(sessions):
     """An object listed with another ETag than when it was scored: its result is dropped and
     the key is pending again; unchanged and manifest keys (no ETag) keep theirs."""
@@ -158,12 +168,7 @@ def test_a_changed_object_is_scored_again(sessions):
         {"object_key": "changed", "etag": "e1", "size": 10},
         {"object_key": "manifest"},
     ]
-    with sessions.begin() as session:
-        job, _ = jobs.open_job(session, "etag", "s3://b/p", {}, "v")
-        job_id = job.id
-        results.add_scans(session, job_id, rows)
-        ids = results.scan_ids(session, job_id, [r["object_key"] for r in rows])
-        results.record_batch(session, job_id, [prediction(i) for i in ids.values()], [], 1)
+    job_id, ids = _scored_job(sessions, "etag", rows)
     relisted = [
         {"object_key": "same", "etag": "e1", "size": 10},
         {"object_key": "changed", "etag": "e2", "size": 12},
@@ -250,12 +255,7 @@ def test_a_changed_object_locks_no_scan_before_the_commit_order(pg_database):
     upgrade(pg_database)
     sessions = session_factory(pg_database)
     rows = [{"object_key": k, "etag": "e1", "size": 10} for k in ("zz.dcm", "mm.dcm", "aa.dcm")]
-    with sessions.begin() as session:
-        job, _ = jobs.open_job(session, "locks", "s3://b/p", {}, "v")
-        job_id = job.id
-        results.add_scans(session, job_id, rows)
-        ids = results.scan_ids(session, job_id, [r["object_key"] for r in rows])
-        results.record_batch(session, job_id, [prediction(i) for i in ids.values()], [], 1)
+    job_id, ids = _scored_job(sessions, "locks", rows)
     lowest, highest = min(ids.values()), max(ids.values())
     assert (lowest, highest) == (ids["zz.dcm"], ids["aa.dcm"])
     relisted = [{**r, "etag": "e2"} for r in rows]
