@@ -70,7 +70,10 @@ def breakdown(
     return {"by_kind": dict(sorted(by_kind.items())), "mimics": by_mimic}
 
 
-LEVELS = (("skull base (< 0.3)", 0.0, 0.3), ("middle (0.3-0.7)", 0.3, 0.7),
+SKULL_BASE_LEVEL = 0.3  # levels run 0 (skull base) .. 1 (vertex); train's emphasis uses it too
+SMALL_LESION_MM2 = 100.0  # the upper of the two small-lesion bins (and train's emphasis)
+LEVELS = (("skull base (< 0.3)", 0.0, SKULL_BASE_LEVEL),
+          ("middle (0.3-0.7)", SKULL_BASE_LEVEL, 0.7),
           ("vertex (> 0.7)", 0.7, 1.01))  # fmt: skip
 
 
@@ -119,7 +122,7 @@ def strata(
     return out
 
 
-LESION_MM2_BINS = (0.0, 25.0, 100.0, 400.0, float("inf"))
+LESION_MM2_BINS = (0.0, 25.0, SMALL_LESION_MM2, 400.0, float("inf"))
 
 
 def _by_lesion_and_neighbour(root: Path, ids, labels, flagged, rows) -> dict[str, Any]:

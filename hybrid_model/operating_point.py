@@ -48,11 +48,8 @@ def rethreshold(
     if recalibrate:
         from hybrid_model.train import calibrate
 
-        calibration = calibrate(loaded.model, data.floats(), data.labels, batch_size)
-        calibration["method"] = (
-            f"Platt scaling (logit x a + c) on {Path(data_dir).name} (hemoscan threshold "
-            "--recalibrate), folded into the logit layer"
-        )
+        where = f"{Path(data_dir).name} (hemoscan threshold --recalibrate)"
+        calibration = calibrate(loaded.model, data.floats(), data.labels, batch_size, where=where)
         calibration["data"] = Path(data_dir).name
         calibration["date"] = _dt.date.today().isoformat()
         meta["calibration_before"] = meta.get("calibration")

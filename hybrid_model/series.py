@@ -407,12 +407,11 @@ def _calibrate(model, val: SeriesSet) -> dict[str, Any]:
     with a positive scale and a shift. The series loss weighs the classes equally, which shifts
     the probabilities as class weights do; a temperature alone cannot undo that."""
     from hybrid_model.metrics import expected_calibration_error, fit_platt
+    from hybrid_model.train import fold_affine
 
     top = series_logits(refined_logits(model, val), val.mask)
     scale, shift = fit_platt(val.series_labels, top)
-    layer = model.get_layer("slice_logit")
-    kernel, bias = layer.get_weights()
-    layer.set_weights([kernel * scale, bias * scale + shift])
+    fold_affine(model.get_layer("slice_logit"), scale, shift)
     return {
         "method": "Platt scaling (logit x a + c) of the series logits on the validation series",
         "scale": round(scale, 5),

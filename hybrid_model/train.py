@@ -27,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from hybrid_model.evaluate import SKULL_BASE_LEVEL, SMALL_LESION_MM2
+
 log = logging.getLogger(__name__)
 
 
@@ -225,10 +227,6 @@ def _warm_start(model, initial_model: str | Path) -> None:
     )
 
 
-BASE_LEVEL = 0.3  # the skull base, as evaluate's strata count it (level 0 .. 1 up the head)
-SMALL_LESION_MM2 = 100.0  # a small lesion, as evaluate's area bins count it
-
-
 def emphasis(
     root: Path,
     ids: list[str],
@@ -258,7 +256,7 @@ def emphasis(
     out = np.ones(len(ids), np.float64)
     for i, sid in enumerate(ids):
         level, area = facts.get(sid, (0.5, SMALL_LESION_MM2))
-        if level < BASE_LEVEL:
+        if level < SKULL_BASE_LEVEL:
             out[i] *= base_weight
         if labels[i] == 1 and area < SMALL_LESION_MM2:
             out[i] *= small_weight
@@ -436,7 +434,7 @@ def train(
         )
     if sample_weights is not None:
         metadata["emphasis"] = (
-            f"loss weight x{base_weight:g} for skull-base slices (level < {BASE_LEVEL}) and "
+            f"loss weight x{base_weight:g} for skull-base slices (level < {SKULL_BASE_LEVEL}) and "
             f"x{small_weight:g} for hemorrhage slices with under {SMALL_LESION_MM2:g} mm2 of "
             "lesion, relative to the others of their class (hybrid_model/train.py, emphasis)"
         )
@@ -465,8 +463,20 @@ def train(
 CALIBRATIONS = ("platt", "temperature")
 
 
+def fold_affine(layer, scale: float, shift: float) -> None:
+    """A Dense layer with one output gives a x output + c from now on (a > 0: the ranking and
+    any max over its outputs are unchanged)."""
+    kernel, bias = layer.get_weights()
+    layer.set_weights([kernel * scale, bias * scale + shift])
+
+
 def calibrate(
-    model, images: np.ndarray, labels: np.ndarray, batch_size: int = 32, method: str = "platt"
+    model,
+    images: np.ndarray,
+    labels: np.ndarray,
+    batch_size: int = 32,
+    method: str = "platt",
+    where: str = "the validation split",
 ) -> dict:
     """Calibrate on validation data and fold it into the network: the ``logit`` layer's weights
     and bias become a x W and a x b + c (Platt scaling, ``metrics.fit_platt``; ``method``
@@ -486,15 +496,14 @@ def calibrate(
         scale, shift = fit_platt(labels, logits)
     else:
         scale, shift = 1.0 / fit_temperature(labels, logits), 0.0
-    kernel, bias = layer.get_weights()
-    layer.set_weights([kernel * scale, bias * scale + shift])
+    fold_affine(layer, scale, shift)
     before = expected_calibration_error(labels, 1 / (1 + np.exp(-logits)))
     after = expected_calibration_error(labels, 1 / (1 + np.exp(-(scale * logits + shift))))
     log.info("calibration (%s): logit x %.3f %+.3f, ECE %.4f -> %.4f", method, scale, shift,
              before, after)  # fmt: skip
     record = {
         "method": ("Platt scaling (logit x a + c)" if method == "platt" else "temperature scaling")
-        + " on the validation split, folded into the logit layer",
+        + f" on {where}, folded into the logit layer",
         "temperature": round(1.0 / scale, 5),
         "ece_before": round(before, 5),
         "ece_after": round(after, 5),

@@ -179,10 +179,8 @@ def _load(rt: Runtime, store: ObjectStore, item: Item, options: DecodeOptions) -
     item.timings["fetch_ms"] = (fetched - started) * 1000
     if cpu is not None:
         cpu_at = cpu_lap(cpu, "fetch", cpu_at)
-    with rt.cpu_slots:  # the wait for a slot counts in neither stage
+    with rt.cpu_slots:  # the wait for a slot (no CPU) counts in neither stage's wall time
         began = time.perf_counter()
-        if cpu is not None:
-            cpu_at = time.thread_time()
         try:
             decoded = decode_object(data, item.shown, size=rt.input_size, options=options)
             item.images = [d.pixels for d in decoded]
