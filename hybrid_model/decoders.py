@@ -10,7 +10,8 @@ runs only inside an ``isolated_decoder`` helper, where an abort costs one image.
   for the syntax or every one raised.
 * ``"compressed"``: every compressed syntax decodes in a helper (its plugins, then GDCM).
 * ``"off"``: GDCM is never used; native and in-process plugins only.
-Native (uncompressed) pixel data is plain numpy: always in-process, no plugin.
+Native (uncompressed) pixel data is plain numpy: always in-process, no plugin; the plain
+little-endian case skips pydicom's decoder machinery (``native_pixels``).
 """
 
 from __future__ import annotations
@@ -173,6 +174,11 @@ def decode_frame(
     uid = module.transfer_syntax
     try:
         if uid in NATIVE_SYNTAXES:
+            from hybrid_model.native_pixels import native_frame  # it imports this module
+
+            frame = native_frame(module, pixel_data)
+            if frame is not None:
+                return frame
             return decode_with_plugins(module, pixel_data, ("",))
         if uid not in IN_PROCESS_PLUGINS:
             raise UnsupportedImage(f"{name}: transfer syntax {syntax_label(uid)} is not supported")

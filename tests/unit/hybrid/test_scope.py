@@ -256,7 +256,7 @@ def test_the_message_quotes_no_header_text():
     assert "XYZZY" not in str(info.value) and "PHANTOM" not in str(info.value)
 
 
-def _whole_image_rings(labels, stats, candidates, centre):  # type: ignore[no-untyped-def]
+def _whole_image_rings(labels, candidates, centre):  # type: ignore[no-untyped-def]
     """``scope._rings`` without its bounding boxes: each piece closed and filled over the
     whole image."""
     from hybrid_model import scope
@@ -275,9 +275,9 @@ def _exhaustive_rays(body: np.ndarray, bone: np.ndarray):  # type: ignore[no-unt
     on the whole image (the caller swaps ``_whole_image_rings`` in)."""
     from hybrid_model import scope
 
-    _, labels, stats, _ = cv2.connectedComponentsWithStats(bone.astype(np.uint8), connectivity=8)
+    _, labels = cv2.connectedComponents(bone.astype(np.uint8), connectivity=8)
     code = np.where(body, labels, -1).astype(np.int32)
-    found = [scope._rays(code, labels, stats, o, float("inf")) for o in scope._origins(body, bone)]
+    found = [scope._rays(code, labels, o, float("inf")) for o in scope._origins(body, bone)]
     return max(found, key=lambda r: r[1]["skull_rays"])
 
 
@@ -332,12 +332,31 @@ def test_the_boxed_ring_test_is_the_whole_images_up_to_the_edges():
             cy, cx = (int(v) for v in rng.integers(0, 24, 2))
             r = int(rng.integers(2, 8))
             cv2.circle(img, (cx, cy), r, 1, int(rng.choice([-1, 1, 2])))
-        _, labels, stats, _ = cv2.connectedComponentsWithStats(img, connectivity=8)
-        candidates = set(range(1, len(stats)))
+        count, labels = cv2.connectedComponents(img, connectivity=8)
+        candidates = set(range(1, count))
         for centre in [(0, int(rng.integers(24))), (int(rng.integers(24)), 23),
                        tuple(int(v) for v in rng.integers(0, 24, 2))]:  # fmt: skip
-            boxed = scope._rings(labels, stats, candidates, centre)
-            assert boxed == _whole_image_rings(labels, stats, candidates, centre)
+            boxed = scope._rings(labels, candidates, centre)
+            assert boxed == _whole_image_rings(labels, candidates, centre)
             compared += 1
             enclosing += bool(boxed)
     assert compared == 900 and enclosing > 50
+
+
+def test_components_and_boxes_are_opencvs_statistics():
+    """``_components`` labels as ``connectedComponentsWithStats`` does and counts the same
+    areas; ``_box`` gives its bounding boxes (what the gate read from the statistics before)."""
+    from hybrid_model import scope
+
+    rng = np.random.default_rng(3)
+    for density in (0.0, 0.05, 0.3, 0.6, 1.0):
+        mask = rng.random((37, 53)) < density
+        count, labels, stats, _ = cv2.connectedComponentsWithStats(
+            mask.astype(np.uint8), connectivity=8
+        )
+        ours, areas = scope._components(mask)
+        assert np.array_equal(ours, labels)
+        assert areas.tolist() == stats[:, cv2.CC_STAT_AREA].tolist()
+        for label in range(1, count):
+            x, y, w, h = stats[label, :4]
+            assert scope._box(labels == label) == (y, x, h, w)
