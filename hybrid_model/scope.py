@@ -449,11 +449,12 @@ def _rings(labels: np.ndarray, candidates: set[int], centre: tuple[int, int]) ->
     cy, cx = centre
     found = set()
     for label in candidates - {0}:
-        y, x, bh, bw = _box(labels == label)
+        mask = labels == label
+        y, x, bh, bw = _box(mask)
         y0, y1, x0, x1 = max(y - 2, 0), min(y + bh + 2, h), max(x - 2, 0), min(x + bw + 2, w)
         if not (y0 <= cy < y1 and x0 <= cx < x1):
             continue
-        piece = (labels[y0:y1, x0:x1] == label).astype(np.uint8)
+        piece = mask[y0:y1, x0:x1].astype(np.uint8)
         piece = cv2.morphologyEx(piece, cv2.MORPH_CLOSE, kernel)
         if _fill_holes(piece > 0)[cy - y0, cx - x0]:
             found.add(label)

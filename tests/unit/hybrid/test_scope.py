@@ -275,7 +275,7 @@ def _exhaustive_rays(body: np.ndarray, bone: np.ndarray):  # type: ignore[no-unt
     on the whole image (the caller swaps ``_whole_image_rings`` in)."""
     from hybrid_model import scope
 
-    _, labels = cv2.connectedComponents(bone.astype(np.uint8), connectivity=8)
+    labels, _ = scope._components(bone)
     code = np.where(body, labels, -1).astype(np.int32)
     found = [scope._rays(code, labels, o, float("inf")) for o in scope._origins(body, bone)]
     return max(found, key=lambda r: r[1]["skull_rays"])
@@ -332,8 +332,8 @@ def test_the_boxed_ring_test_is_the_whole_images_up_to_the_edges():
             cy, cx = (int(v) for v in rng.integers(0, 24, 2))
             r = int(rng.integers(2, 8))
             cv2.circle(img, (cx, cy), r, 1, int(rng.choice([-1, 1, 2])))
-        count, labels = cv2.connectedComponents(img, connectivity=8)
-        candidates = set(range(1, count))
+        labels, areas = scope._components(img)
+        candidates = set(range(1, areas.size))
         for centre in [(0, int(rng.integers(24))), (int(rng.integers(24)), 23),
                        tuple(int(v) for v in rng.integers(0, 24, 2))]:  # fmt: skip
             boxed = scope._rings(labels, candidates, centre)
