@@ -167,7 +167,7 @@ class Settings(BaseSettings):
         description="Decision threshold on the probability; unset: the one stored in the model.",
     )
     batch_size: int = Field(
-        default=128,
+        default=256,
         ge=1,
         le=4096,
         description="Images per task (one broker message); the worker scores them in model calls "
