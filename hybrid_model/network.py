@@ -40,6 +40,32 @@ def _conv_block(x, filters: int, name: str, pool: bool, relu_name: str = ""):
     return x
 
 
+def _context(x, blocks: int):
+    """``blocks`` residual context blocks, then the ReLU named ``last_conv``.
+
+    Block i: DepthwiseConv2D(3, dilation 2**(i+1)) -> Conv2D(1 x 1) whose kernel and bias start
+    at zero, added to its input. At initialisation every block adds zero and the input is
+    non-negative (a ReLU's output), so the final ReLU passes it unchanged: a network warm-started
+    from one without context blocks (``train._warm_start`` copies the layers by name) computes
+    exactly what that network did, and training grows the context from there. Receptive field
+    of last_conv at 1/4 of the input: 26 input pixels without blocks, 26 + 16 x (2**blocks - 1)
+    with them (138 for three)."""
+    channels = x.shape[-1]
+    for i in range(blocks):
+        y = layers.DepthwiseConv2D(
+            3, padding="same", dilation_rate=2 ** (i + 1), name=f"context{i + 1}_dw"
+        )(x)
+        y = layers.Conv2D(
+            channels,
+            1,
+            kernel_initializer="zeros",
+            bias_initializer="zeros",
+            name=f"context{i + 1}_pw",
+        )(y)
+        x = layers.Add(name=f"context{i + 1}")([x, y])
+    return layers.ReLU(name=LAST_CONV)(x)
+
+
 class RowStepsError(ValueError):
     """The number of recurrent steps does not divide last_conv's rows."""
 
@@ -67,6 +93,7 @@ def build_model(
     dropout: float = 0.3,
     pooled_blocks: int | None = None,
     row_steps: int | None = 8,
+    context_blocks: int = 0,
 ) -> keras.Model:
     """Conv blocks (Conv2D + BatchNorm + ReLU + MaxPool) -> rows -> LSTM -> GRU -> Dense -> sigmoid.
 
@@ -75,6 +102,11 @@ def build_model(
     ``last_conv`` is at 1/4 of the input).
     ``row_steps``: the recurrent layers read last_conv as this many bands of consecutive rows
     (each band max-pooled); it must divide last_conv's rows; None reads every row.
+    ``context_blocks``: residual blocks after the last conv block, each a dilated 3 x 3
+    depthwise convolution (dilation 2, 4, 8, ...) and a 1 x 1 convolution added back, at
+    last_conv's resolution, so each cell of last_conv sees more of the slice than the conv
+    blocks' 26 pixels (the column max keeps nothing of where a response lies, so this is the
+    network's only spatial context); see ``_context``.
     The output layer is ``logit`` (linear) followed by ``probability`` (sigmoid), so Grad-CAM can
     differentiate the pre-sigmoid score without editing the model.
     """
@@ -85,7 +117,11 @@ def build_model(
     for i, f in enumerate(filters[:-1]):
         x = _conv_block(x, f, f"conv{i + 1}", i < pooled_blocks)
     # last_conv is the activation after ReLU (the conventional Grad-CAM target): name the ReLU.
-    x = _conv_block(x, filters[-1], "conv_last", False, relu_name=LAST_CONV)
+    if context_blocks:
+        x = _conv_block(x, filters[-1], "conv_last", False)
+        x = _context(x, context_blocks)
+    else:
+        x = _conv_block(x, filters[-1], "conv_last", False, relu_name=LAST_CONV)
     rows, cols, channels = x.shape[1], x.shape[2], x.shape[3]
     row_band = rows_per_step(rows, row_steps)
     if cols > 1 or row_band > 1:

@@ -296,6 +296,7 @@ def train(
     base_weight: float = 1.0,
     small_weight: float = 1.0,
     calibration: str = "platt",
+    context_blocks: int = 0,
 ) -> dict[str, Any]:
     """Train, save the best model to ``out_path`` with metadata, return the validation metrics.
 
@@ -311,6 +312,8 @@ def train(
     ``base_weight`` and ``small_weight`` (CT phantom folders only, ``emphasis``): the loss
     weight of skull-base slices and of hemorrhage slices with a small lesion, relative to the
     others of their class. ``calibration``: "platt" or "temperature" (``calibrate``).
+    ``context_blocks``: residual dilated blocks after the last conv block
+    (``network.build_model``); with ``initial_model`` the new blocks start as the identity.
     """
     import keras
     from sklearn.utils.class_weight import compute_class_weight
@@ -330,6 +333,7 @@ def train(
         filters=tuple(filters or DEFAULT_FILTERS),
         pooled_blocks=pooled_blocks,
         row_steps=row_steps,
+        context_blocks=context_blocks,
     )
     data = load_labelled(data_dir, size, head_gate=False)
     if len(np.unique(data.labels)) < 2:

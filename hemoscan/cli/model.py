@@ -226,6 +226,16 @@ def register(subparsers) -> None:
         "wider network starts from a narrower one with its function unchanged",
     )
     p.add_argument(
+        "--context-blocks",
+        type=int,
+        choices=range(0, 5),
+        default=0,
+        metavar="{0..4}",
+        help="residual dilated blocks after the last conv block, widening what each cell of "
+        "last_conv sees from 26 to 26 + 16 x (2^N - 1) pixels (default 0); with --init they "
+        "start as the identity, so training begins from the initial network's function",
+    )
+    p.add_argument(
         "--grey-share",
         type=_share,
         default=0.0,
@@ -459,6 +469,7 @@ def _train(args) -> int:
             base_weight=args.base_weight,
             small_weight=args.small_weight,
             calibration=args.calibration,
+            context_blocks=args.context_blocks,
         )
     except RowStepsError as exc:  # raised before any data is read
         raise ModelCommandError(f"--row-steps: {exc}") from None

@@ -75,3 +75,48 @@ def test_a_wider_network_starts_from_a_narrower_one_unchanged(tmp_path):
     assert not np.allclose(before, after)
     # the new filters are live (initialised, not zero), so training can use them
     assert np.abs(wide.get_layer("conv1").get_weights()[0][..., 4:]).sum() > 0
+
+
+def test_context_blocks_widen_what_last_conv_sees():
+    import numpy as np
+
+    plain = build_model((128, 128, 3), filters=(4, 8, 16))
+    context = build_model((128, 128, 3), filters=(4, 8, 16), context_blocks=2)
+    assert context.get_layer(LAST_CONV).output.shape == plain.get_layer(LAST_CONV).output.shape
+    # A response at one input pixel reaches last_conv cells 26 pixels away only with context.
+    for layer in context.layers:  # non-zero 1x1 kernels, so the blocks carry signal
+        if layer.name.endswith("_pw"):
+            layer.set_weights([np.full_like(w, 0.05) for w in layer.get_weights()])
+    reach = {}
+    for name, model in (("plain", plain), ("context", context)):
+        probe = keras.Model(model.inputs, model.get_layer(LAST_CONV).output)
+        x = np.zeros((2, 128, 128, 3), np.float32)
+        x[1, 64, 64] = 1.0
+        diff = np.abs(probe.predict(x, verbose=0)[1] - probe.predict(x, verbose=0)[0]).sum(-1)
+        rows = np.nonzero(diff.max(axis=1) > 1e-6)[0]
+        reach[name] = (rows.max() - rows.min() + 1) * 4  # input pixels at 1/4
+    assert reach["plain"] <= 32
+    assert reach["context"] >= 64
+
+
+def test_context_blocks_start_from_a_network_without_them_unchanged(tmp_path):
+    import numpy as np
+
+    from hybrid_model.io import save_model
+    from hybrid_model.train import _warm_start
+
+    plain = build_model((64, 64, 3), filters=(4, 8, 16))
+    for layer in plain.layers:  # trained-looking BatchNorm statistics
+        if isinstance(layer, keras.layers.BatchNormalization):
+            g, b, m, v = layer.get_weights()
+            layer.set_weights([g * 1.3, b + 0.1, m + 0.2, v * 2.0])
+    save_model(plain, tmp_path / "plain.keras", {"input_size": 64})
+    x = np.random.default_rng(1).random((3, 64, 64, 3)).astype(np.float32)
+    context = build_model((64, 64, 3), filters=(4, 8, 16), context_blocks=3)
+    _warm_start(context, tmp_path / "plain.keras")
+    np.testing.assert_allclose(
+        context.predict(x, verbose=0), plain.predict(x, verbose=0), rtol=1e-5, atol=1e-6
+    )
+    # the depthwise kernels are live, so the zero 1x1 kernels get a gradient
+    assert np.abs(context.get_layer("context1_dw").get_weights()[0]).sum() > 0
+    assert context.get_layer("context3_dw").dilation_rate == (8, 8)
