@@ -272,6 +272,7 @@ def guided_fine_tune(
     checkpoint: str | Path | None = None,
     max_seconds: float | None = None,
     show: bool = True,
+    pointing_weight: float = 1.0,
 ) -> GuidanceResult:
     """Fine-tune ``model`` in place with the Grad-CAM pointing loss; keep the best epoch.
 
@@ -281,6 +282,8 @@ def guided_fine_tune(
     ``sample_weights``: per image of ``images``, multiplied into the class weights.
     The learning rate halves after two epochs without a better score. ``max_seconds``: no
     epoch starts that would end past this budget (judged by the longest epoch so far).
+    ``pointing_weight``: the epoch kept is the best by 3 x validation ROC AUC + this x the
+    validation pointing game (0: by ROC AUC alone, for a network whose maps already point).
     """
     import keras
 
@@ -299,7 +302,7 @@ def guided_fine_tune(
     log.info("before guidance: validation ROC AUC %.4f, pointing game %.3f", auc, pointing)
     if show:
         print(f"before Grad-CAM guidance: val_auc {auc:.4f} val_pointing {pointing:.3f}")
-    best_score, best_weights, stale = 3.0 * auc + pointing, model.get_weights(), 0
+    best_score, best_weights, stale = 3.0 * auc + pointing_weight * pointing, model.get_weights(), 0
     order = np.array(train_idx)
     steps = max(1, len(order) // batch_size)
     begun, longest = time.time(), 0.0
@@ -347,7 +350,7 @@ def guided_fine_tune(
                 f"epoch {epoch}/{epochs}: val_auc {auc:.4f} val_pointing {pointing:.3f} "
                 f"({record['seconds']:.0f} s)"
             )
-        score = 3.0 * auc + pointing
+        score = 3.0 * auc + pointing_weight * pointing
         if score > best_score:
             best_score, best_weights, stale = score, model.get_weights(), 0
             result.best_epoch = epoch

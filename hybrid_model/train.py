@@ -297,6 +297,7 @@ def train(
     small_weight: float = 1.0,
     calibration: str = "platt",
     context_blocks: int = 0,
+    pointing_weight: float = 1.0,
 ) -> dict[str, Any]:
     """Train, save the best model to ``out_path`` with metadata, return the validation metrics.
 
@@ -314,6 +315,8 @@ def train(
     others of their class. ``calibration``: "platt" or "temperature" (``calibrate``).
     ``context_blocks``: residual dilated blocks after the last conv block
     (``network.build_model``); with ``initial_model`` the new blocks start as the identity.
+    ``pointing_weight``: in the guided loop, the epoch kept is the best by 3 x validation ROC AUC
+    + this x the validation pointing game.
     """
     import keras
     from sklearn.utils.class_weight import compute_class_weight
@@ -384,6 +387,7 @@ def train(
             checkpoint=checkpoint,
             max_seconds=max_minutes * 60 if max_minutes else None,
             show=True,
+            pointing_weight=pointing_weight,
         )
         checkpoint.unlink(missing_ok=True)  # the best epoch is in the model now
         epochs_run = len(guidance.history)

@@ -236,6 +236,14 @@ def register(subparsers) -> None:
         "start as the identity, so training begins from the initial network's function",
     )
     p.add_argument(
+        "--pointing-weight",
+        type=float,
+        default=1.0,
+        help="with --cam-weight or --seg-weight: the epoch kept is the best by 3 x validation "
+        "ROC AUC + this x the validation pointing game (default 1; 0 keeps the best ROC AUC, "
+        "for a network whose maps already point)",
+    )
+    p.add_argument(
         "--grey-share",
         type=_share,
         default=0.0,
@@ -470,6 +478,7 @@ def _train(args) -> int:
             small_weight=args.small_weight,
             calibration=args.calibration,
             context_blocks=args.context_blocks,
+            pointing_weight=args.pointing_weight,
         )
     except RowStepsError as exc:  # raised before any data is read
         raise ModelCommandError(f"--row-steps: {exc}") from None
