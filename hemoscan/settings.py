@@ -160,6 +160,14 @@ class Settings(BaseSettings):
         "verdicts are max-of-slices (the series' largest slice probability), said in each "
         "series row's method.",
     )
+    series_max_slices: int = Field(
+        default=1024,
+        ge=1,
+        description="A series with more scored slices than this gets the max-of-slices verdict, "
+        "computed by the database, instead of the series stage's: a series that long is not "
+        "one head CT acquisition (a flat folder of PNG exports is one series by folder; a "
+        "perfusion series), and the stage would reread every slice of it on each batch.",
+    )
     threshold: float | None = Field(
         default=None,
         ge=0.0,

@@ -194,6 +194,86 @@ def slices_of(session: Session, series_ids: Sequence[int]) -> dict[int, list[Sli
     return out
 
 
+def _usable(model_version: str):  # type: ignore[no-untyped-def]
+    """The slices a verdict of ``model_version`` reads (``workers.verdicts`` has why)."""
+    return (
+        Prediction.logit.is_not(None),
+        Prediction.embedding.is_not(None),
+        (Prediction.model_version == model_version) | Prediction.model_version.is_(None),
+    )
+
+
+def long_series(
+    session: Session, series_ids: Sequence[int], model_version: str, max_slices: int
+) -> set[int]:
+    """Those of ``series_ids`` with more than ``max_slices`` usable slices (one grouped count
+    per chunk, on the predictions' series index)."""
+    found: set[int] = set()
+    for part in chunks(sorted(set(series_ids))):
+        found.update(
+            session.scalars(
+                select(Prediction.series_id)
+                .where(Prediction.series_id.in_(part), *_usable(model_version))
+                .group_by(Prediction.series_id)
+                .having(func.count() > max_slices)
+            )
+        )
+    return found
+
+
+@dataclass
+class TopSlices:
+    """What a max-of-slices verdict needs of a series, aggregated by the database."""
+
+    slice_count: int
+    positive_slices: int  # logit >= the threshold's logit
+    top: list[SliceRow]  # the largest logits, in z order among equals
+    positive_z: tuple[float | None, float | None]  # z range of the positive slices
+
+
+def top_slices(
+    session: Session, series_id: int, model_version: str, threshold_logit: float, k: int
+) -> TopSlices:
+    """Counts, the ``k`` slices with the largest logits and the positive slices' z range of one
+    series, without reading its evidence vectors: O(1) rows to Python however long it is."""
+    usable = (Prediction.series_id == series_id, *_usable(model_version))
+    positive = Prediction.logit >= threshold_logit
+    count, positives, z_min, z_max = session.execute(
+        select(
+            func.count(),
+            func.count().filter(positive),
+            func.min(Prediction.z_mm).filter(positive),
+            func.max(Prediction.z_mm).filter(positive),
+        ).where(*usable)
+    ).one()
+    top = session.execute(
+        select(
+            Prediction.id,
+            Prediction.slice_index,
+            Prediction.z_mm,
+            Prediction.instance_number,
+            Scan.object_key,
+            Prediction.probability,
+            Prediction.logit,
+            Prediction.model_version,
+        )
+        .join(Scan, Scan.id == Prediction.scan_id)
+        .where(*usable)
+        .order_by(
+            Prediction.logit.desc(),
+            Prediction.z_mm.is_(None),
+            Prediction.z_mm,
+            Prediction.instance_number.is_(None),
+            Prediction.instance_number,
+            Scan.object_key,
+            Prediction.slice_index,
+        )
+        .limit(k)
+    ).all()
+    rows = [SliceRow(*r[:7], None, r[7]) for r in top]  # the vectors are not read
+    return TopSlices(int(count), int(positives or 0), rows, (z_min, z_max))
+
+
 _VERDICT_COLUMNS = (
     "probability",
     "label",

@@ -501,7 +501,14 @@ def commit(
         row["series_id"] = series_ids[ref.series_key]
     written = results.record_batch(session, job_id, predictions, failures, pass_number)
     touched = sorted({*(int(p["series_id"]) for p in written.predictions), *former})
-    recompute(session, rt.series_stage, rt.model_version, touched)
+    recompute(
+        session,
+        rt.series_stage,
+        rt.model_version,
+        touched,
+        slice_threshold=rt.threshold,
+        max_slices=rt.settings.series_max_slices,
+    )
     results.count_done(session, job_id, pass_number, written.newly_done)
     return written
 

@@ -123,17 +123,81 @@ def verdicts_of(
     return out
 
 
+def long_verdict(
+    session: Session,
+    series_id: int,
+    model_version: str,
+    slice_threshold: float,
+) -> Verdict:
+    """The max-of-slices verdict of a series too long for the series stage, from the
+    database's aggregates (``schema.series.top_slices``): the same verdict ``verdicts_of``
+    gives with ``SeriesStage(None, slice_threshold)``, but the series' rows are never read
+    into Python, so a batch pays the same whatever the series' length."""
+    t = min(max(float(slice_threshold), 1e-12), 1 - 1e-12)  # its logit stays finite
+    found = series.top_slices(
+        session, series_id, model_version, float(np.log(t / (1 - t))), KEY_SLICES
+    )
+    probs = [float(1 / (1 + np.exp(-float(r.logit or 0.0)))) for r in found.top]
+    if found.positive_slices:
+        z_min, z_max = found.positive_z
+    else:
+        zs = [r.z_mm for r in found.top if r.z_mm is not None]
+        z_min, z_max = (min(zs), max(zs)) if zs else (None, None)
+    return Verdict(
+        series_id=series_id,
+        probability=probs[0],
+        label=probs[0] >= slice_threshold,
+        threshold=float(slice_threshold),
+        max_slice_probability=probs[0],
+        method="max_of_slices",
+        model_version=model_version,
+        slice_count=found.slice_count,
+        positive_slices=found.positive_slices,
+        key_slices=[
+            {
+                "prediction_id": r.prediction_id,
+                "slice_index": r.slice_index,
+                "z_mm": r.z_mm,
+                "instance": r.instance,
+                "position": None,  # its place in z order is not computed for a long series
+                "probability": round(p, 6),
+                "slice_probability": round(float(r.probability), 6),
+            }
+            for r, p in zip(found.top, probs, strict=True)
+        ],
+        key_z_min=z_min,
+        key_z_max=z_max,
+    )
+
+
 def recompute(
     session: Session,
     stage: SeriesStage,
     model_version: str,
     series_ids: Sequence[int],
+    *,
+    slice_threshold: float | None = None,
+    max_slices: int | None = None,
 ) -> int:
     """Recompute and store the verdicts of ``series_ids`` (already locked by
-    ``schema.series.lock`` in this transaction); returns how many."""
+    ``schema.series.lock`` in this transaction); returns how many.
+
+    A series with more than ``max_slices`` usable slices (``HEMOSCAN_SERIES_MAX_SLICES``) gets
+    ``long_verdict``, max of slices at ``slice_threshold``: no head CT acquisition is that
+    long, while a flat folder of exports is one series by folder, and rereading all of it
+    through the stage on every batch would cost each batch in proportion to what the job has
+    scored so far (quadratic over the job; docs/architecture.md, "Long series", has the figures)."""
     if not series_ids:
         return 0
-    verdicts = verdicts_of(stage, model_version, series.slices_of(session, series_ids))
+    long: set[int] = set()
+    if max_slices is not None and slice_threshold is not None:
+        long = series.long_series(session, series_ids, model_version, max_slices)
+    short = [sid for sid in series_ids if sid not in long]
+    verdicts = verdicts_of(stage, model_version, series.slices_of(session, short)) if short else []
+    verdicts += [
+        long_verdict(session, sid, model_version, float(slice_threshold or 0.5))
+        for sid in sorted(long)
+    ]
     series.store_verdicts(session, verdicts)
     return len(verdicts)
 

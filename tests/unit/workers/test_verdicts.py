@@ -97,7 +97,12 @@ def test_a_slice_that_leaves_a_series_changes_its_verdict(tmp_path):
     upgrade(url)
     sessions = session_factory(url)
     job, ids = job_with_scans(sessions, "leave", ["a", "b"])
-    rt = SimpleNamespace(series_stage=SeriesStage(None, 0.5), model_version="v")
+    rt = SimpleNamespace(
+        series_stage=SeriesStage(None, 0.5),
+        model_version="v",
+        threshold=0.5,
+        settings=SimpleNamespace(series_max_slices=1024),
+    )
     one, two = (
         SeriesRef("series-1", "study-1", "folder"),
         SeriesRef("series-2", "study-2", "folder"),
