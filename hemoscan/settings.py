@@ -164,7 +164,7 @@ class Settings(BaseSettings):
         default=1024,
         ge=1,
         description="A series with more scored slices than this gets the max-of-slices verdict, "
-        "computed by the database, instead of the series stage's: a series that long is not "
+        "aggregated by the database, instead of the series stage's: a series that long is not "
         "one head CT acquisition (a flat folder of PNG exports is one series by folder; a "
         "perfusion series), and the stage would reread every slice of it on each batch.",
     )

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -160,7 +161,7 @@ class SeriesStage:
         """One verdict per series of (embeddings T x D, logits T, z T) in z order (T >= 1),
         from one padded call of the stage (padded steps are all zeros: masked)."""
         logits = [np.asarray(lg, np.float64) for _, lg, _ in series]
-        slices = [_sigmoid(lg) for lg in logits]
+        slices = [sigmoid(lg) for lg in logits]
         baselines = [float(p.max()) if len(p) else 0.0 for p in slices]
         if self.stage is None or not series:
             return [
@@ -174,7 +175,7 @@ class SeriesStage:
         refined = self._refine(batch)[..., 0].astype(np.float64)
         out = []
         for i, f in enumerate(steps):
-            probs = _sigmoid(refined[i, : len(f)])
+            probs = sigmoid(refined[i, : len(f)])
             top = float(probs.max()) if len(probs) else 0.0
             out.append(SeriesVerdict(top, probs, baselines[i], self.method))
         return out
@@ -268,8 +269,30 @@ def series_logits(slice_logits: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return np.where(mask, slice_logits, -np.inf).max(axis=1)
 
 
-def _sigmoid(x: np.ndarray) -> np.ndarray:
+def sigmoid(x: Any) -> Any:
+    """The probability of a logit (array or scalar) as every series verdict computes it (the
+    logit clipped to +-60)."""
     return 1.0 / (1.0 + np.exp(-np.clip(x, -60, 60)))
+
+
+def first_logit(probability: float) -> float:
+    """The smallest float x with ``sigmoid(x) >= probability`` (-inf when every logit
+    qualifies, +inf when none does): ``logit >= first_logit(t)`` is exactly
+    ``sigmoid(logit) >= t``, so a database can select what the sigmoid would."""
+    p = float(probability)
+    if float(sigmoid(np.float64(-61.0))) >= p:
+        return -math.inf
+    if float(sigmoid(np.float64(61.0))) < p:
+        return math.inf
+    lo, hi = -61.0, 61.0  # sigmoid(lo) < p <= sigmoid(hi); sigmoid never decreases
+    while np.nextafter(lo, hi) < hi:
+        mid = lo / 2 + hi / 2
+        mid = mid if lo < mid < hi else float(np.nextafter(lo, hi))
+        if float(sigmoid(np.float64(mid))) >= p:
+            hi = mid
+        else:
+            lo = mid
+    return hi
 
 
 def fit_series_model(
@@ -358,7 +381,7 @@ def compare(model, data: SeriesSet, threshold: float) -> dict[str, Any]:
                            "slices": int(data.mask.sum())}  # fmt: skip
     for name, logits in (("max of slices", data.slice_logits),
                          ("series stage", refined_logits(model, data))):  # fmt: skip
-        series = stratum(data.series_labels, _sigmoid(series_logits(logits, data.mask)), threshold)
+        series = stratum(data.series_labels, sigmoid(series_logits(logits, data.mask)), threshold)
         out[name] = {
             "series_roc_auc": series["roc_auc"],
             "slice_roc_auc": float(roc_auc_score(data.slice_labels[data.mask], logits[data.mask])),
@@ -417,9 +440,9 @@ def _calibrate(model, val: SeriesSet) -> dict[str, Any]:
         "scale": round(scale, 5),
         "shift": round(shift, 5),
         "temperature": round(1.0 / scale, 5),
-        "ece_before": round(expected_calibration_error(val.series_labels, _sigmoid(top)), 5),
+        "ece_before": round(expected_calibration_error(val.series_labels, sigmoid(top)), 5),
         "ece_after": round(
-            expected_calibration_error(val.series_labels, _sigmoid(scale * top + shift)), 5
+            expected_calibration_error(val.series_labels, sigmoid(scale * top + shift)), 5
         ),
         "validation_series": len(val.names),
     }
@@ -450,7 +473,7 @@ def train_series(
     log.info("series stage: %d training series, %d validation", len(train_idx), len(val_idx))
     model, history = fit_series_model(train, val, epochs=epochs, seed=seed, show=show)
     calibration = _calibrate(model, val)
-    top = _sigmoid(series_logits(refined_logits(model, val), val.mask))
+    top = sigmoid(series_logits(refined_logits(model, val), val.mask))
     threshold, _, _ = threshold_at_specificity(val.series_labels, top)
     figures = compare(model, val, threshold)
     phantom = is_phantom_folder(Path(data_dir), [])  # its PHANTOMS.txt or slices.csv

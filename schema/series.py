@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from sqlalchemy import Integer, bindparam, case, func, select, update
+from sqlalchemy import Integer, bindparam, case, false, func, select, true, update
 from sqlalchemy.orm import Session
 
 from schema.models import Job, Prediction, Scan, Series, Study
@@ -181,17 +181,21 @@ def slices_of(session: Session, series_ids: Sequence[int]) -> dict[int, list[Sli
         for sid, *values in session.execute(query):
             out[sid or 0].append(SliceRow(*values))
     for rows in out.values():
-        rows.sort(
-            key=lambda r: (
-                r.z_mm is None,
-                r.z_mm or 0.0,
-                r.instance is None,
-                r.instance or 0,
-                r.object_key,
-                r.slice_index,
-            )
-        )
+        rows.sort(key=z_order)
     return out
+
+
+def z_order(row: SliceRow) -> tuple[Any, ...]:
+    """A slice's place in its series: position along the normal, then InstanceNumber, then
+    object key (by code point, whatever the database's collation) and slice index."""
+    return (
+        row.z_mm is None,
+        row.z_mm or 0.0,
+        row.instance is None,
+        row.instance or 0,
+        row.object_key,
+        row.slice_index,
+    )
 
 
 def _usable(model_version: str):  # type: ignore[no-untyped-def]
@@ -222,56 +226,75 @@ def long_series(
 
 
 @dataclass
-class TopSlices:
-    """What a max-of-slices verdict needs of a series, aggregated by the database."""
+class SeriesCounts:
+    """What a max-of-slices verdict needs of a series besides its top slices, aggregated by
+    the database."""
 
     slice_count: int
-    positive_slices: int  # logit >= the threshold's logit
-    top: list[SliceRow]  # the largest logits, in z order among equals
+    positive_slices: int
     positive_z: tuple[float | None, float | None]  # z range of the positive slices
 
 
-def top_slices(
-    session: Session, series_id: int, model_version: str, threshold_logit: float, k: int
-) -> TopSlices:
-    """Counts, the ``k`` slices with the largest logits and the positive slices' z range of one
-    series, without reading its evidence vectors: O(1) rows to Python however long it is."""
-    usable = (Prediction.series_id == series_id, *_usable(model_version))
-    positive = Prediction.logit >= threshold_logit
+def series_counts(
+    session: Session, series_id: int, model_version: str, positive_from: float
+) -> SeriesCounts:
+    """The usable slices of one series, those with ``logit >= positive_from`` (the positive
+    ones; -inf: all, +inf: none) and their z range, in one aggregate query."""
+    if positive_from == float("inf"):
+        positive: Any = false()
+    elif positive_from == float("-inf"):
+        positive = true()
+    else:
+        positive = Prediction.logit >= positive_from
     count, positives, z_min, z_max = session.execute(
         select(
             func.count(),
             func.count().filter(positive),
             func.min(Prediction.z_mm).filter(positive),
             func.max(Prediction.z_mm).filter(positive),
-        ).where(*usable)
+        ).where(Prediction.series_id == series_id, *_usable(model_version))
     ).one()
-    top = session.execute(
-        select(
-            Prediction.id,
-            Prediction.slice_index,
-            Prediction.z_mm,
-            Prediction.instance_number,
-            Scan.object_key,
-            Prediction.probability,
-            Prediction.logit,
-            Prediction.model_version,
-        )
-        .join(Scan, Scan.id == Prediction.scan_id)
-        .where(*usable)
-        .order_by(
-            Prediction.logit.desc(),
-            Prediction.z_mm.is_(None),
-            Prediction.z_mm,
-            Prediction.instance_number.is_(None),
-            Prediction.instance_number,
-            Scan.object_key,
-            Prediction.slice_index,
-        )
-        .limit(k)
+    return SeriesCounts(int(count), int(positives or 0), (z_min, z_max))
+
+
+def kth_logit(session: Session, series_id: int, model_version: str, k: int) -> float | None:
+    """The ``k``-th largest logit of the series' usable slices (its smallest when it has
+    fewer; None when it has none)."""
+    usable = (Prediction.series_id == series_id, *_usable(model_version))
+    found = session.scalars(
+        select(Prediction.logit).where(*usable).order_by(Prediction.logit.desc()).limit(k)
     ).all()
-    rows = [SliceRow(*r[:7], None, r[7]) for r in top]  # the vectors are not read
-    return TopSlices(int(count), int(positives or 0), rows, (z_min, z_max))
+    return None if not found or found[-1] is None else float(found[-1])
+
+
+def slices_from(
+    session: Session, series_id: int, model_version: str, min_logit: float
+) -> list[SliceRow]:
+    """The series' usable slices with ``logit >= min_logit``, in z order (``z_order``),
+    without their evidence vectors."""
+    rows = [
+        SliceRow(*r[:7], None, r[7])
+        for r in session.execute(
+            select(
+                Prediction.id,
+                Prediction.slice_index,
+                Prediction.z_mm,
+                Prediction.instance_number,
+                Scan.object_key,
+                Prediction.probability,
+                Prediction.logit,
+                Prediction.model_version,
+            )
+            .join(Scan, Scan.id == Prediction.scan_id)
+            .where(
+                Prediction.series_id == series_id,
+                *_usable(model_version),
+                Prediction.logit >= min_logit,
+            )
+        )
+    ]
+    rows.sort(key=z_order)
+    return rows
 
 
 _VERDICT_COLUMNS = (

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from hemoscan.privacy import pseudonym
 from hybrid_model.preprocess import Placement
-from hybrid_model.series import SeriesStage
+from hybrid_model.series import SeriesStage, first_logit, sigmoid
 from schema import series
 from schema.series import KEY_SLICES, SeriesRef, SliceRow, Verdict
 
@@ -129,30 +129,44 @@ def long_verdict(
     model_version: str,
     slice_threshold: float,
 ) -> Verdict:
-    """The max-of-slices verdict of a series too long for the series stage, from the
-    database's aggregates (``schema.series.top_slices``): the same verdict ``verdicts_of``
-    gives with ``SeriesStage(None, slice_threshold)``, but the series' rows are never read
-    into Python, so a batch pays the same whatever the series' length."""
-    t = min(max(float(slice_threshold), 1e-12), 1 - 1e-12)  # its logit stays finite
-    found = series.top_slices(
-        session, series_id, model_version, float(np.log(t / (1 - t))), KEY_SLICES
+    """The max-of-slices verdict of a series too long for the series stage: the verdict
+    ``verdicts_of`` gives with ``SeriesStage(None, slice_threshold)`` for the same rows, from
+    the database's aggregates and the few slices that can be key slices, without reading the
+    series' evidence vectors or all of its rows into Python.
+
+    Key slices are ranked by ``sigmoid(logit)`` as in ``verdicts_of`` (its ties broken in z
+    order): every slice whose probability reaches the third largest is read (``first_logit``
+    gives the smallest logit with that probability) and ranked here; positives are the slices
+    with ``sigmoid(logit) >= slice_threshold``, counted by the database from the exact logit
+    cut."""
+    threshold = float(slice_threshold)
+    counts = series.series_counts(session, series_id, model_version, first_logit(threshold))
+    kth = series.kth_logit(session, series_id, model_version, KEY_SLICES)
+    if kth is None:  # not a long series any more (it cannot be, under the study's lock)
+        return Verdict(series_id, None, None, threshold, None, "max_of_slices", model_version, 0, 0)
+    candidates = series.slices_from(
+        session, series_id, model_version, first_logit(float(sigmoid(np.float64(kth))))
     )
-    probs = [float(1 / (1 + np.exp(-float(r.logit or 0.0)))) for r in found.top]
-    if found.positive_slices:
-        z_min, z_max = found.positive_z
+    probs = sigmoid(np.array([float(r.logit or 0.0) for r in candidates], np.float64))
+    # A stable sort of rows already in z order: equal probabilities stay in z order.
+    order = np.argsort(-probs, kind="stable")[:KEY_SLICES]
+    top = [(candidates[i], float(probs[i])) for i in order]
+    if counts.positive_slices:
+        z_min, z_max = counts.positive_z
     else:
-        zs = [r.z_mm for r in found.top if r.z_mm is not None]
+        zs = [r.z_mm for r, _ in top if r.z_mm is not None]
         z_min, z_max = (min(zs), max(zs)) if zs else (None, None)
+    best = top[0][1]
     return Verdict(
         series_id=series_id,
-        probability=probs[0],
-        label=probs[0] >= slice_threshold,
-        threshold=float(slice_threshold),
-        max_slice_probability=probs[0],
+        probability=best,
+        label=best >= threshold,
+        threshold=threshold,
+        max_slice_probability=best,
         method="max_of_slices",
         model_version=model_version,
-        slice_count=found.slice_count,
-        positive_slices=found.positive_slices,
+        slice_count=counts.slice_count,
+        positive_slices=counts.positive_slices,
         key_slices=[
             {
                 "prediction_id": r.prediction_id,
@@ -163,7 +177,7 @@ def long_verdict(
                 "probability": round(p, 6),
                 "slice_probability": round(float(r.probability), 6),
             }
-            for r, p in zip(found.top, probs, strict=True)
+            for r, p in top
         ],
         key_z_min=z_min,
         key_z_max=z_max,
@@ -189,15 +203,16 @@ def recompute(
     scored so far (quadratic over the job; docs/architecture.md, "Long series", has the figures)."""
     if not series_ids:
         return 0
-    long: set[int] = set()
+    long: list[Verdict] = []
     if max_slices is not None and slice_threshold is not None:
-        long = series.long_series(session, series_ids, model_version, max_slices)
-    short = [sid for sid in series_ids if sid not in long]
+        long = [
+            long_verdict(session, sid, model_version, slice_threshold)
+            for sid in sorted(series.long_series(session, series_ids, model_version, max_slices))
+        ]
+    done = {v.series_id for v in long}
+    short = [sid for sid in series_ids if sid not in done]
     verdicts = verdicts_of(stage, model_version, series.slices_of(session, short)) if short else []
-    verdicts += [
-        long_verdict(session, sid, model_version, float(slice_threshold or 0.5))
-        for sid in sorted(long)
-    ]
+    verdicts += long
     series.store_verdicts(session, verdicts)
     return len(verdicts)
 
