@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from sqlalchemy import Integer, bindparam, case, false, func, select, true, update
+from sqlalchemy import Integer, bindparam, case, false, func, null, select, true, update
 from sqlalchemy.orm import Session
 
 from schema.models import Job, Prediction, Scan, Series, Study
@@ -156,6 +156,22 @@ def series_of_scans(session: Session, scan_ids: Sequence[int]) -> set[int]:
     return found
 
 
+def _slice_columns(with_embedding: bool) -> tuple[Any, ...]:
+    """The columns of a ``SliceRow``, in its order (the evidence vector as NULL without it)."""
+    embedding = Prediction.embedding if with_embedding else null().label("embedding")
+    return (
+        Prediction.id,
+        Prediction.slice_index,
+        Prediction.z_mm,
+        Prediction.instance_number,
+        Scan.object_key,
+        Prediction.probability,
+        Prediction.logit,
+        embedding,
+        Prediction.model_version,
+    )
+
+
 def slices_of(session: Session, series_ids: Sequence[int]) -> dict[int, list[SliceRow]]:
     """Every stored slice of each series, in z order (position along the normal, then
     InstanceNumber, then object key and slice index: a folder of PNGs in key order)."""
@@ -163,18 +179,7 @@ def slices_of(session: Session, series_ids: Sequence[int]) -> dict[int, list[Sli
     ids = sorted(set(series_ids))
     for part in chunks(ids):
         query = (
-            select(
-                Prediction.series_id,
-                Prediction.id,
-                Prediction.slice_index,
-                Prediction.z_mm,
-                Prediction.instance_number,
-                Scan.object_key,
-                Prediction.probability,
-                Prediction.logit,
-                Prediction.embedding,
-                Prediction.model_version,
-            )
+            select(Prediction.series_id, *_slice_columns(with_embedding=True))
             .join(Scan, Scan.id == Prediction.scan_id)
             .where(Prediction.series_id.in_(part))
         )
@@ -273,18 +278,9 @@ def slices_from(
     """The series' usable slices with ``logit >= min_logit``, in z order (``z_order``),
     without their evidence vectors."""
     rows = [
-        SliceRow(*r[:7], None, r[7])
+        SliceRow(*r)
         for r in session.execute(
-            select(
-                Prediction.id,
-                Prediction.slice_index,
-                Prediction.z_mm,
-                Prediction.instance_number,
-                Scan.object_key,
-                Prediction.probability,
-                Prediction.logit,
-                Prediction.model_version,
-            )
+            select(*_slice_columns(with_embedding=False))
             .join(Scan, Scan.id == Prediction.scan_id)
             .where(
                 Prediction.series_id == series_id,

@@ -17,10 +17,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from hybrid_model.series import SeriesStage, first_logit, sigmoid
 from schema import results, series
-from schema.db import session_factory, upgrade
 from schema.models import Series
 from schema.series import SeriesRef
-from tests.utils.results import job_with_scans, prediction
+from tests.utils.results import job_with_scans, migrated_sessions, prediction
 from workers.pipeline import commit
 from workers.verdicts import encode_embedding, recompute, verdicts_of
 
@@ -29,12 +28,7 @@ STAGE_THRESHOLD = 0.97  # a series stage's own threshold (the demo's: 0.98)
 
 @pytest.fixture(params=[pytest.param("postgresql", marks=pytest.mark.services), "sqlite"])
 def sessions(request, tmp_path) -> sessionmaker[Session]:  # type: ignore[no-untyped-def]
-    if request.param == "postgresql":
-        url = request.getfixturevalue("pg_database")
-    else:
-        url = f"sqlite:///{tmp_path}/long.db"
-    upgrade(url)
-    return session_factory(url)
+    return migrated_sessions(request, tmp_path)
 
 
 # (logit, z, instance, key) of each usable slice; the keys are in insertion order unless given.

@@ -8,7 +8,7 @@ from sqlalchemy import select
 from schema import jobs, results
 from schema.db import session_factory, upgrade
 from schema.models import Scan
-from tests.utils.results import failure, job_with_scans, prediction
+from tests.utils.results import failure, job_with_scans, migrated_sessions, prediction
 
 # Keys that COPY's text format must escape, plus ordinary and non-ASCII ones.
 AWKWARD = ["a\tb.dcm", "line\nbreak.dcm", "back\\slash.dcm", "cr\r.dcm", "\\N", "ü/ct 1.png"]
@@ -16,12 +16,7 @@ AWKWARD = ["a\tb.dcm", "line\nbreak.dcm", "back\\slash.dcm", "cr\r.dcm", "\\N", 
 
 @pytest.fixture(params=[pytest.param("postgresql", marks=pytest.mark.services), "sqlite"])
 def sessions(request, tmp_path):  # type: ignore[no-untyped-def]
-    if request.param == "postgresql":
-        url = request.getfixturevalue("pg_database")
-    else:
-        url = f"sqlite:///{tmp_path}/results.db"
-    upgrade(url)
-    return session_factory(url)
+    return migrated_sessions(request, tmp_path)
 
 
 def test_add_scans_returns_only_new_keys_and_keeps_every_field(sessions):

@@ -8,6 +8,18 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from schema import jobs, results
+from schema.db import session_factory, upgrade
+
+
+def migrated_sessions(request: Any, tmp_path: Any) -> sessionmaker[Session]:
+    """Sessions on a migrated database of the fixture's parameter: "postgresql" (the test
+    session's ``pg_database``) or "sqlite" (a file in ``tmp_path``)."""
+    if request.param == "postgresql":
+        url = request.getfixturevalue("pg_database")
+    else:
+        url = f"sqlite:///{tmp_path}/results.db"
+    upgrade(url)
+    return session_factory(url)
 
 
 def job_with_scans(
