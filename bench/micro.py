@@ -4,6 +4,7 @@
     .venv/bin/python -m bench.micro s3          # boto3 client settings: CPU per GET / PUT
     .venv/bin/python -m bench.micro clients     # boto3 vs obstore stores: CPU and GETs/s
     .venv/bin/python -m bench.micro producer    # scan registration and broker sends
+    .venv/bin/python -m bench.micro series      # a long series' verdict: stage vs database
 
 CPU is thread CPU time (``time.thread_time``) of the calling thread, plus, for ``s3``, the CPU
 the SeaweedFS process spent per request (from ``/proc``). Variants are interleaved in rounds so
@@ -343,8 +344,89 @@ def producer(n_keys: int = 100_000, chunk: int = 2000) -> dict[str, Any]:
     }
 
 
+def series(sizes: tuple[int, ...] = (1_000, 10_000, 50_000), rounds: int = 3) -> dict[str, Any]:
+    """One batch's verdict recompute of a folder series of N stored slices (random evidence
+    vectors, the demo series stage), in a transaction that takes the study's lock as a batch
+    does: the series stage over every slice (``HEMOSCAN_SERIES_MAX_SLICES`` above N) against
+    the database's max of slices (the default limit); best of ``rounds``, wall and this
+    process's CPU ms per batch. The job is deleted afterwards."""
+    import uuid
+
+    import numpy as np
+
+    from bench.services import drop_jobs
+    from hemoscan.settings import Settings
+    from hybrid_model.io import load_model
+    from hybrid_model.series import load_stage, sigmoid
+    from schema import jobs, results
+    from schema import series as series_rows
+    from schema.db import session_factory, upgrade
+    from schema.series import SeriesRef
+    from workers.verdicts import encode_embedding, recompute
+
+    upgrade(DB_URL)
+    sessions = session_factory(DB_URL)
+    model, _ = model_path()
+    loaded = load_model(model)
+    threshold = float(loaded.threshold)
+    version = str(loaded.metadata.get("version", "bench"))
+    stage = load_stage(Settings().series_model_path, loaded.metadata, threshold)
+    limit = int(Settings.model_fields["series_max_slices"].default)
+    rng = np.random.default_rng(0)
+    out: dict[str, Any] = {"method": stage.method, "limit": limit, "sizes": {}}
+    for n in sizes:
+        name = f"bench-series-{n}-{uuid.uuid4().hex[:6]}"
+        keys = [f"flat/{i:07d}.png" for i in range(n)]
+        with sessions.begin() as session:
+            job, _ = jobs.open_job(session, name, "s3://bench/flat", {}, "bench")
+            results.add_scans(session, job.id, [{"object_key": k} for k in keys])
+            ids = results.scan_ids(session, job.id, keys)
+            sid = series_rows.lock(session, job.id, [SeriesRef("s", "t", "folder")])["s"]
+        try:
+            for start in range(0, n, 5000):
+                logits = rng.normal(-3.0, 2.0, len(keys[start : start + 5000]))
+                rows: list[dict[str, Any]] = [
+                    {"scan_id": ids[k], "probability": float(sigmoid(lg)),
+                     "label": bool(sigmoid(lg) >= threshold), "threshold": threshold,
+                     "model_version": version, "timings": {}, "flags": [],
+                     "series_id": sid, "z_mm": None, "instance_number": None,
+                     "logit": float(lg), "embedding": encode_embedding(rng.random(32))}
+                    for k, lg in zip(keys[start : start + 5000], logits, strict=True)
+                ]  # fmt: skip
+                with sessions.begin() as session:
+                    results.record_batch(session, job.id, rows, [], 1)
+            figures: dict[str, Any] = {}
+            for label, cap in (("stage", n + 1), ("database", limit)):
+                best: list[tuple[float, float]] = []
+                for _ in range(rounds):
+                    t0, c0 = time.perf_counter(), time.process_time()
+                    with sessions.begin() as session:
+                        series_rows.lock(session, job.id, [], [sid])
+                        recompute(session, stage, version, [sid],
+                                  slice_threshold=threshold, max_slices=cap)  # fmt: skip
+                    best.append(
+                        ((time.perf_counter() - t0) * 1000, (time.process_time() - c0) * 1000)
+                    )
+                wall, cpu = min(best)
+                figures[label] = {
+                    "wall_ms_per_batch": round(wall, 1),
+                    "cpu_ms_per_batch": round(cpu, 1),
+                    "wall_ms_per_image_of_a_256_key_task": round(wall / 256, 3),
+                }
+            out["sizes"][str(n)] = figures
+        finally:
+            drop_jobs(DB_URL, [name])
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
-    parts = {"render": render, "s3": s3, "clients": clients, "producer": producer}
+    parts = {
+        "render": render,
+        "s3": s3,
+        "clients": clients,
+        "producer": producer,
+        "series": series,
+    }
     names = (argv if argv is not None else sys.argv[1:]) or list(parts)
     out: dict[str, Any] = {"load_at_start": load_average()}
     for name in names:
