@@ -172,16 +172,20 @@ def _slice_columns(with_embedding: bool) -> tuple[Any, ...]:
     )
 
 
-def slices_of(session: Session, series_ids: Sequence[int]) -> dict[int, list[SliceRow]]:
+def slices_of(
+    session: Session, series_ids: Sequence[int], model_version: str | None = None
+) -> dict[int, list[SliceRow]]:
     """Every stored slice of each series, in z order (position along the normal, then
-    InstanceNumber, then object key and slice index: a folder of PNGs in key order)."""
+    InstanceNumber, then object key and slice index: a folder of PNGs in key order); with
+    ``model_version``, only those a verdict of it reads (``_usable``)."""
+    usable = _usable(model_version) if model_version is not None else ()
     out: dict[int, list[SliceRow]] = {sid: [] for sid in series_ids}
     ids = sorted(set(series_ids))
     for part in chunks(ids):
         query = (
             select(Prediction.series_id, *_slice_columns(with_embedding=True))
             .join(Scan, Scan.id == Prediction.scan_id)
-            .where(Prediction.series_id.in_(part))
+            .where(Prediction.series_id.in_(part), *usable)
         )
         for sid, *values in session.execute(query):
             out[sid or 0].append(SliceRow(*values))
@@ -203,12 +207,14 @@ def z_order(row: SliceRow) -> tuple[Any, ...]:
     )
 
 
-def _usable(model_version: str):  # type: ignore[no-untyped-def]
-    """The slices a verdict of ``model_version`` reads (``workers.verdicts`` has why)."""
+def _usable(model_version: str) -> tuple[Any, ...]:
+    """The slices a series verdict of slice network ``model_version`` reads: with a logit and
+    an evidence vector (rows of round 1 have neither), of that network (after a ``--rescore``
+    with another model, its slices not yet rescored are left out)."""
     return (
         Prediction.logit.is_not(None),
         Prediction.embedding.is_not(None),
-        (Prediction.model_version == model_version) | Prediction.model_version.is_(None),
+        Prediction.model_version == model_version,
     )
 
 

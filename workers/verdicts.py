@@ -16,7 +16,7 @@ leave the worker's memory):
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from sqlalchemy.orm import Session
@@ -53,18 +53,6 @@ def encode_embedding(vector: np.ndarray) -> bytes:
     return np.asarray(vector, np.float32).tobytes()
 
 
-def _usable(rows: Iterable[SliceRow], model_version: str) -> list[SliceRow]:
-    """Slices the stage can read: with a logit and an evidence vector, of this slice network
-    (after a ``--rescore`` with another model, its slices not yet rescored are left out)."""
-    return [
-        r
-        for r in rows
-        if r.logit is not None
-        and r.embedding is not None
-        and r.model_version in (None, model_version)
-    ]
-
-
 def empty_verdict(series_id: int, stage: SeriesStage, model_version: str) -> Verdict:
     """A series none of whose slices is left (they failed in a newer pass, or moved)."""
     return Verdict(series_id, None, None, stage.threshold, None, stage.method, model_version, 0, 0)
@@ -73,9 +61,11 @@ def empty_verdict(series_id: int, stage: SeriesStage, model_version: str) -> Ver
 def verdicts_of(
     stage: SeriesStage, model_version: str, slices: dict[int, list[SliceRow]]
 ) -> list[Verdict]:
-    """The verdict of each series from its stored slices (in z order), one stage call; an
-    ``empty_verdict`` for a series with no usable slice."""
-    usable = {sid: _usable(rows, model_version) for sid, rows in sorted(slices.items())}
+    """The verdict of each series from its usable slices in z order
+    (``schema.series.slices_of`` with ``model_version``: with a logit and an evidence vector,
+    of this slice network; after a ``--rescore`` with another model its slices not yet
+    rescored are left out), one stage call; an ``empty_verdict`` for a series with none."""
+    usable = dict(sorted(slices.items()))
     ids = [sid for sid, rows in usable.items() if rows]
     empty = [empty_verdict(sid, stage, model_version) for sid, rows in usable.items() if not rows]
     inputs = []
@@ -211,7 +201,11 @@ def recompute(
         ]
     done = {v.series_id for v in long}
     short = [sid for sid in series_ids if sid not in done]
-    verdicts = verdicts_of(stage, model_version, series.slices_of(session, short)) if short else []
+    verdicts = (
+        verdicts_of(stage, model_version, series.slices_of(session, short, model_version))
+        if short
+        else []
+    )
     verdicts += long
     series.store_verdicts(session, verdicts)
     return len(verdicts)

@@ -124,7 +124,7 @@ def test_a_long_series_gets_the_in_python_max_of_slices_verdict(sessions, scenar
     _recompute(sessions, sid, threshold, max_slices=len(slices) - 1)
     got = _stored(sessions, sid)
     with sessions() as session:
-        rows = series.slices_of(session, [sid])
+        rows = series.slices_of(session, [sid], "v")
     (want,) = verdicts_of(SeriesStage(None, threshold), "v", rows)
     assert got.method == "max_of_slices" and got.threshold == threshold
     assert got.slice_count == len(slices) == want.slice_count

@@ -68,6 +68,24 @@ def test_slices_come_back_in_z_order_then_instance_then_key(sessions):
     assert [r.object_key for r in got] == ["k/a.dcm", "k/c.dcm", "k/b.dcm", "k/d.png", "k/e.png"]
 
 
+def test_a_verdict_reads_only_slices_with_a_logit_and_a_vector_of_its_network(sessions):
+    """Rows of round 1 (no logit, no evidence vector) and rows of another slice network (a
+    rescore not yet done) are left out of ``slices_of(..., model_version)``."""
+    keys = ["k/ok.png", "k/nologit.png", "k/novector.png", "k/other.png"]
+    job, ids = _job(sessions, keys)
+    with sessions.begin() as session:
+        sid = series.lock(session, job, [SeriesRef("s", "t", "folder")])["s"]
+        rows = [_slice(ids[k], sid, float(i), None) for i, k in enumerate(keys)]
+        rows[1]["logit"] = None
+        rows[2]["embedding"] = None
+        rows[3]["model_version"] = "another"
+        results.record_batch(session, job, rows, [], 1)
+    with sessions() as session:
+        everything = series.slices_of(session, [sid])[sid]
+        usable = series.slices_of(session, [sid], "v")[sid]
+    assert len(everything) == 4 and [r.object_key for r in usable] == ["k/ok.png"]
+
+
 def _verdict(series_id: int, p: float, label: bool) -> Verdict:
     return Verdict(series_id, p, label, 0.5, p, "max_of_slices", "v", 3, int(label))
 

@@ -53,20 +53,17 @@ def test_key_slices_are_the_top_three_and_their_z_range_is_the_positive_slices()
     assert v.label and v.probability == max(r.probability for r in rows)
 
 
-def test_slices_left_out_and_a_series_with_none_left_gets_an_empty_verdict():
-    """No logit or evidence vector (a row of round 1), or another slice network's output (a
-    rescore with another model, not yet done): not read. A series with nothing left (its
-    slices failed in a newer pass, or moved) gets an empty verdict, not its old one."""
-    bare = SliceRow(1, 0, 0.0, 1, "k", 0.9, None, None)
-    older = SliceRow(2, 0, 0.0, 1, "k", 0.99, 5.0, encode_embedding(np.zeros(4)), "old-model")
-    (empty,) = verdicts_of(SeriesStage(None, 0.5), "v", {3: [bare, older]})
+def test_a_series_with_no_usable_slice_left_gets_an_empty_verdict():
+    """Its slices failed in a newer pass, moved, or are another slice network's
+    (``schema.series.slices_of`` leaves those out): an empty verdict, not its old one."""
+    (empty,) = verdicts_of(SeriesStage(None, 0.5), "v", {3: []})
     assert (empty.series_id, empty.probability, empty.label, empty.slice_count) == (
         3,
         None,
         None,
         0,
     )
-    (v,) = verdicts_of(SeriesStage(None, 0.5), "v", {3: [bare, older, _row(1, -2.0, None)]})
+    (v,) = verdicts_of(SeriesStage(None, 0.5), "v", {3: [_row(1, -2.0, None)]})
     assert v.slice_count == 1 and not v.label and v.key_z_min is None
 
 
