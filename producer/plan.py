@@ -12,6 +12,8 @@ from hemoscan.dicomweb import DicomwebStore, Filters, is_dicomweb, service_root
 from hemoscan.errors import ConfigurationError
 from hemoscan.settings import Settings
 
+SERIES_BY = ("folder", "image")
+
 
 @dataclass
 class ScanPlan:
@@ -23,6 +25,10 @@ class ScanPlan:
     rescore: bool = False
     # QIDO-RS filters of a DICOMweb source (None there: CT, no other filter).
     filters: Filters | None = None
+    # What makes a series of images with no series of their own (PNG, JPEG, DICOM without a
+    # SeriesInstanceUID) and no manifest series column: "folder" (the objects' folder) or
+    # "image" (each image alone: a folder of unrelated exports, as the Kaggle set ships).
+    series_by: str = "folder"
 
 
 def normalise_source(source: str) -> str:
@@ -41,6 +47,10 @@ def check_plan(plan: ScanPlan, settings: Settings) -> str:
     normalised source. Raises ``ConfigurationError`` (or ``ManifestError``) naming the problem."""
     from hemoscan.storage import open_store
 
+    if plan.series_by not in SERIES_BY:
+        raise ConfigurationError(
+            f"series_by must be one of {', '.join(SERIES_BY)}, not {plan.series_by!r}"
+        )
     source = normalise_source(plan.source)
     store = open_store(source, settings)
     if is_dicomweb(source):

@@ -35,6 +35,7 @@ from producer.sources import (
 )
 from schema import jobs, series
 from schema.models import Job
+from schema.series import IMAGE_SERIES
 
 log = logging.getLogger(__name__)
 
@@ -131,10 +132,16 @@ def run_scan(
         sender = BrokerSender(settings)
     secret: list[bytes] = []  # read once, and only when a manifest names series
 
-    def series_of(value: str) -> str:
+    def series_of(item: SourceItem) -> str | None:
+        """The series hint of one item: its manifest series' pseudonym, else with
+        ``series_by="image"`` the image's own (an ``image-`` pseudonym), else None."""
+        if not item.series and plan.series_by != "image":
+            return None
         if not secret:
             secret.append(settings.effective_pseudonym_key())
-        return pseudonym("series", f"manifest:{value}", secret[0])
+        if item.series:
+            return pseudonym("series", f"manifest:{item.series}", secret[0])
+        return pseudonym(IMAGE_SERIES, item.key, secret[0])
 
     pending: list[str] = []
     send = _Sends(sender, outcome, on_batch)
@@ -147,7 +154,7 @@ def run_scan(
                     "size": it.size,
                     "etag": it.etag,
                     "true_label": it.true_label,
-                    "series_key": it.series and series_of(it.series),
+                    "series_key": series_of(it),
                     "locator": it.locator,
                 }
                 for it in chunk

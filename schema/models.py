@@ -149,8 +149,9 @@ class Scan(Base):
     etag: Mapped[str | None] = mapped_column(String(128))
     # Ground truth from a manifest's label column, when the user has it (for the report).
     true_label: Mapped[int | None] = mapped_column(Integer)
-    # The series a manifest's series column names, as its keyed pseudonym (objects that are
-    # neither DICOM with a SeriesInstanceUID nor a volume are grouped by it, not by folder).
+    # The series a manifest's series column names (or the image's own with scan --series-by
+    # image), as its keyed pseudonym (objects that are neither DICOM with a SeriesInstanceUID
+    # nor a volume are grouped by it, not by folder).
     series_key: Mapped[str | None] = mapped_column(String(64))
     # A DICOMweb source's instance: the UIDs its retrieval needs, sealed (AES-GCM under a key
     # derived from the pseudonym secret, bound to object_key: hemoscan.privacy.seal_locator).
@@ -200,7 +201,8 @@ class Series(Base):
     study_id: Mapped[int] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"), index=True)
     series_key: Mapped[str] = mapped_column(String(64))  # a pseudonym: never a UID
     # What makes it a series: "dicom" (SeriesInstanceUID), "volume" (one NIfTI object),
-    # "manifest" (a manifest's series column), "folder" (the objects' folder).
+    # "manifest" (a manifest's series column), "image" (one image alone: scan --series-by
+    # image), "folder" (the objects' folder).
     source: Mapped[str] = mapped_column(String(16))
     probability: Mapped[float | None] = mapped_column(Float)
     label: Mapped[bool | None] = mapped_column(Boolean)

@@ -31,13 +31,18 @@ from schema.results import _core, _insert, chunks, has_result_of_pass
 KEY_SLICES = 3
 
 
+# The pseudonym kind of a series that is one image alone (``hemoscan scan --series-by image``):
+# the producer names each such image's series ``image-<hex>``, and the worker knows it by that.
+IMAGE_SERIES = "image"
+
+
 @dataclass(frozen=True)
 class SeriesRef:
     """Which series (and study) a slice belongs to: pseudonyms and how the series is made."""
 
     series_key: str
     study_key: str
-    source: str  # dicom | folder | volume
+    source: str  # dicom | volume | manifest | image | folder
 
 
 @dataclass

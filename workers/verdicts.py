@@ -6,8 +6,9 @@ leave the worker's memory):
 - DICOM with a SeriesInstanceUID: that series, in its StudyInstanceUID's study;
 - a NIfTI volume: the object is the series (and its own study);
 - anything else (PNG, JPEG, DICOM without the UID): the series a manifest's series column
-  names (``hint``, already a pseudonym: the producer computed it), else the object's folder;
-  either is its own study, ordered by object key.
+  names, or the image alone with ``hemoscan scan --series-by image`` (``hint``, already a
+  pseudonym: the producer computed it, ``series-`` or ``image-``), else the object's folder;
+  each is its own study, ordered by object key.
 
 ``recompute`` runs inside the batch's transaction, after its rows are written
 (``schema.series`` has why that makes the verdicts order-free and exactly-once).
@@ -25,7 +26,7 @@ from hemoscan.privacy import pseudonym
 from hybrid_model.preprocess import Placement
 from hybrid_model.series import SeriesStage, first_logit, sigmoid
 from schema import series
-from schema.series import KEY_SLICES, SeriesRef, SliceRow, Verdict
+from schema.series import IMAGE_SERIES, KEY_SLICES, SeriesRef, SliceRow, Verdict
 
 
 def series_ref(
@@ -33,7 +34,8 @@ def series_ref(
 ) -> SeriesRef:
     """The pseudonymous series and study of one slice (see the module docstring)."""
     if hint and not placement.volume and not placement.series_uid:
-        return SeriesRef(hint, "study-" + hint.split("-", 1)[-1], "manifest")
+        kind, _, digits = hint.partition("-")
+        return SeriesRef(hint, "study-" + digits, "image" if kind == IMAGE_SERIES else "manifest")
     if placement.volume:
         value, source = f"object:{object_key}", "volume"
     elif placement.series_uid:

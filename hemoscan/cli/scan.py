@@ -44,6 +44,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "(ID,Label), CQ500 reads.csv (2-of-3 majority per study folder), Kaggle labels.csv "
         "(id, hemorrhage)",
     )
+    scan.add_argument(
+        "--series-by",
+        choices=("folder", "image"),
+        default="folder",
+        help="what makes a series of images that carry none (PNG, JPEG, DICOM without a "
+        "SeriesInstanceUID) when the manifest names none: 'folder' (default: the slices of "
+        "one exam exported to one folder) or 'image' (each image its own series and study: "
+        "a folder of unrelated slices, such as the Kaggle head_ct/ set). DICOM series, NIfTI "
+        "volumes and a manifest's series column are never overridden",
+    )
     scan.add_argument("--rescore", action="store_true", help="score everything again")
     pacs = scan.add_argument_group("DICOMweb source (QIDO-RS filters)")
     pacs.add_argument("--modality", default=None, help="series of this modality (default CT)")
@@ -235,6 +245,7 @@ def _scan(args: argparse.Namespace) -> int:
         manifest=args.manifest,
         rescore=args.rescore,
         filters=filters,
+        series_by=args.series_by,
     )
     check_plan(plan, get_settings())  # a missing folder fails here, before anything loads
     from hemoscan.cli.progress import scan_with_progress

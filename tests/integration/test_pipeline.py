@@ -223,6 +223,39 @@ def test_embedded_series_from_a_manifest_column_and_from_folders(base_env, tmp_p
     assert len(listed) == 4 and listed[0].startswith("study,series,source")
 
 
+def test_embedded_series_by_image_makes_each_unrelated_export_its_own_series(base_env, tmp_path):
+    """A flat folder of unrelated slices (the Kaggle head_ct/ layout) scanned with
+    ``--series-by image``: one final series (and study) per image, each of one slice, where the
+    default makes the whole folder one series."""
+    from sqlalchemy import create_engine, text
+
+    files = [p for p in make_phantoms(tmp_path / "phantoms", 10) if p.suffix == ".png"]
+    flat = tmp_path / "archive" / "head_ct"
+    flat.mkdir(parents=True)
+    for p in files:
+        (flat / p.name).write_bytes(p.read_bytes())
+    env = {**base_env, "HEMOSCAN_HEAD_GATE": "false"}
+    run_cli(["scan", str(tmp_path / "archive"), "--job", "folder"], env)
+    run_cli(["scan", str(tmp_path / "archive"), "--job", "image", "--series-by", "image"], env)
+    engine = create_engine(f"sqlite:///{tmp_path}/data/hemoscan.db")
+    query = text(
+        "SELECT s.source, s.slice_count, s.state FROM series s JOIN jobs j ON j.id = s.job_id "
+        "WHERE j.name = :job"
+    )
+    with engine.connect() as conn:
+        by_folder = [tuple(r) for r in conn.execute(query, {"job": "folder"})]
+        by_image = [tuple(r) for r in conn.execute(query, {"job": "image"})]
+        studies = conn.execute(
+            text(
+                "SELECT count(DISTINCT s.study_id) FROM series s JOIN jobs j ON j.id = s.job_id "
+                "WHERE j.name = 'image'"
+            )
+        ).scalar()
+    engine.dispose()
+    assert by_folder == [("folder", len(files), "final")]
+    assert by_image == [("image", 1, "final")] * len(files) and studies == len(files)
+
+
 def test_heatmap_rendered_on_demand_matches_the_written_overlay(base_env, tmp_path):
     """`hemoscan heatmap` draws an image's overlay again from its stored map and its source
     (a DICOM slice, and one slice of a NIfTI volume, which needs --slice); it matches the

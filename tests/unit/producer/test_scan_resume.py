@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from hemoscan.errors import ConfigurationError
 from hemoscan.settings import Settings, load_settings
 from producer.plan import ScanPlan
 from producer.scan import ScanOutcome, run_scan
@@ -175,3 +176,44 @@ def test_the_producer_never_writes_over_the_workers_counter(settings, source):
     with sessions() as session:
         job = session.get(Job, uuid.UUID(again.job_id))
         assert job is not None and (job.pass_number, job.pass_done) == (2, len(KEYS))
+
+
+def _series_keys(settings: Settings) -> dict[str, str | None]:
+    from sqlalchemy import select
+
+    from schema.models import Scan
+
+    sessions = session_factory(settings.effective_database_url)
+    with sessions() as session:
+        rows = session.execute(select(Scan.object_key, Scan.series_key)).tuples().all()
+        return dict(rows)
+
+
+def test_series_by_image_gives_each_image_its_own_series_pseudonym(settings, source, tmp_path):
+    """``--series-by image``: every image without a series of its own gets an ``image-``
+    pseudonym of its key (stable across runs, naming no key); a manifest's series column
+    still wins; the default leaves the grouping to the worker (by folder)."""
+    from producer.plan import check_plan
+
+    _scan(settings, source, FakeSender())
+    assert set(_series_keys(settings).values()) == {None}
+
+    image_settings = load_settings(
+        data_dir=tmp_path / "data", database_url=f"sqlite:///{tmp_path}/image.db"
+    )
+    manifest = tmp_path / "m.csv"
+    manifest.write_text(
+        "key,label,series\n"
+        + "".join(f"{k},,{'exam-1' if i < 2 else ''}\n" for i, k in enumerate(KEYS))
+    )
+    _scan(image_settings, source, FakeSender(), series_by="image", manifest=manifest)
+    keys = _series_keys(image_settings)
+    named, alone = [keys[k] for k in KEYS[:2]], [keys[k] for k in KEYS[2:]]
+    assert named[0] == named[1] and named[0].startswith("series-")
+    assert len(set(alone)) == len(alone) and all(k.startswith("image-") for k in alone)
+    assert not any(k.split("/")[-1] in v for k in KEYS for v in keys.values())
+    _scan(image_settings, source, FakeSender(), series_by="image", manifest=manifest)
+    assert _series_keys(image_settings) == keys  # the same pseudonyms on every run
+
+    with pytest.raises(ConfigurationError, match="series_by"):
+        check_plan(ScanPlan(str(source), series_by="patient"), settings)

@@ -76,6 +76,18 @@ def test_a_manifest_series_groups_images_but_never_overrides_a_dicom_uid_or_a_vo
     assert series_ref("v.nii", Placement(volume=True), SECRET, hint).source == "volume"
 
 
+def test_an_image_hint_makes_the_image_its_own_series_and_study():
+    """``scan --series-by image``: the producer's ``image-`` pseudonym is the series, source
+    "image", its own study; it never overrides a DICOM UID or a volume either."""
+    a = series_ref("head_ct/000.png", Placement(), SECRET, "image-00000000000000000000000a")
+    b = series_ref("head_ct/001.png", Placement(), SECRET, "image-00000000000000000000000b")
+    assert a.source == b.source == "image" and a != b
+    assert a.study_key == "study-00000000000000000000000a" and a.study_key != b.study_key
+    hint = "image-00000000000000000000000a"
+    assert series_ref("k.dcm", Placement(series_uid=SERIES), SECRET, hint).source == "dicom"
+    assert series_ref("v.nii", Placement(volume=True), SECRET, hint).source == "volume"
+
+
 def test_a_slice_that_leaves_a_series_changes_its_verdict(tmp_path):
     """``workers.pipeline.commit`` on SQLite: a failure of a newer pass takes a slice out of its
     series, and a slice rescored into another series leaves the first one empty; both series
