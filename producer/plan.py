@@ -59,6 +59,11 @@ def check_plan(plan: ScanPlan, settings: Settings) -> str:
                 "a DICOMweb source is selected by QIDO-RS filters (--modality, --study-date, "
                 "--study-description, --series-description), not --manifest or --pattern"
             )
+        if plan.series_by != "folder":
+            raise ConfigurationError(
+                "--series-by applies to images without series of their own; every instance "
+                "of a DICOMweb source has its SeriesInstanceUID"
+            )
         settings.effective_pseudonym_key()  # the locators are sealed with it
         assert isinstance(store, DicomwebStore)
         store.check()  # unreachable, or refusing the credentials: say so before a job exists
@@ -66,6 +71,8 @@ def check_plan(plan: ScanPlan, settings: Settings) -> str:
         raise ConfigurationError(
             "QIDO-RS filters (--modality, --study-date, ...) apply to a DICOMweb source only"
         )
+    if plan.series_by == "image":
+        settings.effective_pseudonym_key()  # each image's series is named by it: fail now
     if plan.manifest is not None and not Path(plan.manifest).is_file():
         raise ConfigurationError(f"manifest does not exist: {plan.manifest}")
     return source

@@ -98,11 +98,13 @@ def run_scan(
         "manifest": str(plan.manifest) if plan.manifest else None,
         "heatmaps": settings.heatmaps.value,
         "threshold": settings.threshold,
+        "series_by": plan.series_by,
     }
     if dicomweb:
         params["qido"] = filters.params()
+    legacy = _legacy_name(source, plan, dicomweb)
     try:
-        job, created = _open(sessions, name, source, params, model_version, plan.rescore)
+        job, created = _open(sessions, name, source, params, model_version, plan.rescore, legacy)
     except IntegrityError:
         # Another producer created the same job a moment ago: resume that one.
         job, created = _open(sessions, name, source, params, model_version, plan.rescore)
@@ -130,7 +132,7 @@ def run_scan(
                 "runs through `hemoscan scan`"
             )
         sender = BrokerSender(settings)
-    secret: list[bytes] = []  # read once, and only when a manifest names series
+    secret: list[bytes] = []  # read once, and only when a series is named by pseudonym
 
     def series_of(item: SourceItem) -> str | None:
         """The series hint of one item: its manifest series' pseudonym, else with
@@ -202,13 +204,23 @@ def run_scan(
 
 def _default_name(source: str, plan: ScanPlan, filters: Filters | None) -> str:
     """The source, with the manifest's file name or the QIDO-RS filters other than the
-    default modality: another selection of the same source is another job."""
+    default modality, and a grouping other than by folder: another selection of the same
+    source, or another grouping of it, is another job."""
+    grouping = "" if plan.series_by == "folder" else f"?series-by={plan.series_by}"
     if plan.manifest:
-        return f"{source}#{plan.manifest.name}"
+        return f"{source}#{plan.manifest.name}{grouping}"
     chosen = filters.params() if filters is not None else {}
-    if chosen == {"modality": "CT"}:
-        return source
+    if not chosen or chosen == {"modality": "CT"}:
+        return source + grouping
     return source + "?" + "&".join(f"{k}={v}" for k, v in sorted(chosen.items()))
+
+
+def _legacy_name(source: str, plan: ScanPlan, dicomweb: bool) -> str | None:
+    """The default name a folder or bucket job got from 21adc7c until the grouping option:
+    the source and a stray ``?`` (no filters). Such a job is resumed under that name."""
+    if plan.job_name or plan.manifest or dicomweb or plan.series_by != "folder":
+        return None
+    return source + "?"
 
 
 def _current(session: Any, job_id: Any) -> Job:
@@ -219,9 +231,12 @@ def _current(session: Any, job_id: Any) -> Job:
     return row
 
 
-def _open(sessions, name, source, params, model_version, rescore: bool):  # type: ignore[no-untyped-def]
-    """The job (created or resumed); a rescore of an existing job starts its next pass."""
+def _open(sessions, name, source, params, model_version, rescore: bool, legacy=None):  # type: ignore[no-untyped-def]
+    """The job (created or resumed); a rescore of an existing job starts its next pass.
+    ``legacy``: an older default name of the same job, resumed when only it exists."""
     with sessions.begin() as session:
+        if legacy and not jobs.exists(session, name) and jobs.exists(session, legacy):
+            name = legacy
         job, created = jobs.open_job(session, name, source, params, model_version)
         if rescore and not created:
             jobs.start_pass(session, job)

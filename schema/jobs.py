@@ -18,6 +18,17 @@ class JobError(HemoscanError):
     """A job cannot be created or found."""
 
 
+def exists(session: Session, name: str) -> bool:
+    """Whether a job called ``name`` exists."""
+    return session.scalar(select(Job.id).where(Job.name == name)) is not None
+
+
+def series_by(parameters: dict[str, Any] | None) -> str:
+    """What makes a series of a job's images that carry none (``ScanPlan.series_by``; jobs
+    from before the option group by folder)."""
+    return str((parameters or {}).get("series_by") or "folder")
+
+
 def open_job(
     session: Session,
     name: str,
@@ -32,6 +43,14 @@ def open_job(
             raise JobError(
                 f"job {name!r} already exists for {job.source_uri}; "
                 "choose another --job name for this source"
+            )
+        before, now = series_by(job.parameters), series_by(parameters)
+        if before != now:
+            # Scan rows keep the series they were registered with: a resumed job that changed
+            # its grouping would hold both, silently.
+            raise JobError(
+                f"job {name!r} groups images into series by {before}, not by {now}; "
+                "choose another --job name to group them otherwise"
             )
         return job, False
     job = Job(

@@ -34,8 +34,9 @@ def series_ref(
 ) -> SeriesRef:
     """The pseudonymous series and study of one slice (see the module docstring)."""
     if hint and not placement.volume and not placement.series_uid:
-        kind, _, digits = hint.partition("-")
-        return SeriesRef(hint, "study-" + digits, "image" if kind == IMAGE_SERIES else "manifest")
+        kind, dash, digits = hint.partition("-")
+        source = "image" if kind == IMAGE_SERIES else "manifest"
+        return SeriesRef(hint, "study-" + (digits if dash else hint), source)
     if placement.volume:
         value, source = f"object:{object_key}", "volume"
     elif placement.series_uid:

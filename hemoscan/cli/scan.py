@@ -15,6 +15,8 @@ console = Console(stderr=True)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    from producer.plan import SERIES_BY  # cheap: no SQLAlchemy, no TensorFlow
+
     scan = subparsers.add_parser(
         "scan",
         help="screen every image of an archive (s3://bucket/prefix, a folder, or a PACS over "
@@ -46,7 +48,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     )
     scan.add_argument(
         "--series-by",
-        choices=("folder", "image"),
+        choices=SERIES_BY,
         default="folder",
         help="what makes a series of images that carry none (PNG, JPEG, DICOM without a "
         "SeriesInstanceUID) when the manifest names none: 'folder' (default: the slices of "

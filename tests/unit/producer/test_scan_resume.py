@@ -190,10 +190,10 @@ def _series_keys(settings: Settings) -> dict[str, str | None]:
 
 
 def test_series_by_image_gives_each_image_its_own_series_pseudonym(settings, source, tmp_path):
-    """``--series-by image``: every image without a series of its own gets an ``image-``
-    pseudonym of its key (stable across runs, naming no key); a manifest's series column
-    still wins; the default leaves the grouping to the worker (by folder)."""
-    from producer.plan import check_plan
+    """``--series-by image``: every image without a series of its own gets the keyed
+    ``image-`` pseudonym of its key (the same on every run, naming no key); a manifest's series
+    column still wins; the default leaves the grouping to the worker (by folder)."""
+    from hemoscan.privacy import pseudonym
 
     _scan(settings, source, FakeSender())
     assert set(_series_keys(settings).values()) == {None}
@@ -207,13 +207,50 @@ def test_series_by_image_gives_each_image_its_own_series_pseudonym(settings, sou
         + "".join(f"{k},,{'exam-1' if i < 2 else ''}\n" for i, k in enumerate(KEYS))
     )
     _scan(image_settings, source, FakeSender(), series_by="image", manifest=manifest)
-    keys = _series_keys(image_settings)
-    named, alone = [keys[k] for k in KEYS[:2]], [keys[k] for k in KEYS[2:]]
-    assert named[0] == named[1] and named[0].startswith("series-")
-    assert len(set(alone)) == len(alone) and all(k.startswith("image-") for k in alone)
-    assert not any(k.split("/")[-1] in v for k in KEYS for v in keys.values())
-    _scan(image_settings, source, FakeSender(), series_by="image", manifest=manifest)
-    assert _series_keys(image_settings) == keys  # the same pseudonyms on every run
+    secret = image_settings.effective_pseudonym_key()
+    assert _series_keys(image_settings) == {
+        k: pseudonym("series", "manifest:exam-1", secret)
+        if i < 2
+        else pseudonym("image", k, secret)
+        for i, k in enumerate(KEYS)
+    }
 
+
+def test_a_job_keeps_its_series_grouping(settings, source):
+    """Scan rows keep the series they were registered with, so resuming a job with another
+    ``series_by`` is refused (it would hold both groupings); the default job name of another
+    grouping is another job; an unknown grouping, or one for a DICOMweb source, is refused."""
+    from producer.plan import check_plan
+    from schema.jobs import JobError
+
+    _scan(settings, source, FakeSender())
+    with pytest.raises(JobError, match="by folder, not by image"):
+        _scan(settings, source, FakeSender(), series_by="image")
+    by_folder = run_scan(settings, ScanPlan(str(source)), FakeSender())
+    by_image = run_scan(settings, ScanPlan(str(source), series_by="image"), FakeSender())
+    assert by_image.job_name == by_folder.job_name + "?series-by=image"
+    assert by_image.job_id != by_folder.job_id
     with pytest.raises(ConfigurationError, match="series_by"):
         check_plan(ScanPlan(str(source), series_by="patient"), settings)
+    with pytest.raises(ConfigurationError, match="--series-by"):
+        check_plan(ScanPlan("dicomweb+http://127.0.0.1:9/dicom-web", series_by="image"), settings)
+
+
+def test_a_folder_job_is_named_by_its_source_and_an_older_name_still_resumes(settings, source):
+    """A folder's default job name is the folder (from 21adc7c on it carried a stray ``?``);
+    a job created under that older name is resumed, not started again."""
+    from schema.models import Job
+
+    first = run_scan(settings, ScanPlan(str(source)), FakeSender())
+    assert first.job_name == str(source.resolve())
+    sessions = session_factory(settings.effective_database_url)
+    with sessions.begin() as session:
+        job = session.get(Job, uuid.UUID(first.job_id))
+        assert job is not None
+        job.name = first.job_name + "?"  # as that version named it
+    again = run_scan(settings, ScanPlan(str(source)), FakeSender())
+    assert (again.job_id, again.job_name, again.created) == (
+        first.job_id,
+        first.job_name + "?",
+        False,
+    )

@@ -85,6 +85,7 @@ def test_an_image_hint_makes_the_image_its_own_series_and_study():
     assert a.study_key == "study-00000000000000000000000a" and a.study_key != b.study_key
     hint = "image-00000000000000000000000a"
     assert series_ref("k.dcm", Placement(series_uid=SERIES), SECRET, hint).source == "dicom"
+    assert series_ref("x.png", Placement(), SECRET, "nodash").study_key == "study-nodash"
     assert series_ref("v.nii", Placement(volume=True), SECRET, hint).source == "volume"
 
 
