@@ -273,6 +273,7 @@ def guided_fine_tune(
     max_seconds: float | None = None,
     show: bool = True,
     pointing_weight: float = 1.0,
+    pointing_floor: float | None = None,
 ) -> GuidanceResult:
     """Fine-tune ``model`` in place with the Grad-CAM pointing loss; keep the best epoch.
 
@@ -284,6 +285,8 @@ def guided_fine_tune(
     epoch starts that would end past this budget (judged by the longest epoch so far).
     ``pointing_weight``: the epoch kept is the best by 3 x validation ROC AUC + this x the
     validation pointing game (0: by ROC AUC alone, for a network whose maps already point).
+    ``pointing_floor``: only epochs whose validation pointing game reaches it are kept
+    (``epoch_score``); the start is kept when none does.
     """
     import keras
 
@@ -302,7 +305,8 @@ def guided_fine_tune(
     log.info("before guidance: validation ROC AUC %.4f, pointing game %.3f", auc, pointing)
     if show:
         print(f"before Grad-CAM guidance: val_auc {auc:.4f} val_pointing {pointing:.3f}")
-    best_score, best_weights, stale = 3.0 * auc + pointing_weight * pointing, model.get_weights(), 0
+    best_score = epoch_score(auc, pointing, pointing_weight, pointing_floor)
+    best_weights, stale = model.get_weights(), 0
     order = np.array(train_idx)
     steps = max(1, len(order) // batch_size)
     begun, longest = time.time(), 0.0
@@ -350,7 +354,7 @@ def guided_fine_tune(
                 f"epoch {epoch}/{epochs}: val_auc {auc:.4f} val_pointing {pointing:.3f} "
                 f"({record['seconds']:.0f} s)"
             )
-        score = 3.0 * auc + pointing_weight * pointing
+        score = epoch_score(auc, pointing, pointing_weight, pointing_floor)
         if score > best_score:
             best_score, best_weights, stale = score, model.get_weights(), 0
             result.best_epoch = epoch
@@ -364,6 +368,20 @@ def guided_fine_tune(
             model.save_weights(checkpoint)  # a session that ends keeps the best epoch so far
     model.set_weights(best_weights)
     return result
+
+
+def epoch_score(
+    auc: float, pointing: float, pointing_weight: float, pointing_floor: float | None = None
+) -> float:
+    """What the guided loop keeps the best epoch by: 3 x validation ROC AUC + ``pointing_weight``
+    x the validation pointing game, or -inf when the pointing game is under ``pointing_floor``.
+
+    A floor rather than a weight: the pointing game moves by 0.2 between epochs where ROC AUC
+    moves by 0.005, so any weight on it keeps whichever epoch points best, while a floor lets
+    ROC AUC choose among the epochs whose maps still point (docs/experiments.md, session 18)."""
+    if pointing_floor is not None and pointing < pointing_floor:
+        return float("-inf")
+    return 3.0 * auc + pointing_weight * pointing
 
 
 def keras_verbosity(show: bool) -> int:

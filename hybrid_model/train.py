@@ -298,6 +298,7 @@ def train(
     calibration: str = "platt",
     context_blocks: int = 0,
     pointing_weight: float = 1.0,
+    pointing_floor: float | None = None,
 ) -> dict[str, Any]:
     """Train, save the best model to ``out_path`` with metadata, return the validation metrics.
 
@@ -316,7 +317,8 @@ def train(
     ``context_blocks``: residual dilated blocks after the last conv block
     (``network.build_model``); with ``initial_model`` the new blocks start as the identity.
     ``pointing_weight``: in the guided loop, the epoch kept is the best by 3 x validation ROC AUC
-    + this x the validation pointing game.
+    + this x the validation pointing game, among the epochs whose pointing game reaches
+    ``pointing_floor`` (``guidance.epoch_score``).
     """
     import keras
     from sklearn.utils.class_weight import compute_class_weight
@@ -388,6 +390,7 @@ def train(
             max_seconds=max_minutes * 60 if max_minutes else None,
             show=True,
             pointing_weight=pointing_weight,
+            pointing_floor=pointing_floor,
         )
         checkpoint.unlink(missing_ok=True)  # the best epoch is in the model now
         epochs_run = len(guidance.history)

@@ -244,6 +244,14 @@ def register(subparsers) -> None:
         "for a network whose maps already point)",
     )
     p.add_argument(
+        "--pointing-floor",
+        type=_share,
+        default=None,
+        help="with --cam-weight or --seg-weight: keep only an epoch whose validation pointing "
+        "game reaches this (e.g. 0.85 with --pointing-weight 0: the best ROC AUC among the "
+        "epochs whose maps still point; the start is kept when none does)",
+    )
+    p.add_argument(
         "--grey-share",
         type=_share,
         default=0.0,
@@ -479,6 +487,7 @@ def _train(args) -> int:
             calibration=args.calibration,
             context_blocks=args.context_blocks,
             pointing_weight=args.pointing_weight,
+            pointing_floor=args.pointing_floor,
         )
     except RowStepsError as exc:  # raised before any data is read
         raise ModelCommandError(f"--row-steps: {exc}") from None

@@ -104,6 +104,13 @@ def test_train_with_a_lesion_map_head_saves_the_served_network_only(tmp_path):
     assert not (tmp_path / "m.best.weights.h5").exists()
 
 
+def test_a_pointing_floor_no_epoch_reaches_keeps_the_start(tmp_path):
+    """``pointing_floor`` above any pointing game: every epoch runs and none is kept."""
+    metrics, _, _ = _train_tiny(tmp_path, seg_weight=1.0, pointing_floor=1.01)
+    guidance = metrics["gradcam_guidance"]
+    assert len(guidance["history"]) == 2 and guidance["best_epoch"] == 0
+
+
 @pytest.mark.parametrize("guided", [False, True])
 def test_train_with_skull_base_and_small_lesion_emphasis(tmp_path, monkeypatch, guided):
     """Both training loops get the per-image weights (the plain one as Keras sample weights

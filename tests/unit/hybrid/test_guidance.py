@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 
 from hybrid_model.gradcam import gradcam_model, weighted_activations
-from hybrid_model.guidance import cell_targets, pointing_loss
+from hybrid_model.guidance import cell_targets, epoch_score, pointing_loss
 from tests.utils.networks import blob_images
 
 
@@ -110,3 +110,15 @@ def test_lesion_map_loss_weighs_lesion_cells():
     a = float(lesion_map_loss(missed_lesion, cells, pos_weight=10.0))
     b = float(lesion_map_loss(false_alarm, cells, pos_weight=10.0))
     assert a > 5 * b
+
+
+def test_epoch_score_weighs_pointing_or_floors_it():
+    """3 x ROC AUC + weight x pointing; under the floor an epoch can never be kept, and with
+    weight 0 and a floor the best ROC AUC among the epochs at or over it wins."""
+    assert epoch_score(0.94, 0.9, 1.0) == pytest.approx(3 * 0.94 + 0.9)
+    assert epoch_score(0.94, 0.9, 0.0) == pytest.approx(3 * 0.94)
+    assert epoch_score(0.95, 0.70, 0.0, 0.85) == float("-inf")
+    epochs = [(0.9365, 0.965), (0.9417, 0.925), (0.9452, 0.700)]  # start, two epochs
+    best = max(epochs, key=lambda e: epoch_score(*e, 0.0, 0.85))
+    assert best == (0.9417, 0.925)
+    assert max(epochs, key=lambda e: epoch_score(*e, 1.0)) == (0.9365, 0.965)
