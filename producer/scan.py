@@ -233,11 +233,9 @@ def _current(session: Any, job_id: Any) -> Job:
 
 def _open(sessions, name, source, params, model_version, rescore: bool, legacy=None):  # type: ignore[no-untyped-def]
     """The job (created or resumed); a rescore of an existing job starts its next pass.
-    ``legacy``: an older default name of the same job, resumed when only it exists."""
+    ``legacy``: an older default name of the same job (``jobs.open_job``)."""
     with sessions.begin() as session:
-        if legacy and not jobs.exists(session, name) and jobs.exists(session, legacy):
-            name = legacy
-        job, created = jobs.open_job(session, name, source, params, model_version)
+        job, created = jobs.open_job(session, name, source, params, model_version, legacy)
         if rescore and not created:
             jobs.start_pass(session, job)
     return job, created

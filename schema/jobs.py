@@ -18,9 +18,8 @@ class JobError(HemoscanError):
     """A job cannot be created or found."""
 
 
-def exists(session: Session, name: str) -> bool:
-    """Whether a job called ``name`` exists."""
-    return session.scalar(select(Job.id).where(Job.name == name)) is not None
+def _by_name(session: Session, name: str) -> Job | None:
+    return session.scalar(select(Job).where(Job.name == name))
 
 
 def series_by(parameters: dict[str, Any] | None) -> str:
@@ -35,10 +34,15 @@ def open_job(
     source_uri: str,
     parameters: dict[str, Any],
     model_version: str | None,
+    legacy_name: str | None = None,
 ) -> tuple[Job, bool]:
-    """The job called ``name`` (resumed) or a new one; returns (job, created)."""
-    job = session.scalar(select(Job).where(Job.name == name))
+    """The job called ``name`` (resumed) or a new one; returns (job, created).
+    ``legacy_name``: an older default name of the same job, resumed when no job has ``name``."""
+    job = _by_name(session, name)
+    if job is None and legacy_name:
+        job = _by_name(session, legacy_name)
     if job is not None:
+        name = job.name
         if job.source_uri != source_uri:
             raise JobError(
                 f"job {name!r} already exists for {job.source_uri}; "
@@ -67,7 +71,7 @@ def open_job(
 
 
 def find_job(session: Session, name_or_id: str) -> Job:
-    job = session.scalar(select(Job).where(Job.name == name_or_id))
+    job = _by_name(session, name_or_id)
     if job is None:
         try:
             job = session.get(Job, uuid.UUID(name_or_id))
