@@ -18,7 +18,7 @@ import numpy as np
 from hybrid_model import layouts
 from hybrid_model.errors import ImageError, ModelError
 from hybrid_model.layouts import Entry
-from hybrid_model.preprocess import decode_native, resize_to_model
+from hybrid_model.preprocess import Frame, decode_native, model_frame, resize_to_model
 
 log = logging.getLogger(__name__)
 __all__ = ["DatasetError", "LabelledSet", "list_entries", "list_labelled", "load_labelled"]
@@ -38,6 +38,7 @@ class LabelledSet:
     masks: dict[str, Path] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
     groups: list[str] = field(default_factory=list)  # per image: patient/study/series digest
+    frames: list[Frame] = field(default_factory=list)  # per image: what the model sees of it
 
     def floats(self, idx: np.ndarray | slice = slice(None)) -> np.ndarray:
         return self.images[idx].astype(np.float32) / 255.0
@@ -56,14 +57,17 @@ def list_labelled(data_dir: str | Path) -> list[tuple[Path, int]]:
     return [(e.path, e.label) for e in list_entries(data_dir)]
 
 
-def load_labelled(data_dir: str | Path, size: int = 256, *, head_gate: bool = True) -> LabelledSet:
-    """Decode every labelled image (bad files are skipped and counted, not fatal).
+def load_labelled(
+    data_dir: str | Path, size: int = 256, *, head_gate: bool = True, framing: str = "letterbox"
+) -> LabelledSet:
+    """Decode every labelled image (bad files are skipped and counted, not fatal), framed as a
+    model with this ``framing`` sees it (``preprocess.model_frame``).
 
     ``head_gate``: skip slices the out-of-scope gate rejects (``not_head``), as scoring does;
     training turns it off so the network also learns that slices without brain (the vertex cap,
     the neck under a head series) are not bleeds."""
     root = Path(data_dir)
-    images, labels, ids, files, shapes, groups, skipped = [], [], [], [], [], [], {}
+    images, labels, ids, files, shapes, groups, frames, skipped = [], [], [], [], [], [], [], {}
     for entry in list_entries(root):
         path, label = entry.path, entry.label
         try:
@@ -72,7 +76,9 @@ def load_labelled(data_dir: str | Path, size: int = 256, *, head_gate: bool = Tr
             skipped[str(path)] = exc.reason
             log.warning("skipping %s: %s", path.name, exc.reason)
             continue
-        images.append(np.round(resize_to_model(native, size) * 255).astype(np.uint8))
+        frame = model_frame(native, framing)
+        images.append(np.round(resize_to_model(native, size, frame) * 255).astype(np.uint8))
+        frames.append(frame)
         labels.append(label)
         ids.append(path.stem)
         files.append(path)
@@ -91,4 +97,5 @@ def load_labelled(data_dir: str | Path, size: int = 256, *, head_gate: bool = Tr
         masks,
         skipped,
         groups,
+        frames,
     )

@@ -22,7 +22,8 @@ A map is a Parametric Map rather than a Secondary Capture overlay: it keeps the 
 grid and frame of reference, so a viewer overlays it on the slice with the window and colours
 the reader picks, and software can read it back; a Secondary Capture would be a burned-in
 picture of one rendering, with no values and no geometry. The map is the stored Grad-CAM map
-with the letterbox undone (``source_grid``), float32, one frame per key slice.
+with the model's framing undone (``source_grid``: the letterbox, or the square around the head the
+model saw), float32, one frame per key slice.
 
 Patient and study attributes are copied from the first source by highdicom (its Patient,
 General Study and Patient Study modules) and nothing else is: no series or equipment
@@ -43,7 +44,7 @@ import pydicom
 from pydicom.sr.codedict import codes
 from pydicom.uid import generate_uid
 
-from hybrid_model.preprocess import letterbox_geometry
+from hybrid_model.preprocess import Frame
 
 # pydicom's root for generated UIDs (registered to pydicom for exactly this): a site with an
 # organisation root of its own passes it instead.
@@ -185,13 +186,24 @@ def series_report(
 GRADCAM = hd.sr.CodedConcept("GRADCAM", "99HEMOSCAN", "Grad-CAM class activation")
 
 
-def source_grid(cam: np.ndarray, native_shape: tuple[int, int]) -> np.ndarray:
-    """A Grad-CAM map of the model's (letterboxed, square) input on the source image's own
-    rows and columns: enlarged bilinearly to the letterbox square, its padding cut off."""
+def source_grid(
+    cam: np.ndarray, native_shape: tuple[int, int], frame: Frame | None = None
+) -> np.ndarray:
+    """A Grad-CAM map of the model's square input on the source image's own rows and columns:
+    enlarged bilinearly to ``frame``'s square of native pixels (default: the letterbox of the
+    whole image), placed where that square lies, 0 where it does not reach (a head frame ends
+    around the head); its padding cut off."""
     height, width = int(native_shape[0]), int(native_shape[1])
-    side, top, left = letterbox_geometry((height, width))
+    if frame is None:
+        frame = Frame.letterbox((height, width))
+    side = frame.side
     full = cv2.resize(np.asarray(cam, np.float32), (side, side), interpolation=cv2.INTER_LINEAR)
-    return np.clip(full[top : top + height, left : left + width], 0.0, 1.0)
+    out = np.zeros((height, width), np.float32)
+    r0, c0 = max(frame.top, 0), max(frame.left, 0)
+    r1, c1 = min(frame.top + side, height), min(frame.left + side, width)
+    if r1 > r0 and c1 > c0:
+        out[r0:r1, c0:c1] = full[r0 - frame.top : r1 - frame.top, c0 - frame.left : c1 - frame.left]
+    return np.clip(out, 0.0, 1.0)
 
 
 def heatmap_map(
@@ -202,10 +214,12 @@ def heatmap_map(
     entropy: Sequence[str],
     uid_root: str = DEFAULT_UID_ROOT,
     instance_number: int = 1,
+    frame: Frame | None = None,
 ) -> pydicom.Dataset:
     """The Parametric Map of one slice's Grad-CAM map ``cam`` (any size: the model input's
-    square) over ``source`` (the slice's header): same rows, columns and geometry."""
-    pixels = source_grid(cam, (int(source.Rows), int(source.Columns)))
+    square, covering ``frame`` of the slice) over ``source`` (the slice's header): same rows,
+    columns and geometry."""
+    pixels = source_grid(cam, (int(source.Rows), int(source.Columns)), frame)
     mapping = hd.pm.RealWorldValueMapping(
         lut_label="GRADCAM",
         lut_explanation="Grad-CAM class activation for intracranial hemorrhage, 0 to 1",

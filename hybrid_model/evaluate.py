@@ -213,7 +213,7 @@ def evaluate(
     from hybrid_model.render import peak
 
     loaded = load_model(model_path or DEMO_MODEL_PATH)
-    data = load_labelled(data_dir, loaded.input_size)
+    data = load_labelled(data_dir, loaded.input_size, framing=loaded.framing)
     cam = GradCam(loaded.model, model_batch=batch_size)
     threshold = loaded.threshold
     probs = np.zeros(len(data.labels), np.float32)
@@ -227,7 +227,9 @@ def evaluate(
             if data.labels[i] == 1 and batch_probs[j] >= threshold and mask_path is not None:
                 slices += 1
                 mask = cv2.imread(str(mask_path), cv2.IMREAD_GRAYSCALE)
-                hits += pointing_hit(mask, peak(maps[j], data.native_shapes[i]), tolerance_px)
+                hits += pointing_hit(
+                    mask, peak(maps[j], data.native_shapes[i], data.frames[i]), tolerance_px
+                )
     metrics = classification_metrics(data.labels, probs, threshold=threshold)
     metrics.update(breakdown(Path(data_dir), data.ids, data.labels, probs >= threshold))
     metrics.update(strata(Path(data_dir), data.ids, data.labels, probs, threshold))

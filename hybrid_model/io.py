@@ -54,6 +54,12 @@ class LoadedModel:
         return int(self.metadata.get("input_size") or self.model.input_shape[1])
 
     @property
+    def framing(self) -> str:
+        """What of a slice the network sees (``preprocess.model_frame``); letterbox before
+        the key existed."""
+        return str(self.metadata.get("framing") or "letterbox")
+
+    @property
     def note(self) -> str:
         """One line saying what the weights are; shown next to every score."""
         return model_note(self.metadata)

@@ -38,7 +38,7 @@ def rethreshold(
     from hybrid_model.metrics import classification_metrics, render_metrics
 
     loaded = load_model(model_path)
-    data = load_labelled(data_dir, loaded.input_size)
+    data = load_labelled(data_dir, loaded.input_size, framing=loaded.framing)
     if len(set(data.labels.tolist())) < 2:
         from hybrid_model.data import DatasetError
 

@@ -10,7 +10,14 @@ import numpy as np
 
 from hybrid_model.errors import ImageError, UnreadableImage
 from hybrid_model.layouts import IMAGE_SUFFIXES
-from hybrid_model.preprocess import DEFAULT_MAX_BYTES, decode_native, resize_to_model, sniff
+from hybrid_model.preprocess import (
+    DEFAULT_MAX_BYTES,
+    Frame,
+    decode_native,
+    model_frame,
+    resize_to_model,
+    sniff,
+)
 
 HEAD_BYTES = 4096  # sniff needs the first 132 bytes; reading a page costs the same
 
@@ -46,8 +53,11 @@ def expand_paths(paths: Iterable[str | Path]) -> list[Path]:
     return out
 
 
-def _load(path: Path, size: int, head_gate: bool = True) -> tuple[np.ndarray, tuple[int, int]]:
-    """(model input, native height x width) of one file; every failure is an ``ImageError``.
+def _load(
+    path: Path, size: int, head_gate: bool = True, framing: str = "letterbox"
+) -> tuple[np.ndarray, tuple[int, int], Frame]:
+    """(model input, native height x width, what the model sees of it) of one file; every
+    failure is an ``ImageError``.
 
     The read stops one byte past the size limit, so a huge file (or /dev/zero) is refused
     as too_large by ``decode_native`` instead of being read whole.
@@ -61,7 +71,9 @@ def _load(path: Path, size: int, head_gate: bool = True) -> tuple[np.ndarray, tu
                 f"{path.name}: decoded pixels are not finite (NaN or infinity); "
                 "check RescaleSlope / RescaleIntercept"
             )
-        return resize_to_model(native, size), (int(native.shape[0]), int(native.shape[1]))
+        frame = model_frame(native, framing)
+        shape = (int(native.shape[0]), int(native.shape[1]))
+        return resize_to_model(native, size, frame), shape, frame
     except ImageError:
         raise
     except OSError as exc:
@@ -113,16 +125,16 @@ def predict_paths(
     for start in range(0, len(files), batch_size):
         chunk = files[start : start + batch_size]
         results: list[dict[str, Any]] = []
-        good: list[tuple[int, np.ndarray, tuple[int, int]]] = []
+        good: list[tuple[int, np.ndarray, tuple[int, int], Frame]] = []
         for i, path in enumerate(chunk):
             results.append({"image": str(path)})
             try:
-                good.append((i, *_load(path, size, head_gate)))
+                good.append((i, *_load(path, size, head_gate, loaded.framing)))
             except ImageError as exc:
                 results[i].update(error=exc.reason, message=str(exc))
         if good:
             probs, maps = cam(np.stack([g[1] for g in good]))
-            for (i, image, shape), prob, cam_map in zip(good, probs, maps, strict=True):
+            for (i, image, shape, frame), prob, cam_map in zip(good, probs, maps, strict=True):
                 entry = results[i]
                 entry.update(
                     probability=round(float(prob), 6),
@@ -130,7 +142,7 @@ def predict_paths(
                     threshold=round(cut, 6),
                     heatmap=None,
                     raw_heatmap=None,
-                    peak=_as_list(peak(cam_map, shape)),
+                    peak=_as_list(peak(cam_map, shape, frame)),
                 )
                 if out_dir:
                     stem = _unique_stem(chunk[i], used)

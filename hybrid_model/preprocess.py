@@ -153,12 +153,14 @@ class Placement:
 @dataclass(frozen=True)
 class Decoded:
     """A decoded slice: float32 HxWx3 in [0, 1] (model size when resized), its native shape,
-    flags (empty for a normal slice; see the module docstring) and where it lies."""
+    flags (empty for a normal slice; see the module docstring), where it lies and, when
+    resized, the square of the native image the pixels show (``Frame``)."""
 
     pixels: np.ndarray
     native_shape: tuple[int, int]
     flags: tuple[str, ...] = ()
     placement: Placement = Placement()
+    frame: Frame | None = None
 
 
 def _stretch(values: np.ndarray) -> np.ndarray:
@@ -240,10 +242,25 @@ def _check_size(data: bytes, name: str, options: DecodeOptions) -> None:
         )
 
 
+def _to_model(
+    native: np.ndarray, size: int | None, framing: str
+) -> tuple[np.ndarray, Frame | None]:
+    if size is None:
+        return native, None
+    frame = model_frame(native, framing)
+    return resize_to_model(native, size, frame), frame
+
+
 def decode_image(
-    data: bytes, name: str, *, size: int | None = 256, options: DecodeOptions = DecodeOptions()
+    data: bytes,
+    name: str,
+    *,
+    size: int | None = 256,
+    options: DecodeOptions = DecodeOptions(),
+    framing: str = "letterbox",
 ) -> Decoded:
-    """Decode one image; ``size`` None keeps the native resolution, else ``resize_to_model``.
+    """Decode one image; ``size`` None keeps the native resolution, else ``resize_to_model`` of
+    the model's ``framing`` (``model_frame``).
 
     Raises an ``ImageError`` subclass (its ``reason`` is the failure code) for bad input.
     """
@@ -256,11 +273,13 @@ def decode_image(
         raise UnreadableImage(
             f"{name}: decoding failed on this file ({type(exc).__name__})"
         ) from exc
-    pixels = native if size is None else resize_to_model(native, size)
-    return Decoded(pixels, (int(native.shape[0]), int(native.shape[1])), flags, placement)
+    pixels, frame = _to_model(native, size, framing)
+    return Decoded(pixels, (int(native.shape[0]), int(native.shape[1])), flags, placement, frame)
 
 
-def _decode_volume(data: bytes, name: str, size: int | None, options: DecodeOptions):
+def _decode_volume(
+    data: bytes, name: str, size: int | None, options: DecodeOptions, framing: str
+) -> list[Decoded]:
     """The axial slices of a NIfTI volume (``hybrid_model.nifti``), inferior first. The head
     gate judges the volume as a whole: it is head CT when one of its slices is (the neck and
     the vertex of a head volume are scored with it: a series is read whole)."""
@@ -276,14 +295,20 @@ def _decode_volume(data: bytes, name: str, size: int | None, options: DecodeOpti
     out = []
     for v in slices:
         native = hu_to_channels(v.hu)
-        pixels = native if size is None else resize_to_model(native, size)
+        pixels, frame = _to_model(native, size, framing)
         placement = Placement(index=v.index, z_mm=v.z_mm, instance=v.index + 1, volume=True)
-        out.append(Decoded(pixels, (int(native.shape[0]), int(native.shape[1])), (), placement))
+        shape = (int(native.shape[0]), int(native.shape[1]))
+        out.append(Decoded(pixels, shape, (), placement, frame))
     return out
 
 
 def decode_object(
-    data: bytes, name: str, *, size: int | None = 256, options: DecodeOptions = DecodeOptions()
+    data: bytes,
+    name: str,
+    *,
+    size: int | None = 256,
+    options: DecodeOptions = DecodeOptions(),
+    framing: str = "letterbox",
 ) -> list[Decoded]:
     """Every image of one object: one for a DICOM, PNG or JPEG slice; a NIfTI volume's axial
     slices, inferior to superior. Raises an ``ImageError`` subclass for bad input (a volume
@@ -291,10 +316,10 @@ def decode_object(
     from hybrid_model.nifti import is_nifti
 
     if not is_nifti(data, name):
-        return [decode_image(data, name, size=size, options=options)]
+        return [decode_image(data, name, size=size, options=options, framing=framing)]
     _check_size(data, name, options)
     try:
-        return _decode_volume(data, name, size, options)
+        return _decode_volume(data, name, size, options, framing)
     except (ImageError, MemoryError):
         raise
     except Exception as exc:  # as decode_image: only the type, values may be PHI
@@ -329,23 +354,101 @@ def letterbox_geometry(native_shape: tuple[int, int]) -> tuple[int, int, int]:
     return side, (side - height) // 2, (side - width) // 2
 
 
-def resize_to_model(img: np.ndarray, size: int = 256) -> np.ndarray:
-    """Letterbox to a square (centred, padded with 0 = black in every window), then resize.
+FRAMINGS = ("letterbox", "head")
+HEAD_MARGIN = 1.1  # the head frame's side: this x the head's long side
+MAX_HEAD_ZOOM = 2.0  # and at least the image's long side / this (a vertex cap is not blown up)
+_FRAME_SIDE = 128  # the head is found on the image shrunk to this long side
+_BODY_STEP = 0.05  # body: the soft-tissue window this far above the image's darkest value
+
+
+@dataclass(frozen=True)
+class Frame:
+    """The square of a native image that the model sees: its top-left corner in native pixels
+    (negative or past the edge where the square runs off the image: padded with 0, black in
+    every window) and its side. Native pixel centre (r, c) lies at model pixel
+    ((r - top + 0.5) x size / side - 0.5, likewise for c)."""
+
+    top: int
+    left: int
+    side: int
+
+    @classmethod
+    def letterbox(cls, native_shape: tuple[int, int]) -> Frame:
+        """The whole image, centred in the square of its long side (``letterbox_geometry``)."""
+        side, top, left = letterbox_geometry(native_shape)
+        return cls(-top, -left, side)
+
+
+def head_frame(native: np.ndarray) -> Frame:
+    """The square around the head: centred on the body's bounding box, side ``HEAD_MARGIN`` x
+    its long side, at least the image's long side / ``MAX_HEAD_ZOOM``. The body is the largest
+    component of the soft-tissue window (channel 2) above the image's darkest value, after an
+    opening that drops the thin table and head holder, so an HU slice and a windowed grey export
+    of it (air at the window's floor) find the same head. Without a body: ``Frame.letterbox``.
+
+    Why: a head fills 30 to 80 % of a 512 matrix's side; letterboxing the whole field of view
+    into the model's 256 pixels spends up to half of them on air, and a small bleed shrinks with
+    it (docs/experiments.md, "Head framing")."""
+    height, width = native.shape[:2]
+    soft = np.asarray(native[..., 2] if native.ndim == 3 else native, dtype=np.float32)
+    scale = max(height, width) / _FRAME_SIDE
+    if scale > 1.0:
+        size = (max(1, round(width / scale)), max(1, round(height / scale)))
+        soft = np.asarray(cv2.resize(soft, size, interpolation=cv2.INTER_AREA), np.float32)
+    else:
+        scale = 1.0
+    candidate = (soft > float(soft.min()) + _BODY_STEP).astype(np.uint8)
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
+    body = np.asarray(cv2.morphologyEx(candidate, cv2.MORPH_OPEN, kernel), np.uint8)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(body, connectivity=8)
+    if count <= 1:
+        return Frame.letterbox((height, width))
+    largest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    x, y, w, h = (int(v) for v in stats[largest, :4])
+    centre_r, centre_c = (y + h / 2.0) * scale, (x + w / 2.0) * scale
+    long_side = max(h, w) * scale
+    side = int(np.ceil(max(HEAD_MARGIN * long_side, max(height, width) / MAX_HEAD_ZOOM)))
+    side = max(1, min(side, max(height, width)))
+    return Frame(int(round(centre_r - side / 2.0)), int(round(centre_c - side / 2.0)), side)
+
+
+def model_frame(native: np.ndarray, framing: str = "letterbox") -> Frame:
+    """The frame a model with this ``framing`` (its metadata's ``framing``) sees of ``native``."""
+    if framing == "head":
+        return head_frame(native)
+    if framing != "letterbox":
+        raise ValueError(f"framing must be one of {', '.join(FRAMINGS)}, not {framing!r}")
+    return Frame.letterbox((int(native.shape[0]), int(native.shape[1])))
+
+
+def _crop(img: np.ndarray, frame: Frame) -> np.ndarray:
+    """The frame's square of ``img``, 0 where it runs off the image."""
+    height, width = img.shape[:2]
+    if frame.top == 0 and frame.left == 0 and frame.side == height == width:
+        return np.asarray(img, dtype=np.float32)
+    square = np.zeros((frame.side, frame.side) + img.shape[2:], dtype=np.float32)
+    r0, c0 = max(frame.top, 0), max(frame.left, 0)
+    r1, c1 = min(frame.top + frame.side, height), min(frame.left + frame.side, width)
+    if r1 > r0 and c1 > c0:
+        square[r0 - frame.top : r1 - frame.top, c0 - frame.left : c1 - frame.left] = img[
+            r0:r1, c0:c1
+        ]
+    return square
+
+
+def resize_to_model(img: np.ndarray, size: int = 256, frame: Frame | None = None) -> np.ndarray:
+    """The ``frame`` of the image (default ``Frame.letterbox``: the whole image centred in a
+    square, padded with 0 = black in every window), resized to ``size``.
 
     Aspect ratio is kept so anatomy is not stretched; ``peak`` in render.py undoes exactly this
-    geometry (``letterbox_geometry``). Shrinking uses INTER_AREA (no aliasing), enlarging
-    INTER_LINEAR.
+    geometry. Shrinking uses INTER_AREA (no aliasing), enlarging INTER_LINEAR.
     """
-    height, width = img.shape[:2]
-    side, top, left = letterbox_geometry((height, width))
-    if side != height or side != width:
-        square = np.zeros((side, side) + img.shape[2:], dtype=np.float32)
-        square[top : top + height, left : left + width] = img
-    else:
-        square = np.asarray(img, dtype=np.float32)
-    if side == size:
+    if frame is None:
+        frame = Frame.letterbox((int(img.shape[0]), int(img.shape[1])))
+    square = _crop(img, frame)
+    if frame.side == size:
         return np.ascontiguousarray(square, dtype=np.float32)
-    interp = cv2.INTER_AREA if side > size else cv2.INTER_LINEAR
+    interp = cv2.INTER_AREA if frame.side > size else cv2.INTER_LINEAR
     out = cv2.resize(square, (size, size), interpolation=interp)
     if out.ndim == 2 and square.ndim == 3:
         out = out[:, :, None]
@@ -368,8 +471,10 @@ def decode(
 
 __all__ = [
     "WINDOWS",
+    "FRAMINGS",
     "DecodeOptions",
     "Decoded",
+    "Frame",
     "ImageError",
     "Placement",
     "decode",
@@ -379,7 +484,9 @@ __all__ = [
     "dicom_scope",
     "hu_to_channels",
     "is_dicom",
+    "head_frame",
     "letterbox_geometry",
+    "model_frame",
     "resize_to_model",
     "sniff",
     "window",

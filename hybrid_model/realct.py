@@ -54,6 +54,7 @@ def check(model_path: str | Path | None = None) -> list[dict[str, Any]]:
         DEFAULT_MAX_PIXELS,
         dicom_scope,
         hu_to_channels,
+        model_frame,
         resize_to_model,
     )
     from hybrid_model.render import peak
@@ -73,9 +74,11 @@ def check(model_path: str | Path | None = None) -> list[dict[str, Any]]:
         scope = dicom_scope(dicom)
         row["gate"] = "head" if scope is None or scope.head else "not_head"
         hu = dicom.hu
-        pixels = resize_to_model(hu_to_channels(hu), loaded.input_size)
+        channels = hu_to_channels(hu)
+        frame = model_frame(channels, loaded.framing)
+        pixels = resize_to_model(channels, loaded.input_size, frame)
         probs, maps = cam(pixels[None])
-        point = peak(maps[0], hu.shape[:2])
+        point = peak(maps[0], hu.shape[:2], frame)
         row["probability"] = round(float(probs[0]), 4)
         row["threshold"] = round(loaded.threshold, 4)
         row["flagged"] = bool(probs[0] >= loaded.threshold)

@@ -409,14 +409,17 @@ def subset(data: SeriesSet, idx: np.ndarray) -> SeriesSet:
     )
 
 
-def load_series_set(data_dir: str | Path, slice_model, batch_size: int = 32) -> SeriesSet:
-    """Decode a labelled folder (every slice, no out-of-scope gate: a series is read whole)
-    and build its series from the slice network's outputs."""
+def load_series_set(
+    data_dir: str | Path, slice_model, batch_size: int = 32, framing: str = "letterbox"
+) -> SeriesSet:
+    """Decode a labelled folder (every slice, no out-of-scope gate: a series is read whole),
+    framed as the slice network sees it (its metadata's ``framing``), and build its series from
+    the slice network's outputs."""
     from hybrid_model.data import DatasetError, load_labelled
 
     root = Path(data_dir)
     size = int(slice_model.input_shape[1])
-    data = load_labelled(root, size, head_gate=False)
+    data = load_labelled(root, size, head_gate=False, framing=framing)
     order = series_order(root, data.ids, data.files)
     if not order:
         raise DatasetError(f"{root}: no series found (slices.csv, or DICOM series headers)")
@@ -466,7 +469,7 @@ def train_series(
 
     started = time.time()
     loaded = load_model(slice_model_path or DEMO_MODEL_PATH)
-    data = load_series_set(data_dir, loaded.model)
+    data = load_series_set(data_dir, loaded.model, framing=loaded.framing)
     labels = data.series_labels
     train_idx, val_idx = split_series(len(labels), val_split, seed, labels)
     train, val = subset(data, train_idx), subset(data, val_idx)
@@ -518,7 +521,7 @@ def evaluate_series(
         raise ModelLoadError(f"{series_model_path} is not a series-stage model")
     if stage.metadata.get("slice_model_version") != loaded.metadata.get("version"):
         log.warning("the series stage was trained on another slice network's outputs")
-    data = load_series_set(data_dir, loaded.model)
+    data = load_series_set(data_dir, loaded.model, framing=loaded.framing)
     figures = compare(stage.model, data, float(stage.metadata["threshold"]))
     if show:
         print_comparison(figures, f"{Path(data_dir).name} ({len(data.names)} series)")

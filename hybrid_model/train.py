@@ -131,7 +131,10 @@ def _load_masks(data, size: int) -> np.ndarray:
         native = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
         if native is None or native.shape[:2] != tuple(data.native_shapes[i]):
             continue
-        masks[i] = np.round(resize_to_model(native.astype(np.float32), size)).astype(np.uint8)
+        frame = data.frames[i] if data.frames else None
+        masks[i] = np.round(resize_to_model(native.astype(np.float32), size, frame)).astype(
+            np.uint8
+        )
     return masks
 
 
@@ -299,6 +302,7 @@ def train(
     context_blocks: int = 0,
     pointing_weight: float = 1.0,
     pointing_floor: float | None = None,
+    framing: str = "letterbox",
 ) -> dict[str, Any]:
     """Train, save the best model to ``out_path`` with metadata, return the validation metrics.
 
@@ -340,7 +344,7 @@ def train(
         row_steps=row_steps,
         context_blocks=context_blocks,
     )
-    data = load_labelled(data_dir, size, head_gate=False)
+    data = load_labelled(data_dir, size, head_gate=False, framing=framing)
     if len(np.unique(data.labels)) < 2:
         raise DatasetError(f"{data_dir}: training needs both classes, found only one")
     train_idx, val_idx = split(data, val_split, seed)
@@ -429,6 +433,7 @@ def train(
     )
     metadata = {
         "input_size": size,
+        "framing": framing,
         "training_data": description,
         "phantom_trained": bool(phantom_trained),
         "clinically_valid": False,

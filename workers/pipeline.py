@@ -34,7 +34,7 @@ from hemoscan.privacy import scrub, shown_key
 from hemoscan.settings import HeatmapPolicy, Settings
 from hemoscan.storage import ObjectStore, ObjectTooLarge, needs_locator, read_source
 from hybrid_model.errors import ImageError
-from hybrid_model.preprocess import DecodeOptions, Placement, decode_object
+from hybrid_model.preprocess import DecodeOptions, Frame, Placement, decode_object
 from hybrid_model.render import maps_npz, overlay_png
 from schema import results, series
 from schema.rules import WritePlan
@@ -76,6 +76,7 @@ class Item:
     locator: str | None = None  # a DICOMweb instance's sealed UIDs (hemoscan.dicomweb)
     images: list[np.ndarray | None] = field(default_factory=list)
     placements: list[Placement] = field(default_factory=list)
+    frames: list[Frame | None] = field(default_factory=list)  # what the model saw of each
     flags: tuple[str, ...] = ()
     reason: str | None = None
     message: str | None = None
@@ -182,9 +183,12 @@ def _load(rt: Runtime, store: ObjectStore, item: Item, options: DecodeOptions) -
     with rt.cpu_slots:  # the wait for a slot (no CPU) counts in neither stage's wall time
         began = time.perf_counter()
         try:
-            decoded = decode_object(data, item.shown, size=rt.input_size, options=options)
+            decoded = decode_object(
+                data, item.shown, size=rt.input_size, options=options, framing=rt.framing
+            )
             item.images = [d.pixels for d in decoded]
             item.placements = [d.placement for d in decoded]
+            item.frames = [d.frame for d in decoded]
             item.flags = tuple(dict.fromkeys(f for d in decoded for f in d.flags))
             del decoded
         except ImageError as exc:
@@ -246,7 +250,8 @@ def _write_pack(
     """Put the maps of ``packed`` as one ``.npz`` (row i: ``packed[i]``); returns its URI."""
     entries = [(s.item.key, s.item.placements[s.index].index) for s in packed]
     with timed_stage(watch, "pack"):
-        data = maps_npz(np.stack(maps), (rt.input_size, rt.input_size))
+        frames = [s.item.frames[s.index] for s in packed]
+        data = maps_npz(np.stack(maps), (rt.input_size, rt.input_size), frames)
     with timed_stage(watch, "pack_put"):
         return rt.output.put(pack_key(job_id, entries), data, "application/octet-stream")
 

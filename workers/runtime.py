@@ -141,6 +141,11 @@ class Runtime:
         return int(self.loaded.input_size)
 
     @property
+    def framing(self) -> str:
+        """What of a slice the model sees (its metadata's ``framing``)."""
+        return self.loaded.framing
+
+    @property
     def pseudonym_secret(self) -> bytes:
         """The keyed pseudonyms' secret (checked when the runtime is built)."""
         if self._secret is None:

@@ -252,6 +252,16 @@ def register(subparsers) -> None:
         "epochs whose maps still point; the start is kept when none does)",
     )
     p.add_argument(
+        "--framing",
+        choices=("letterbox", "head"),
+        default="letterbox",
+        help="what of each slice the network sees: letterbox, the whole image in a square; "
+        "head, a square around the head (1.1 x its long side, zoom at most 2x), so a small "
+        "bleed keeps more pixels. Stored in the model's metadata; scoring frames slices the "
+        "same way (default: letterbox; with --init, the initial model's framing is not "
+        "inherited)",
+    )
+    p.add_argument(
         "--grey-share",
         type=_share,
         default=0.0,
@@ -486,6 +496,7 @@ def _train(args) -> int:
             small_weight=args.small_weight,
             calibration=args.calibration,
             context_blocks=args.context_blocks,
+            framing=args.framing,
             pointing_weight=args.pointing_weight,
             pointing_floor=args.pointing_floor,
         )

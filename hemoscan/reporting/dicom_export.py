@@ -110,7 +110,7 @@ def write_series_reports(
         if not where.raw_map_uri:
             return None
         try:
-            return stored_map(settings, where.raw_map_uri, where.raw_map_index, fetched)[0]
+            return stored_map(settings, where.raw_map_uri, where.raw_map_index, fetched)
         except (StorageError, ValueError):
             return None
 
@@ -166,12 +166,18 @@ def write_series_reports(
         for position, (header, prediction_id) in enumerate(
             zip(headers, by_key.values(), strict=True), 1
         ):
-            cam = map_of(prediction_id, fetched)
-            if cam is None:
+            stored = map_of(prediction_id, fetched)
+            if stored is None:
                 done.maps_missing += 1
                 continue
             pm = heatmap_map(
-                header, cam, result, entropy=entropy, uid_root=uid_root, instance_number=position
+                header,
+                stored.cam,
+                result,
+                entropy=entropy,
+                uid_root=uid_root,
+                instance_number=position,
+                frame=stored.frame,
             )
             write(f"{series.series_key}.map{position}.dcm", pm)
             done.maps += 1

@@ -12,8 +12,8 @@ copy of the evidence.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -23,6 +23,9 @@ from hemoscan.settings import Settings
 from hemoscan.storage import needs_locator, open_object, open_store, read_source
 from schema.models import Job, Prediction, Scan
 from schema.results import locators
+
+if TYPE_CHECKING:
+    from hybrid_model.render import StoredMap
 
 
 class HeatmapUnavailable(HemoscanError):
@@ -73,9 +76,9 @@ def _prediction(session: Session, job: Job, key: str, slice_index: int | None, s
 
 def stored_map(
     settings: Settings, uri: str, row: int | None, fetched: dict[str, bytes] | None = None
-) -> tuple[np.ndarray, tuple[int, int]]:
-    """An image's stored map (float32) and the model input size it explains, from its
-    prediction's ``raw_map_uri`` and ``raw_map_index``; ``fetched`` (URI -> bytes) keeps the
+) -> StoredMap:
+    """An image's stored map (float32), the model input size it explains and the native square
+    it covers (``render.StoredMap``), from its prediction's ``raw_map_uri`` and ``raw_map_index``; ``fetched`` (URI -> bytes) keeps the
     objects read, for a caller that reads several rows of one pack. StorageError or
     ValueError when it cannot be read."""
     from hybrid_model.render import read_map
@@ -94,7 +97,7 @@ def render_heatmap(
 ) -> Rendered:
     """The overlay PNG of one scored image of ``job``, from its stored map and its source."""
     from hybrid_model.errors import ImageError
-    from hybrid_model.preprocess import decode_object
+    from hybrid_model.preprocess import decode_object, resize_to_model
     from hybrid_model.render import overlay_png
     from workers.pipeline import decode_options
 
@@ -108,7 +111,7 @@ def render_heatmap(
             "HEMOSCAN_HEATMAPS=none or positives); rescore with `hemoscan scan --rescore`"
         )
     try:
-        cam, input_size = stored_map(settings, map_uri, map_row)
+        stored = stored_map(settings, map_uri, map_row)
         source = open_store(job.source_uri, settings)
         secret, locator = b"", None
         if needs_locator(source):  # a DICOMweb source: through the scan's sealed locator
@@ -120,13 +123,16 @@ def render_heatmap(
     except ValueError as exc:
         raise HeatmapUnavailable(f"{shown}: the stored map is not readable: {exc}") from None
     try:
-        # Decoded at the scoring model's input size (stored with the map), as when it was scored.
-        decoded = decode_object(data, shown, size=input_size[0], options=decode_options(settings))
+        # At its native resolution: the image is framed below as the map was (stored with it).
+        decoded = decode_object(data, shown, size=None, options=decode_options(settings))
     except ImageError as exc:
         raise HeatmapUnavailable(
             f"{shown}: the source object no longer decodes ({exc.reason})"
         ) from None
-    image = next((d.pixels for d in decoded if d.placement.index == index), None)
-    if image is None:
+    native = next((d.pixels for d in decoded if d.placement.index == index), None)
+    if native is None:
         raise HeatmapUnavailable(f"{shown}: the source object has changed since it was scored")
-    return Rendered(overlay_png(image, cam), float(probability), bool(label), int(index), slices)
+    # The scoring model's input size and frame (a pack without frames: the letterbox).
+    image = resize_to_model(native, stored.input_size[0], stored.frame)
+    overlay = overlay_png(image, stored.cam)
+    return Rendered(overlay, float(probability), bool(label), int(index), slices)

@@ -256,6 +256,56 @@ def test_embedded_series_by_image_makes_each_unrelated_export_its_own_series(bas
     assert by_image == [("image", 1, "final")] * len(files) and studies == len(files)
 
 
+def test_a_head_framing_model_is_served_its_frames_and_they_travel_with_its_maps(
+    base_env, tmp_path
+):
+    """A model trained with ``--framing head`` sees each slice as a square around the head: the
+    worker frames the slices so, stores each map's frame in the pack, and `hemoscan heatmap`
+    draws the overlay again through that frame (the same overlay the worker wrote)."""
+    from sqlalchemy import text
+
+    from hybrid_model.preprocess import decode_native, head_frame
+    from tests.utils.archive import make_series, make_tiny_model
+
+    model = make_tiny_model(tmp_path / "head.keras", framing="head")
+    records = make_series(tmp_path / "src", 1, seed=78, size=128)
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    picked = [Path(r["file"]) for r in records][len(records) // 3 :: 4][:3]
+    for path in picked:
+        (archive / path.name).write_bytes(path.read_bytes())
+    env = {
+        **base_env,
+        "HEMOSCAN_MODEL_PATH": str(model),
+        "HEMOSCAN_HEAD_GATE": "false",
+        "HEMOSCAN_HEATMAPS": "all",
+    }
+    run_cli(["scan", str(archive), "--job", "hf"], env)
+    engine = create_engine(f"sqlite:///{tmp_path}/data/hemoscan.db")
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT s.object_key, p.overlay_uri, p.raw_map_uri, p.raw_map_index "
+                "FROM predictions p JOIN scans s ON s.id = p.scan_id"
+            )
+        ).all()
+    engine.dispose()
+    assert sorted(r[0] for r in rows) == sorted(p.name for p in picked)
+    zoomed = 0
+    for key, overlay_uri, map_uri, map_index in rows:
+        native = decode_native((archive / key).read_bytes(), key, head_gate=False)
+        expected = head_frame(native)
+        stored = read_map(Path(map_uri).read_bytes(), map_index)
+        assert stored.frame == expected
+        zoomed += expected.side < max(native.shape[:2])
+        out = tmp_path / f"{key}.png"
+        run_cli(["heatmap", "hf", key, "--out", str(out)], env)
+        again, written = cv2.imread(str(out)), cv2.imread(overlay_uri)
+        assert again is not None and written is not None and again.shape == written.shape
+        assert np.abs(again.astype(int) - written.astype(int)).max() <= 3
+    assert zoomed, "no slice was framed tighter than its letterbox: the test shows nothing"
+
+
 def test_heatmap_rendered_on_demand_matches_the_written_overlay(base_env, tmp_path):
     """`hemoscan heatmap` draws an image's overlay again from its stored map and its source
     (a DICOM slice, and one slice of a NIfTI volume, which needs --slice); it matches the
@@ -354,7 +404,7 @@ def test_heatmap_rendered_on_demand_matches_the_written_overlay(base_env, tmp_pa
             ),
             {"k": key, "i": index},
         ).one()
-        cam, size = read_map(Path(uri).read_bytes(), row)
+        cam, size, _ = read_map(Path(uri).read_bytes(), row)
         old = tmp_path / "old-style.map.npy"
         old.write_bytes(raw_map_npy(cv2.resize(cam, size[::-1], interpolation=cv2.INTER_LINEAR)))
         conn.execute(

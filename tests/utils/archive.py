@@ -37,8 +37,9 @@ def upload_archive(store: ObjectStore, files: list[Path], bad: bool = True) -> d
     return expected
 
 
-def make_tiny_model(path: Path, size: int = 64) -> Path:
-    """A small, untrained hybrid model (same architecture, fewer filters) for fast tests."""
+def make_tiny_model(path: Path, size: int = 64, framing: str = "letterbox") -> Path:
+    """A small, untrained hybrid model (same architecture, fewer filters) for fast tests;
+    ``framing`` is what of a slice it sees (``preprocess.model_frame``)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from hybrid_model.io import save_model
     from hybrid_model.network import build_model
@@ -47,7 +48,12 @@ def make_tiny_model(path: Path, size: int = 64) -> Path:
     save_model(
         model,
         path,
-        {"training_data": "untrained test model", "phantom_trained": True, "threshold": 0.5},
+        {
+            "training_data": "untrained test model",
+            "phantom_trained": True,
+            "threshold": 0.5,
+            "framing": framing,
+        },
     )
     return path
 

@@ -33,8 +33,8 @@ def test_a_pack_gives_each_image_its_own_map_and_the_input_size():
     maps = np.random.default_rng(1).random((5, 16, 16)).astype(np.float32)
     data = maps_npz(maps, (64, 64))
     for i in range(5):
-        cam, size = read_map(data, i)
-        assert size == (64, 64) and cam.dtype == np.float32
+        cam, size, frame = read_map(data, i)
+        assert size == (64, 64) and cam.dtype == np.float32 and frame is None
         np.testing.assert_allclose(cam, maps[i], atol=1e-3)
     # A reader needs nothing of ours: the pack is a plain .npz of float16 maps.
     with np.load(io.BytesIO(data)) as loaded:
@@ -44,7 +44,7 @@ def test_a_pack_gives_each_image_its_own_map_and_the_input_size():
 def test_a_one_image_map_still_reads_at_its_own_size():
     """Rows written before packs point at one image's .npy, at the model input's size."""
     cam = np.random.default_rng(2).random((32, 32)).astype(np.float32)
-    back, size = read_map(raw_map_npy(cam), None)
+    back, size, _ = read_map(raw_map_npy(cam), None)
     assert size == (32, 32)
     np.testing.assert_allclose(back, cam, atol=1e-3)
 
