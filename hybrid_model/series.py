@@ -31,6 +31,11 @@ log = logging.getLogger(__name__)
 
 REFERENCE_SPACING_MM = 5.0
 EXTRA_FEATURES = 3  # slice logit, spacing to the previous slice / 5 mm, 1 (marks a real step)
+# Series with fewer slices get max of slices at the slice threshold, not the stage: trained on
+# whole series (22 to 73 slices), its threshold flags no one-slice series and half of the
+# 8-slice windows of the held-out series, where max of slices finds 0.73 and 0.91 of them
+# (docs/experiments.md, "Short series", session 19).
+MIN_STAGE_SLICES = 13
 
 
 @dataclass
@@ -113,23 +118,37 @@ def sequence_features(embeddings: np.ndarray, logits: np.ndarray, z: np.ndarray)
 @dataclass(frozen=True)
 class SeriesVerdict:
     """A series' verdict: its probability, its slices' context-refined probabilities (in the
-    order given), the baseline (the largest slice probability alone) and how it was made."""
+    order given), the baseline (the largest slice probability alone), how it was made and the
+    threshold its probability and slice probabilities are read against."""
 
     probability: float
     slice_probabilities: np.ndarray
     max_slice_probability: float
     method: str  # "series_stage" | "max_of_slices"
+    threshold: float
 
 
 class SeriesStage:
     """The trained series stage at inference: slices of one series in z order -> verdict.
 
     ``stage`` None (no series model, or one trained on another slice network's outputs)
-    gives max-of-slices, labelled so in ``method``."""
+    gives max-of-slices, labelled so in ``method``. With a stage, ``threshold`` is the stage's
+    and a series of fewer than ``min_slices`` slices gets max of slices at ``slice_threshold``
+    (its verdict says so: ``SeriesVerdict.method`` and ``threshold``)."""
 
-    def __init__(self, stage: Any | None, threshold: float, version: str | None = None):
+    def __init__(
+        self,
+        stage: Any | None,
+        threshold: float,
+        version: str | None = None,
+        *,
+        slice_threshold: float | None = None,
+        min_slices: int = MIN_STAGE_SLICES,
+    ):
         self.stage = stage
         self.threshold = float(threshold)
+        self.slice_threshold = float(threshold if slice_threshold is None else slice_threshold)
+        self.min_slices = int(min_slices)
         self.version = version
         self._compiled: Any | None = None
 
@@ -163,21 +182,29 @@ class SeriesStage:
         logits = [np.asarray(lg, np.float64) for _, lg, _ in series]
         slices = [sigmoid(lg) for lg in logits]
         baselines = [float(p.max()) if len(p) else 0.0 for p in slices]
-        if self.stage is None or not series:
-            return [
-                SeriesVerdict(b, p, b, self.method) for b, p in zip(baselines, slices, strict=True)
-            ]
-        steps = [sequence_features(np.asarray(e, np.float32), lg, z) for e, lg, z in series]
-        longest = max(1, max(len(f) for f in steps))
-        batch = np.zeros((len(steps), longest, steps[0].shape[1]), np.float32)
-        for i, f in enumerate(steps):
-            batch[i, : len(f)] = f
+        out = [
+            SeriesVerdict(b, p, b, "max_of_slices", self.slice_threshold)
+            for b, p in zip(baselines, slices, strict=True)
+        ]
+        if self.stage is None:
+            return out
+        staged = [i for i, lg in enumerate(logits) if len(lg) >= self.min_slices]
+        if not staged:
+            return out
+        steps = {
+            i: sequence_features(np.asarray(series[i][0], np.float32), logits[i], series[i][2])
+            for i in staged
+        }
+        longest = max(len(f) for f in steps.values())
+        width = next(iter(steps.values())).shape[1]
+        batch = np.zeros((len(staged), longest, width), np.float32)
+        for row, i in enumerate(staged):
+            batch[row, : len(steps[i])] = steps[i]
         refined = self._refine(batch)[..., 0].astype(np.float64)
-        out = []
-        for i, f in enumerate(steps):
-            probs = sigmoid(refined[i, : len(f)])
-            top = float(probs.max()) if len(probs) else 0.0
-            out.append(SeriesVerdict(top, probs, baselines[i], self.method))
+        for row, i in enumerate(staged):
+            probs = sigmoid(refined[row, : len(steps[i])])
+            top = float(probs.max())
+            out[i] = SeriesVerdict(top, probs, baselines[i], "series_stage", self.threshold)
         return out
 
 
@@ -203,7 +230,12 @@ def load_stage(path: str | Path | None, slice_metadata: dict[str, Any], slice_th
             slice_metadata.get("version"),
         )
         return SeriesStage(None, slice_threshold)
-    return SeriesStage(load_model(path).model, float(meta["threshold"]), meta.get("version"))
+    return SeriesStage(
+        load_model(path).model,
+        float(meta["threshold"]),
+        meta.get("version"),
+        slice_threshold=slice_threshold,
+    )
 
 
 def build_series_set(

@@ -83,15 +83,15 @@ def verdicts_of(
         rows = usable[sid]
         probs = verdict.slice_probabilities
         top = np.argsort(-probs, kind="stable")[:KEY_SLICES]
-        positive = probs >= stage.threshold
+        positive = probs >= verdict.threshold
         ranged = [rows[i] for i in (np.flatnonzero(positive) if positive.any() else top)]
         zs = [r.z_mm for r in ranged if r.z_mm is not None]
         out.append(
             Verdict(
                 series_id=sid,
                 probability=float(np.clip(verdict.probability, 0.0, 1.0)),
-                label=bool(verdict.probability >= stage.threshold),
-                threshold=stage.threshold,
+                label=bool(verdict.probability >= verdict.threshold),
+                threshold=verdict.threshold,
                 max_slice_probability=verdict.max_slice_probability,
                 method=verdict.method,
                 model_version=model_version,

@@ -27,7 +27,7 @@ def stage():
 def test_a_padded_batch_gives_each_series_its_own_verdict(stage):
     rng = np.random.default_rng(0)
     many = [_series(rng, n) for n in (3, 9, 1)]
-    runner = SeriesStage(stage, threshold=0.5)
+    runner = SeriesStage(stage, threshold=0.5, min_slices=1)
     together = runner(many)
     for one, verdict in zip(many, together, strict=True):
         (alone,) = runner([one])
@@ -43,7 +43,7 @@ def test_the_compiled_call_gives_the_models_own_outputs_and_is_traced_once(stage
     the same refined probabilities as the Keras model called directly, for batches of any
     number of series and steps, with one trace."""
     rng = np.random.default_rng(3)
-    runner = SeriesStage(stage, threshold=0.5)
+    runner = SeriesStage(stage, threshold=0.5, min_slices=1)
     for lengths in ((3, 9, 1), (40,), (2, 2, 2, 2, 17)):
         many = [_series(rng, n) for n in lengths]
         verdicts = runner(many)
@@ -54,6 +54,25 @@ def test_the_compiled_call_gives_the_models_own_outputs_and_is_traced_once(stage
                                        atol=1e-5)  # fmt: skip
     assert runner._compiled is not None
     assert runner._compiled.experimental_get_tracing_count() == 1
+
+
+def test_a_series_shorter_than_min_slices_gets_max_of_slices_at_the_slice_threshold(stage):
+    """The stage was trained on whole series: its threshold is not for one slice or a few (it
+    flagged no one-slice series of the held-out set). Those get max of slices at the slice
+    threshold, said in their verdict; the others the stage's verdict, as if alone."""
+    rng = np.random.default_rng(5)
+    many = [_series(rng, n) for n in (1, 4, 5, 12)]
+    verdicts = SeriesStage(stage, 0.98, slice_threshold=0.3, min_slices=5)(many)
+    staged = SeriesStage(stage, 0.98, min_slices=1)(many)
+    for (_, logits, _), v in zip(many[:2], verdicts[:2], strict=True):
+        assert v.method == "max_of_slices" and v.threshold == pytest.approx(0.3)
+        assert v.probability == pytest.approx(1 / (1 + np.exp(-logits.max())))
+        np.testing.assert_allclose(v.slice_probabilities, 1 / (1 + np.exp(-logits)))
+    for v, alone in zip(verdicts[2:], staged[2:], strict=True):
+        assert v.method == "series_stage" and v.threshold == pytest.approx(0.98)
+        np.testing.assert_allclose(v.slice_probabilities, alone.slice_probabilities, atol=1e-5)
+    # The stage itself gives the short series other probabilities: the rule is what changed.
+    assert not np.allclose(verdicts[0].slice_probabilities, staged[0].slice_probabilities)
 
 
 def test_without_a_stage_the_verdict_is_max_of_slices():
@@ -73,7 +92,8 @@ def test_load_stage_falls_back_when_the_stage_does_not_fit(stage, tmp_path):
     save_model(stage, path, {"kind": "series_stage", "slice_model_version": "aaa",
                              "threshold": 0.8, "phantom_trained": True})  # fmt: skip
     assert load_stage(path, {"version": "aaa"}, 0.3).method == "series_stage"
-    assert load_stage(path, {"version": "aaa"}, 0.3).threshold == pytest.approx(0.8)
+    fitting = load_stage(path, {"version": "aaa"}, 0.3)
+    assert fitting.threshold == pytest.approx(0.8) and fitting.slice_threshold == pytest.approx(0.3)
     other = load_stage(path, {"version": "bbb"}, 0.3)
     assert other.method == "max_of_slices" and other.threshold == pytest.approx(0.3)
     assert load_stage(tmp_path / "missing.keras", {"version": "aaa"}, 0.3).stage is None

@@ -67,6 +67,26 @@ def test_a_series_with_no_usable_slice_left_gets_an_empty_verdict():
     assert v.slice_count == 1 and not v.label and v.key_z_min is None
 
 
+def test_a_one_slice_series_is_read_against_the_slice_threshold_not_the_stages():
+    """With a series stage (threshold 0.98), an image that is its own series (`scan
+    --series-by image`) gets the verdict its slice has: max of slices at the slice threshold,
+    so a flagged image is a flagged series; a whole series keeps the stage's verdict."""
+    import keras
+
+    from hybrid_model.series import MIN_STAGE_SLICES, build_series_model
+
+    keras.utils.set_random_seed(2)
+    stage = SeriesStage(build_series_model(4 + 3, units=4), 0.98, slice_threshold=0.4)
+    whole = [_row(i, -1.0 + 0.1 * i, 5.0 * i) for i in range(MIN_STAGE_SLICES)]
+    one, normal = [_row(50, 1.0, None)], [_row(60, -1.0, None)]
+    verdicts = {v.series_id: v for v in verdicts_of(stage, "v", {1: one, 2: normal, 3: whole})}
+    assert verdicts[1].method == "max_of_slices" and verdicts[1].threshold == 0.4
+    assert verdicts[1].label and verdicts[1].positive_slices == 1
+    assert verdicts[2].method == "max_of_slices" and not verdicts[2].label
+    assert verdicts[3].method == "series_stage" and verdicts[3].threshold == 0.98
+    assert verdicts[3].label == (verdicts[3].probability >= 0.98)
+
+
 def test_a_manifest_series_groups_images_but_never_overrides_a_dicom_uid_or_a_volume():
     hint = "series-0123456789abcdef01234567"
     a = series_ref("p/1/x.png", Placement(), SECRET, hint)
