@@ -356,10 +356,9 @@ class DicomwebStore:
                         yield Located(key, seal_locator((st, se, sop), key, secret))
 
     # --- the workers: retrieval ----------------------------------------------------------
-    def get_located(
-        self, key: str, locator: str | None, secret: bytes, max_bytes: int | None = None
-    ) -> bytes:
-        """The instance's bytes as the server stores them (WADO-RS, ``transfer-syntax=*``)."""
+    @staticmethod
+    def _open(key: str, locator: str | None, secret: bytes) -> tuple[str, str, str]:
+        """The (study, series, instance) UIDs a scan row's sealed locator holds for ``key``."""
         if not locator:
             raise InvalidKey("no locator is recorded for this key (it was not listed by hemoscan)")
         try:
@@ -368,6 +367,13 @@ class DicomwebStore:
             raise ConfigurationError(
                 f"{exc}: the job was listed with another {ENV_PREFIX}PSEUDONYM_KEY"
             ) from None
+        return st, se, sop
+
+    def get_located(
+        self, key: str, locator: str | None, secret: bytes, max_bytes: int | None = None
+    ) -> bytes:
+        """The instance's bytes as the server stores them (WADO-RS, ``transfer-syntax=*``)."""
+        st, se, sop = self._open(key, locator, secret)
         what = self.uri(key)
         url = f"{self.root}/studies/{st}/series/{se}/instances/{sop}"
         response = self._get(url, what, headers={"Accept": _ACCEPT_INSTANCE}, stream=True)
@@ -403,6 +409,34 @@ class DicomwebStore:
         if max_bytes is not None and len(data) > max_bytes:
             raise ObjectTooLarge(what, len(data), max_bytes)
         return data
+
+    def header_located(self, key: str, locator: str | None, secret: bytes) -> Any:
+        """The instance's attributes without its pixels (WADO-RS ``/metadata``, DICOM JSON),
+        as a pydicom Dataset: what a result object copies from its source, at a fraction of
+        the instance's bytes. Bulk data the server refers to by URI (the pixels, large
+        private elements) is left out."""
+        import pydicom
+
+        st, se, sop = self._open(key, locator, secret)
+        what = self.uri(key)
+        url = f"{self.root}/studies/{st}/series/{se}/instances/{sop}/metadata"
+        response = self._get(url, what, headers={"Accept": "application/dicom+json"})
+        try:
+            items = response.json()
+        except ValueError:
+            raise StorageError(f"the WADO-RS metadata of {what} is not JSON") from None
+        finally:
+            response.close()
+        if not isinstance(items, list) or not items or not isinstance(items[0], dict):
+            raise ObjectMissing(what)
+        bulk = {tag for tag, element in items[0].items() if "BulkDataURI" in element}
+        found = {tag: element for tag, element in items[0].items() if tag not in bulk}
+        try:
+            return pydicom.Dataset.from_json(found)
+        except Exception as exc:  # a malformed element; only the type (values may be PHI)
+            raise StorageError(
+                f"unreadable WADO-RS metadata for {what} ({type(exc).__name__})"
+            ) from None
 
     # --- write-back ----------------------------------------------------------------------
     def store(self, datasets: Sequence[Any]) -> int:

@@ -17,13 +17,14 @@ import io
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy.orm import Session
 
 from hemoscan.errors import ConfigurationError, ObjectMissing, StorageError
 from hemoscan.reporting.heatmap import stored_map
 from hemoscan.settings import Settings
-from hemoscan.storage import needs_locator, open_store, read_source, write_atomic
+from hemoscan.storage import ObjectStore, needs_locator, open_store, read_source, write_atomic
 from schema.models import Job
 from schema.results import locators
 from schema.series import key_slice_locations, series_rows
@@ -57,6 +58,21 @@ def trained_on(settings: Settings, model_version: str | None) -> str:
     if meta.get("phantom_trained") or not meta.get("clinically_valid"):
         return "synthetic head-CT phantoms (not clinically valid)"
     return str(meta.get("training_data") or "data its metadata does not name")
+
+
+def source_header(store: ObjectStore, key: str, locator: str | None, secret: bytes) -> Any:
+    """A key slice's attributes without its pixels, all a result object copies from it: from
+    a DICOMweb source its WADO-RS metadata (the pixels never travel), from any other store
+    the object read up to its pixels."""
+    import pydicom
+
+    from hemoscan.dicomweb import DicomwebStore
+
+    if isinstance(store, DicomwebStore):
+        return store.header_located(key, locator, secret)
+    return pydicom.dcmread(
+        io.BytesIO(read_source(store, key, locator, secret)), stop_before_pixels=True
+    )
 
 
 def write_series_reports(
@@ -131,13 +147,7 @@ def write_series_reports(
         by_key = {locations[pid].object_key: pid for pid in slice_ids}
         located = locators(session, job.id, list(by_key)) if secret else {}
         try:
-            headers = [
-                pydicom.dcmread(
-                    io.BytesIO(read_source(source, k, located.get(k), secret)),
-                    stop_before_pixels=True,
-                )
-                for k in by_key
-            ]
+            headers = [source_header(source, k, located.get(k), secret) for k in by_key]
         except (StorageError, ObjectMissing):
             done.skip("a key slice is no longer in the source")
             continue

@@ -9,6 +9,7 @@ from __future__ import annotations
 import uuid
 
 import highdicom as hd
+import numpy as np
 import pydicom
 import pytest
 from sqlalchemy import create_engine, text
@@ -194,3 +195,42 @@ def test_a_selection_that_matches_nothing_says_so_and_does_not_wait(dist_env, or
     proc = run_cli(args, env, timeout=60)
     said = " ".join((proc.stdout + proc.stderr).split())
     assert "listed no objects" in said and "sent 0 of 0" in said
+
+
+def test_result_objects_read_their_sources_attributes_without_the_pixels(orthanc, tmp_path):
+    """`--write-back` and `hemoscan dicom-results` copy a key slice's patient, study and
+    geometry attributes into the SR and Parametric Map: from a DICOMweb source they come from
+    WADO-RS /metadata (the instance's pixels never travel), with the values the instance holds."""
+    from hemoscan.dicomweb import DicomwebStore
+    from hemoscan.privacy import seal_locator
+    from hemoscan.reporting.dicom_export import source_header
+
+    marker = f"hemoscan-test-{uuid.uuid4().hex[:10]}"
+    sent = stow_phantom_studies(orthanc, tmp_path / "src", 1, seed=57, marker=marker)
+    ds = sent[len(sent) // 2]
+    secret = b"a-test-pseudonym-key-of-32-bytes!"
+    settings = load_settings(
+        dicomweb_username=orthanc.user, dicomweb_password=orthanc.password, data_dir=tmp_path
+    )
+    store = open_store(f"dicomweb+{orthanc.dicomweb}", settings)
+    assert isinstance(store, DicomwebStore)
+    uids = (ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID)
+    key = instance_key(*uids, secret)
+    header = source_header(store, key, seal_locator(uids, key, secret), secret)
+    assert "PixelData" not in header
+    for keyword in ("PatientID", "PatientName", "StudyInstanceUID", "SeriesInstanceUID",
+                    "SOPInstanceUID", "SOPClassUID", "FrameOfReferenceUID", "Rows", "Columns",
+                    "PixelSpacing", "ImagePositionPatient", "ImageOrientationPatient",
+                    "SliceThickness", "StudyDate", "AccessionNumber"):  # fmt: skip
+        assert header.get(keyword) == ds.get(keyword), keyword
+    # What the write-back builds from it is what it builds from the whole instance.
+    from hybrid_model.dicom_results import SeriesResult, heatmap_map
+
+    result = SeriesResult(0.9, True, 0.5, "series_stage", "v", "phantoms", key_slices=(0,))
+    cam = np.zeros((16, 16), np.float32)
+    cam[5, 9] = 1.0
+    from_metadata = heatmap_map(header, cam, result, entropy=["j", "s"])
+    from_instance = heatmap_map(ds, cam, result, entropy=["j", "s"])
+    np.testing.assert_array_equal(from_metadata.pixel_array, from_instance.pixel_array)
+    assert from_metadata.SOPInstanceUID == from_instance.SOPInstanceUID
+    assert from_metadata.FrameOfReferenceUID == from_instance.FrameOfReferenceUID
