@@ -400,26 +400,46 @@ def fit_series_model(
     return model, history
 
 
-def compare(model, data: SeriesSet, threshold: float) -> dict[str, Any]:
+def compare(
+    model,
+    data: SeriesSet,
+    threshold: float,
+    slice_threshold: float | None = None,
+    min_slices: int = MIN_STAGE_SLICES,
+) -> dict[str, Any]:
     """Series and slice ROC AUC of max-of-slices (the slice network alone) and of the series
-    stage, side by side; the stage's sensitivity/specificity at ``threshold`` (a series
-    probability)."""
+    stage, side by side; sensitivity/specificity of the series verdicts at ``threshold`` (a
+    series probability). With ``slice_threshold``, as the pipeline gives them (``SeriesStage``):
+    a series of fewer than ``min_slices`` slices has its max of slices, read against
+    ``slice_threshold`` (how many: ``short_series``)."""
     from sklearn.metrics import roc_auc_score
-
-    from hybrid_model.evaluate import stratum
 
     out: dict[str, Any] = {"series": len(data.names),
                            "series_with_hemorrhage": int(data.series_labels.sum()),
                            "slices": int(data.mask.sum())}  # fmt: skip
+    short = np.zeros(len(data.names), bool)
+    if slice_threshold is not None:
+        short = data.mask.sum(axis=1) < min_slices
+        out["short_series"] = int(short.sum())
+    top_slices = sigmoid(series_logits(data.slice_logits, data.mask))
     for name, logits in (("max of slices", data.slice_logits),
                          ("series stage", refined_logits(model, data))):  # fmt: skip
-        series = stratum(data.series_labels, sigmoid(series_logits(logits, data.mask)), threshold)
+        probs = sigmoid(series_logits(logits, data.mask))
+        if name == "series stage":
+            probs = np.where(short, top_slices, probs)
+        labels = data.series_labels
+        both = bool(labels.any() and (labels == 0).any())
         out[name] = {
-            "series_roc_auc": series["roc_auc"],
+            "series_roc_auc": float(roc_auc_score(labels, probs)) if both else None,
             "slice_roc_auc": float(roc_auc_score(data.slice_labels[data.mask], logits[data.mask])),
         }
         if name == "series stage":
-            out[name].update(sensitivity=series["sensitivity"], specificity=series["specificity"])
+            flagged = np.where(short, probs >= (slice_threshold or 0.0), probs >= threshold)
+            pos, neg = labels == 1, labels == 0
+            out[name].update(
+                sensitivity=float(flagged[pos].mean()) if pos.any() else None,
+                specificity=float((~flagged[neg]).mean()) if neg.any() else None,
+            )
     return out
 
 
@@ -510,7 +530,7 @@ def train_series(
     calibration = _calibrate(model, val)
     top = sigmoid(series_logits(refined_logits(model, val), val.mask))
     threshold, _, _ = threshold_at_specificity(val.series_labels, top)
-    figures = compare(model, val, threshold)
+    figures = compare(model, val, threshold, loaded.threshold)
     phantom = is_phantom_folder(Path(data_dir), [])  # its PHANTOMS.txt or slices.csv
     metadata = {
         "kind": "series_stage",
@@ -554,7 +574,7 @@ def evaluate_series(
     if stage.metadata.get("slice_model_version") != loaded.metadata.get("version"):
         log.warning("the series stage was trained on another slice network's outputs")
     data = load_series_set(data_dir, loaded.model, framing=loaded.framing)
-    figures = compare(stage.model, data, float(stage.metadata["threshold"]))
+    figures = compare(stage.model, data, float(stage.metadata["threshold"]), loaded.threshold)
     if show:
         print_comparison(figures, f"{Path(data_dir).name} ({len(data.names)} series)")
         print(loaded.note)
@@ -578,6 +598,11 @@ def print_comparison(figures: dict[str, Any], title: str) -> None:
             row = figures[name]
             table.add_row(name, cell(row["series_roc_auc"]), cell(row["slice_roc_auc"]),
                           cell(row.get("sensitivity")), cell(row.get("specificity")))  # fmt: skip
+    if figures.get("short_series"):
+        table.caption = (
+            f"{figures['short_series']} series of fewer than {MIN_STAGE_SLICES} slices: their "
+            "verdict is max of slices at the slice threshold, as in a scan"
+        )
     Console().print(table)
 
 

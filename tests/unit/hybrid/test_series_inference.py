@@ -98,3 +98,30 @@ def test_load_stage_falls_back_when_the_stage_does_not_fit(stage, tmp_path):
     assert other.method == "max_of_slices" and other.threshold == pytest.approx(0.3)
     assert load_stage(tmp_path / "missing.keras", {"version": "aaa"}, 0.3).stage is None
     assert load_stage(None, {"version": "aaa"}, 0.3).stage is None
+
+
+def test_compare_reads_short_series_as_the_pipeline_does(stage):
+    """`evaluate-series` and `train-series` report the verdicts a scan would give: a series of
+    fewer than ``min_slices`` slices is its max of slices against the slice threshold."""
+    from hybrid_model.series import build_series_set, compare
+
+    rng = np.random.default_rng(7)
+    order, ids, labels, logits, emb = {}, [], [], [], []
+    for s, (n, positive) in enumerate([(1, True), (1, False), (2, True), (20, True), (20, False)]):
+        members = []
+        for k in range(n):
+            members.append((5.0 * k, len(ids)))
+            ids.append(f"s{s}_{k}")
+            labels.append(int(positive and k == 0))
+            logits.append(2.0 if positive and k == 0 else -2.0)
+            emb.append(rng.normal(size=DIM))
+        order[f"s{s}"] = members
+    data = build_series_set(order, ids, np.array(labels), np.array(logits, np.float32),
+                            np.array(emb, np.float32))  # fmt: skip
+    as_scanned = compare(stage, data, threshold=0.999, slice_threshold=0.5, min_slices=5)
+    stage_only = compare(stage, data, threshold=0.999)
+    assert as_scanned["short_series"] == 3 and "short_series" not in stage_only
+    # The three short series: flagged by their slices (2 of 2 positives, 0 of 1 normal).
+    short_sens = as_scanned["series stage"]["sensitivity"]
+    assert short_sens >= 2 / 3 and as_scanned["series stage"]["specificity"] == 1.0
+    assert stage_only["series stage"]["sensitivity"] <= 1 / 3  # nothing reaches 0.999 but noise
