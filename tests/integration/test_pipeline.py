@@ -132,8 +132,9 @@ def test_distributed_scan_with_two_workers_and_flower(dist_env, tmp_path):
         assert len({(p[4], p[5]) for p in preds}) == len(preds), "one pack row per image"
         for _, probability, overlay_uri, label, raw_uri, row in preds:
             assert 0.0 <= probability <= 1.0
-            raw, size = read_map(out_store.get(raw_uri.split("/", 3)[3]), row)
+            raw, size, frame = read_map(out_store.get(raw_uri.split("/", 3)[3]), row)
             assert raw.ndim == 2 and raw.shape[0] < size[0] and 0 <= raw.min()
+            assert frame is not None, "each map's frame travels with it"
             assert bool(overlay_uri) == label
             if overlay_uri:
                 key = overlay_uri.split("/", 3)[3]

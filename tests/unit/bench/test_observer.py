@@ -64,7 +64,9 @@ def runtime(tmp_path) -> Iterator[Any]:  # type: ignore[no-untyped-def]
         settings = load_settings(data_dir=tmp_path, database_url=url, heatmaps=heatmaps)
         return Runtime(
             settings=settings,
-            loaded=SimpleNamespace(threshold=0.5, metadata={"version": "t"}, input_size=SIZE),
+            loaded=SimpleNamespace(
+                threshold=0.5, metadata={"version": "t"}, input_size=SIZE, framing="letterbox"
+            ),
             gradcam=FakeGradCam(),
             sessions=session_factory(url),
             output=LocalStore(tmp_path / "heatmaps"),
