@@ -414,7 +414,8 @@ class DicomwebStore:
         """The instance's attributes without its pixels (WADO-RS ``/metadata``, DICOM JSON),
         as a pydicom Dataset: what a result object copies from its source, at a fraction of
         the instance's bytes. Bulk data the server refers to by URI (the pixels, large
-        private elements) is left out."""
+        private elements) is left out. An answer that is not DICOM JSON is a StorageError (the
+        server's), an element pydicom cannot read an InvalidDicomError (the slice's)."""
         import pydicom
 
         st, se, sop = self._open(key, locator, secret)
@@ -434,7 +435,7 @@ class DicomwebStore:
         try:
             return pydicom.Dataset.from_json(found)
         except Exception as exc:  # a malformed element; only the type (values may be PHI)
-            raise StorageError(
+            raise pydicom.errors.InvalidDicomError(
                 f"unreadable WADO-RS metadata for {what} ({type(exc).__name__})"
             ) from None
 

@@ -158,3 +158,58 @@ def test_a_token_goes_as_a_bearer_header_and_a_user_as_basic_auth():
     assert bearer.headers["Authorization"] == "Bearer t0ken" and bearer.auth is None
     basic = DicomwebStore(root, load_settings(dicomweb_username="u", dicomweb_password="p"))._http
     assert basic.auth == ("u", "p") and "Authorization" not in basic.headers
+
+
+class _Answer:
+    """What ``DicomwebStore._get`` returns, as far as ``header_located`` reads it."""
+
+    def __init__(self, body):  # type: ignore[no-untyped-def]
+        self._body = body
+
+    def json(self):  # type: ignore[no-untyped-def]
+        if isinstance(self._body, Exception):
+            raise self._body
+        return self._body
+
+    def close(self) -> None:
+        pass
+
+
+def test_metadata_keeps_the_attributes_drops_bulk_data_and_says_whose_fault_a_bad_answer_is(
+    monkeypatch,
+):
+    import pydicom
+
+    store = _store()
+    key = instance_key(*UIDS, KEY)
+    token = seal_locator(UIDS, key, KEY)
+    seen: list[str] = []
+
+    def answer(body):  # type: ignore[no-untyped-def]
+        def get(url, what, **kwargs):  # type: ignore[no-untyped-def]
+            seen.append(url)
+            assert kwargs["headers"]["Accept"] == "application/dicom+json"
+            return _Answer(body)
+
+        return get
+
+    item = {
+        "00100020": {"vr": "LO", "Value": ["PHANTOM-1"]},
+        "00280010": {"vr": "US", "Value": [64]},
+        "7FE00010": {"vr": "OW", "BulkDataURI": "http://pacs/bulk/1"},
+    }
+    monkeypatch.setattr(store, "_get", answer([item]))
+    header = store.header_located(key, token, KEY)
+    assert header.PatientID == "PHANTOM-1" and header.Rows == 64 and "PixelData" not in header
+    assert seen[0].endswith(f"/studies/{UIDS[0]}/series/{UIDS[1]}/instances/{UIDS[2]}/metadata")
+    monkeypatch.setattr(store, "_get", answer(ValueError("not json")))
+    with pytest.raises(StorageError, match="not JSON"):
+        store.header_located(key, token, KEY)
+    monkeypatch.setattr(store, "_get", answer([]))
+    with pytest.raises(ObjectMissing):
+        store.header_located(key, token, KEY)
+    monkeypatch.setattr(store, "_get", answer([{"00280010": {"vr": "US", "Value": ["x"]}}]))
+    with pytest.raises(pydicom.errors.InvalidDicomError, match="unreadable WADO-RS metadata"):
+        store.header_located(key, token, KEY)
+    with pytest.raises(InvalidKey, match="no locator"):
+        store.header_located(key, None, KEY)
