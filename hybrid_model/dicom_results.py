@@ -196,13 +196,11 @@ def source_grid(
     height, width = int(native_shape[0]), int(native_shape[1])
     if frame is None:
         frame = Frame.letterbox((height, width))
-    side = frame.side
-    full = cv2.resize(np.asarray(cam, np.float32), (side, side), interpolation=cv2.INTER_LINEAR)
+    size = (frame.side, frame.side)
+    full = cv2.resize(np.asarray(cam, np.float32), size, interpolation=cv2.INTER_LINEAR)
     out = np.zeros((height, width), np.float32)
-    r0, c0 = max(frame.top, 0), max(frame.left, 0)
-    r1, c1 = min(frame.top + side, height), min(frame.left + side, width)
-    if r1 > r0 and c1 > c0:
-        out[r0:r1, c0:c1] = full[r0 - frame.top : r1 - frame.top, c0 - frame.left : c1 - frame.left]
+    inside, within = frame.overlap(height, width)
+    out[inside] = full[within]
     return np.clip(out, 0.0, 1.0)
 
 

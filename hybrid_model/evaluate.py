@@ -77,9 +77,9 @@ LEVELS = (("skull base (< 0.3)", 0.0, SKULL_BASE_LEVEL),
           ("vertex (> 0.7)", 0.7, 1.01))  # fmt: skip
 
 
-def stratum(labels: np.ndarray, probs: np.ndarray, threshold: float) -> dict[str, Any]:
-    """Slices, positives, ROC AUC, sensitivity and specificity at ``threshold`` (None where a
-    class is missing)."""
+def stratum(labels: np.ndarray, probs: np.ndarray, threshold: float | np.ndarray) -> dict[str, Any]:
+    """Slices, positives, ROC AUC, sensitivity and specificity at ``threshold`` (one, or one
+    per item; None where a class is missing)."""
     from sklearn.metrics import roc_auc_score
 
     pos, neg = labels == 1, labels == 0

@@ -42,7 +42,7 @@ from hybrid_model.errors import (
 )
 from hybrid_model.greywindow import pseudo_hu
 from hybrid_model.raster import PNG16_MODES, decode_raster
-from hybrid_model.scope import Scope, check_grey, check_hu
+from hybrid_model.scope import Scope, body_box, check_grey, check_hu
 from hybrid_model.sniff import SNIFF_BYTES, sniff
 
 if TYPE_CHECKING:
@@ -347,17 +347,9 @@ def decode_native(
     return decode_image(data, name, size=None, options=options).pixels
 
 
-def letterbox_geometry(native_shape: tuple[int, int]) -> tuple[int, int, int]:
-    """(side, pad_top, pad_left) of the square that ``resize_to_model`` pads an image into."""
-    height, width = int(native_shape[0]), int(native_shape[1])
-    side = max(height, width)
-    return side, (side - height) // 2, (side - width) // 2
-
-
 FRAMINGS = ("letterbox", "head")
 HEAD_MARGIN = 1.1  # the head frame's side: this x the head's long side
 MAX_HEAD_ZOOM = 2.0  # and at least the image's long side / this (a vertex cap is not blown up)
-_FRAME_SIDE = 128  # the head is found on the image shrunk to this long side
 _BODY_STEP = 0.05  # body: the soft-tissue window this far above the image's darkest value
 
 
@@ -374,42 +366,41 @@ class Frame:
 
     @classmethod
     def letterbox(cls, native_shape: tuple[int, int]) -> Frame:
-        """The whole image, centred in the square of its long side (``letterbox_geometry``)."""
-        side, top, left = letterbox_geometry(native_shape)
-        return cls(-top, -left, side)
+        """The whole image, centred in the square of its long side."""
+        height, width = int(native_shape[0]), int(native_shape[1])
+        side = max(height, width)
+        return cls(-((side - height) // 2), -((side - width) // 2), side)
+
+    def overlap(self, height: int, width: int) -> tuple[tuple[slice, slice], tuple[slice, slice]]:
+        """Where the square and an image of ``height`` x ``width`` overlap: (the image's rows
+        and columns, the square's), each a pair of slices (empty where they do not)."""
+        r0, c0 = max(self.top, 0), max(self.left, 0)
+        r1 = max(min(self.top + self.side, height), r0)
+        c1 = max(min(self.left + self.side, width), c0)
+        image = (slice(r0, r1), slice(c0, c1))
+        square = (slice(r0 - self.top, r1 - self.top), slice(c0 - self.left, c1 - self.left))
+        return image, square
 
 
 def head_frame(native: np.ndarray) -> Frame:
     """The square around the head: centred on the body's bounding box, side ``HEAD_MARGIN`` x
-    its long side, at least the image's long side / ``MAX_HEAD_ZOOM``. The body is the largest
-    component of the soft-tissue window (channel 2) above the image's darkest value, after an
-    opening that drops the thin table and head holder, so an HU slice and a windowed grey export
-    of it (air at the window's floor) find the same head. Without a body: ``Frame.letterbox``.
+    its long side, at least the image's long side / ``MAX_HEAD_ZOOM``. The body is found as the
+    out-of-scope gate finds it (``scope.body_box``), in the soft-tissue window (channel 2) above
+    the image's darkest value, so an HU slice and a windowed grey export of it (air at the
+    window's floor) find the same head. Without a body: ``Frame.letterbox``.
 
     Why: a head fills 30 to 80 % of a 512 matrix's side; letterboxing the whole field of view
     into the model's 256 pixels spends up to half of them on air, and a small bleed shrinks with
     it (docs/experiments.md, "Head framing")."""
     height, width = native.shape[:2]
     soft = np.asarray(native[..., 2] if native.ndim == 3 else native, dtype=np.float32)
-    scale = max(height, width) / _FRAME_SIDE
-    if scale > 1.0:
-        size = (max(1, round(width / scale)), max(1, round(height / scale)))
-        soft = np.asarray(cv2.resize(soft, size, interpolation=cv2.INTER_AREA), np.float32)
-    else:
-        scale = 1.0
-    candidate = (soft > float(soft.min()) + _BODY_STEP).astype(np.uint8)
-    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
-    body = np.asarray(cv2.morphologyEx(candidate, cv2.MORPH_OPEN, kernel), np.uint8)
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(body, connectivity=8)
-    if count <= 1:
+    box = body_box(soft, float(soft.min()) + _BODY_STEP)
+    if box is None:
         return Frame.letterbox((height, width))
-    largest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
-    x, y, w, h = (int(v) for v in stats[largest, :4])
-    centre_r, centre_c = (y + h / 2.0) * scale, (x + w / 2.0) * scale
-    long_side = max(h, w) * scale
-    side = int(np.ceil(max(HEAD_MARGIN * long_side, max(height, width) / MAX_HEAD_ZOOM)))
+    top, left, h, w = box
+    side = int(np.ceil(max(HEAD_MARGIN * max(h, w), max(height, width) / MAX_HEAD_ZOOM)))
     side = max(1, min(side, max(height, width)))
-    return Frame(int(round(centre_r - side / 2.0)), int(round(centre_c - side / 2.0)), side)
+    return Frame(int(round(top + (h - side) / 2.0)), int(round(left + (w - side) / 2.0)), side)
 
 
 def model_frame(native: np.ndarray, framing: str = "letterbox") -> Frame:
@@ -427,12 +418,8 @@ def _crop(img: np.ndarray, frame: Frame) -> np.ndarray:
     if frame.top == 0 and frame.left == 0 and frame.side == height == width:
         return np.asarray(img, dtype=np.float32)
     square = np.zeros((frame.side, frame.side) + img.shape[2:], dtype=np.float32)
-    r0, c0 = max(frame.top, 0), max(frame.left, 0)
-    r1, c1 = min(frame.top + frame.side, height), min(frame.left + frame.side, width)
-    if r1 > r0 and c1 > c0:
-        square[r0 - frame.top : r1 - frame.top, c0 - frame.left : c1 - frame.left] = img[
-            r0:r1, c0:c1
-        ]
+    inside, within = frame.overlap(height, width)
+    square[within] = img[inside]
     return square
 
 
@@ -485,7 +472,6 @@ __all__ = [
     "hu_to_channels",
     "is_dicom",
     "head_frame",
-    "letterbox_geometry",
     "model_frame",
     "resize_to_model",
     "sniff",

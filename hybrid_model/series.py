@@ -145,6 +145,8 @@ class SeriesStage:
         slice_threshold: float | None = None,
         min_slices: int = MIN_STAGE_SLICES,
     ):
+        if stage is not None and min_slices > 1 and slice_threshold is None:
+            raise ValueError("a series stage needs the slice threshold for its short series")
         self.stage = stage
         self.threshold = float(threshold)
         self.slice_threshold = float(threshold if slice_threshold is None else slice_threshold)
@@ -191,18 +193,16 @@ class SeriesStage:
         staged = [i for i, lg in enumerate(logits) if len(lg) >= self.min_slices]
         if not staged:
             return out
-        steps = {
-            i: sequence_features(np.asarray(series[i][0], np.float32), logits[i], series[i][2])
+        steps = [
+            sequence_features(np.asarray(series[i][0], np.float32), logits[i], series[i][2])
             for i in staged
-        }
-        longest = max(len(f) for f in steps.values())
-        width = next(iter(steps.values())).shape[1]
-        batch = np.zeros((len(staged), longest, width), np.float32)
-        for row, i in enumerate(staged):
-            batch[row, : len(steps[i])] = steps[i]
+        ]
+        batch = np.zeros((len(steps), max(map(len, steps)), steps[0].shape[1]), np.float32)
+        for row, f in enumerate(steps):
+            batch[row, : len(f)] = f
         refined = self._refine(batch)[..., 0].astype(np.float64)
-        for row, i in enumerate(staged):
-            probs = sigmoid(refined[row, : len(steps[i])])
+        for row, (i, f) in enumerate(zip(staged, steps, strict=True)):
+            probs = sigmoid(refined[row, : len(f)])
             top = float(probs.max())
             out[i] = SeriesVerdict(top, probs, baselines[i], "series_stage", self.threshold)
         return out
@@ -414,6 +414,8 @@ def compare(
     ``slice_threshold`` (how many: ``short_series``)."""
     from sklearn.metrics import roc_auc_score
 
+    from hybrid_model.evaluate import stratum
+
     out: dict[str, Any] = {"series": len(data.names),
                            "series_with_hemorrhage": int(data.series_labels.sum()),
                            "slices": int(data.mask.sum())}  # fmt: skip
@@ -421,25 +423,21 @@ def compare(
     if slice_threshold is not None:
         short = data.mask.sum(axis=1) < min_slices
         out["short_series"] = int(short.sum())
+    # Each series' verdict threshold: the stage's, or the slice threshold for a short series.
+    cuts = np.where(short, slice_threshold or 0.0, threshold)
     top_slices = sigmoid(series_logits(data.slice_logits, data.mask))
     for name, logits in (("max of slices", data.slice_logits),
                          ("series stage", refined_logits(model, data))):  # fmt: skip
         probs = sigmoid(series_logits(logits, data.mask))
         if name == "series stage":
             probs = np.where(short, top_slices, probs)
-        labels = data.series_labels
-        both = bool(labels.any() and (labels == 0).any())
+        series = stratum(data.series_labels, probs, cuts)
         out[name] = {
-            "series_roc_auc": float(roc_auc_score(labels, probs)) if both else None,
+            "series_roc_auc": series["roc_auc"],
             "slice_roc_auc": float(roc_auc_score(data.slice_labels[data.mask], logits[data.mask])),
         }
         if name == "series stage":
-            flagged = np.where(short, probs >= (slice_threshold or 0.0), probs >= threshold)
-            pos, neg = labels == 1, labels == 0
-            out[name].update(
-                sensitivity=float(flagged[pos].mean()) if pos.any() else None,
-                specificity=float((~flagged[neg]).mean()) if neg.any() else None,
-            )
+            out[name].update(sensitivity=series["sensitivity"], specificity=series["specificity"])
     return out
 
 

@@ -78,9 +78,9 @@ def stored_map(
     settings: Settings, uri: str, row: int | None, fetched: dict[str, bytes] | None = None
 ) -> StoredMap:
     """An image's stored map (float32), the model input size it explains and the native square
-    it covers (``render.StoredMap``), from its prediction's ``raw_map_uri`` and ``raw_map_index``; ``fetched`` (URI -> bytes) keeps the
-    objects read, for a caller that reads several rows of one pack. StorageError or
-    ValueError when it cannot be read."""
+    it covers (``render.StoredMap``), from its prediction's ``raw_map_uri`` and
+    ``raw_map_index``; ``fetched`` (URI -> bytes) keeps the objects read, for a caller that
+    reads several rows of one pack. StorageError or ValueError when it cannot be read."""
     from hybrid_model.render import read_map
 
     data = None if fetched is None else fetched.get(uri)
